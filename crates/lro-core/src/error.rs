@@ -1,0 +1,549 @@
+//! [`LroError`]: everything that can go wrong while driving an operation.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Response, StatusCode};
+use serde::Deserialize;
+
+use crate::status::Status;
+use crate::token::ContinuationToken;
+use crate::transport::{BoxError, TransportError};
+
+/// At most this much of a response body is kept inside an error.
+pub const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Why a long-running operation could not be driven to a successful end.
+///
+/// Match on the variant to react; every variant that can happen after the operation started
+/// carries a [`continuation_token`](LroError::continuation_token) to resume it later.
+///
+/// ```
+/// use lro_core::LroError;
+///
+/// fn explain(err: &LroError) -> String {
+///     match err {
+///         LroError::OperationFailed(e) => format!("the service says: {}", e.message()),
+///         LroError::Timeout(_) => match err.continuation_token() {
+///             Some(token) => format!("still running; resume with {token}"),
+///             None => "still running".to_owned(),
+///         },
+///         other => other.to_string(),
+///     }
+/// }
+/// # let _ = explain;
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum LroError {
+    /// The service answered with an HTTP status that this step does not accept
+    /// (azure-core's `BadStatus`).
+    #[error("unexpected HTTP status: {0}")]
+    BadStatus(Box<HttpResponseError>),
+    /// A response lacked what polling needs: a body, a status, a polling link
+    /// (azure-core's `BadResponse`).
+    #[error("unusable response: {0}")]
+    BadResponse(Box<HttpResponseError>),
+    /// The operation ended failed or canceled on the service side
+    /// (azure-core's `OperationFailed`). The service's error body is in the payload.
+    #[error("operation {0}")]
+    OperationFailed(Box<HttpResponseError>),
+    /// A body could not be decoded (invalid JSON, or the deserialization callback failed).
+    #[error("{0}")]
+    Decode(Box<DecodeError>),
+    /// A deadline ran out before the operation finished; the operation may still be running.
+    #[error("{0}")]
+    Timeout(Box<TimeoutError>),
+    /// A request could not be completed (connection, TLS, timeout, body too large, ...).
+    #[error("{0}")]
+    Transport(Box<TransportFailure>),
+    /// A continuation token could not be read.
+    #[error("{0}")]
+    InvalidContinuationToken(Box<InvalidTokenError>),
+    /// A configured policy refused to go on (untrusted origin, too many polls, ...).
+    #[error("{0}")]
+    Policy(Box<PolicyError>),
+    /// Polling stopped before the end: the poller was dropped or the polling method panicked.
+    #[error("{0}")]
+    Stopped(Box<StoppedError>),
+}
+
+impl LroError {
+    /// The token to resume the operation from, when the error happened after it started.
+    pub fn continuation_token(&self) -> Option<&ContinuationToken> {
+        match self {
+            LroError::BadStatus(e) | LroError::BadResponse(e) | LroError::OperationFailed(e) => {
+                e.continuation_token.as_ref()
+            }
+            LroError::Decode(e) => e.continuation_token.as_ref(),
+            LroError::Timeout(e) => e.continuation_token.as_ref(),
+            LroError::Transport(e) => e.continuation_token.as_ref(),
+            LroError::Policy(e) => e.continuation_token.as_ref(),
+            LroError::Stopped(e) => e.continuation_token.as_ref(),
+            LroError::InvalidContinuationToken(_) => None,
+        }
+    }
+
+    /// Attaches `token` unless the error already carries one (errors that cannot be resumed,
+    /// such as an invalid token, ignore it).
+    #[must_use]
+    pub fn with_continuation_token(mut self, token: ContinuationToken) -> Self {
+        if let Some(slot @ None) = self.token_slot_mut() {
+            *slot = Some(token);
+        }
+        self
+    }
+
+    /// The HTTP response details, for the variants that have them.
+    pub fn response(&self) -> Option<&HttpResponseError> {
+        match self {
+            LroError::BadStatus(e) | LroError::BadResponse(e) | LroError::OperationFailed(e) => {
+                Some(e)
+            }
+            _ => None,
+        }
+    }
+
+    /// A short, stable, snake_case name of the variant (`"operation_failed"`, `"timeout"`, ...),
+    /// for logs and machine-readable output.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            LroError::BadStatus(_) => "bad_status",
+            LroError::BadResponse(_) => "bad_response",
+            LroError::OperationFailed(_) => "operation_failed",
+            LroError::Decode(_) => "decode",
+            LroError::Timeout(_) => "timeout",
+            LroError::Transport(_) => "transport",
+            LroError::InvalidContinuationToken(_) => "invalid_token",
+            LroError::Policy(_) => "policy",
+            LroError::Stopped(_) => "stopped",
+        }
+    }
+
+    /// A [`BadStatus`](LroError::BadStatus) error for `response`.
+    pub fn bad_status(response: &Response<Bytes>, method: &http::Method) -> Self {
+        let message = format!(
+            "invalid return status {} for '{}' operation",
+            response.status().as_u16(),
+            method
+        );
+        LroError::BadStatus(Box::new(HttpResponseError::new(response, message)))
+    }
+
+    /// A [`BadResponse`](LroError::BadResponse) error for `response`.
+    pub fn bad_response(response: &Response<Bytes>, message: impl Into<String>) -> Self {
+        LroError::BadResponse(Box::new(HttpResponseError::new(response, message)))
+    }
+
+    /// An [`OperationFailed`](LroError::OperationFailed) error: `response` carried the terminal
+    /// failed or canceled `status`.
+    pub fn operation_failed(response: &Response<Bytes>, status: Status) -> Self {
+        let mut error = HttpResponseError::new(response, String::new());
+        error.message = match error.service_error() {
+            Some(service) => format!("{} with status '{}': {}", verb(&status), status, service),
+            None => format!("{} with status '{}'", verb(&status), status),
+        };
+        error.operation_status = Some(status);
+        LroError::OperationFailed(Box::new(error))
+    }
+
+    /// A [`Decode`](LroError::Decode) error.
+    pub fn decode(message: impl Into<String>, source: Option<BoxError>) -> Self {
+        LroError::Decode(Box::new(DecodeError {
+            message: message.into(),
+            source: source.map(Arc::from),
+            continuation_token: None,
+        }))
+    }
+
+    /// A [`Timeout`](LroError::Timeout) error.
+    pub fn timeout(message: impl Into<String>, elapsed: Option<Duration>, polls: u32) -> Self {
+        LroError::Timeout(Box::new(TimeoutError {
+            message: message.into(),
+            elapsed,
+            polls,
+            continuation_token: None,
+        }))
+    }
+
+    /// A [`Transport`](LroError::Transport) error.
+    pub fn transport(error: TransportError) -> Self {
+        LroError::Transport(Box::new(TransportFailure {
+            error,
+            continuation_token: None,
+        }))
+    }
+
+    /// An [`InvalidContinuationToken`](LroError::InvalidContinuationToken) error.
+    pub fn invalid_token(message: impl Into<String>) -> Self {
+        LroError::InvalidContinuationToken(Box::new(InvalidTokenError {
+            message: message.into(),
+        }))
+    }
+
+    /// A [`Policy`](LroError::Policy) error.
+    pub fn policy(message: impl Into<String>) -> Self {
+        LroError::Policy(Box::new(PolicyError {
+            message: message.into(),
+            continuation_token: None,
+        }))
+    }
+
+    /// A [`Stopped`](LroError::Stopped) error.
+    pub fn stopped(message: impl Into<String>) -> Self {
+        LroError::Stopped(Box::new(StoppedError {
+            message: message.into(),
+            continuation_token: None,
+        }))
+    }
+
+    fn token_slot_mut(&mut self) -> Option<&mut Option<ContinuationToken>> {
+        Some(match self {
+            LroError::BadStatus(e) | LroError::BadResponse(e) | LroError::OperationFailed(e) => {
+                &mut e.continuation_token
+            }
+            LroError::Decode(e) => &mut e.continuation_token,
+            LroError::Timeout(e) => &mut e.continuation_token,
+            LroError::Transport(e) => &mut e.continuation_token,
+            LroError::Policy(e) => &mut e.continuation_token,
+            LroError::Stopped(e) => &mut e.continuation_token,
+            LroError::InvalidContinuationToken(_) => return None,
+        })
+    }
+}
+
+fn verb(status: &Status) -> &'static str {
+    if status.kind() == crate::StatusKind::Canceled {
+        "canceled"
+    } else {
+        "failed"
+    }
+}
+
+/// An HTTP response that ended polling, as kept inside an [`LroError`]: status code, headers,
+/// the first [`MAX_ERROR_BODY`] bytes of the body, and a message (azure-core's
+/// `HttpResponseError`).
+#[derive(Clone)]
+pub struct HttpResponseError {
+    status_code: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    message: String,
+    operation_status: Option<Status>,
+    continuation_token: Option<ContinuationToken>,
+}
+
+impl HttpResponseError {
+    /// Keeps `response`'s details with `message`. The body is shared, not copied, and cut to
+    /// [`MAX_ERROR_BODY`] bytes.
+    pub fn new(response: &Response<Bytes>, message: impl Into<String>) -> Self {
+        let body = response.body();
+        HttpResponseError {
+            status_code: response.status(),
+            headers: response.headers().clone(),
+            body: body.slice(..body.len().min(MAX_ERROR_BODY)),
+            message: message.into(),
+            operation_status: None,
+            continuation_token: None,
+        }
+    }
+
+    /// The HTTP status code of the response.
+    pub fn status_code(&self) -> StatusCode {
+        self.status_code
+    }
+
+    /// The standard reason phrase of the status code, if it has one.
+    pub fn reason(&self) -> Option<&'static str> {
+        self.status_code.canonical_reason()
+    }
+
+    /// The response headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The response body (at most [`MAX_ERROR_BODY`] bytes of it).
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// What went wrong, in one sentence.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// For [`LroError::OperationFailed`]: the terminal status the service reported.
+    pub fn operation_status(&self) -> Option<&Status> {
+        self.operation_status.as_ref()
+    }
+
+    /// The service's own error, when the body is an OData-style error
+    /// (`{"error": {"code": ..., "message": ...}}` or a top-level `code`/`message`).
+    pub fn service_error(&self) -> Option<ServiceError> {
+        ServiceError::parse(&self.body)
+    }
+
+    /// The token to resume the operation from.
+    pub fn continuation_token(&self) -> Option<&ContinuationToken> {
+        self.continuation_token.as_ref()
+    }
+}
+
+impl fmt::Display for HttpResponseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (HTTP {}", self.message, self.status_code.as_u16())?;
+        if let Some(reason) = self.reason() {
+            write!(f, " {reason}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl fmt::Debug for HttpResponseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpResponseError")
+            .field("status_code", &self.status_code)
+            .field("message", &self.message)
+            .field("operation_status", &self.operation_status)
+            .field("body_len", &self.body.len())
+            .field("has_continuation_token", &self.continuation_token.is_some())
+            .finish()
+    }
+}
+
+/// An error as a service describes it in an OData-style body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceError {
+    /// The service's error code (`"Conflict"`, `"InternalError"`, ...).
+    pub code: Option<String>,
+    /// The service's message.
+    pub message: Option<String>,
+}
+
+impl ServiceError {
+    fn parse(body: &[u8]) -> Option<ServiceError> {
+        #[derive(Deserialize)]
+        struct Inner {
+            code: Option<String>,
+            message: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Outer {
+            error: Option<Inner>,
+            code: Option<String>,
+            message: Option<String>,
+        }
+        let outer: Outer = serde_json::from_slice(body).ok()?;
+        let (code, message) = match outer.error {
+            Some(inner) => (inner.code, inner.message),
+            None => (outer.code, outer.message),
+        };
+        (code.is_some() || message.is_some()).then_some(ServiceError { code, message })
+    }
+}
+
+impl fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.code, &self.message) {
+            (Some(code), Some(message)) => write!(f, "({code}) {message}"),
+            (Some(code), None) => write!(f, "({code})"),
+            (None, Some(message)) => f.write_str(message),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// A body that could not be decoded.
+#[derive(Debug, Clone)]
+pub struct DecodeError {
+    message: String,
+    source: Option<Arc<dyn StdError + Send + Sync>>,
+    continuation_token: Option<ContinuationToken>,
+}
+
+impl DecodeError {
+    /// What could not be decoded.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for DecodeError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// A deadline ran out; the operation itself may still be running on the service.
+#[derive(Debug, Clone)]
+pub struct TimeoutError {
+    message: String,
+    elapsed: Option<Duration>,
+    polls: u32,
+    continuation_token: Option<ContinuationToken>,
+}
+
+impl TimeoutError {
+    /// How long polling had been going on, when known.
+    pub fn elapsed(&self) -> Option<Duration> {
+        self.elapsed
+    }
+
+    /// How many poll requests had been answered.
+    pub fn polls(&self) -> u32 {
+        self.polls
+    }
+}
+
+impl fmt::Display for TimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A request that failed in the transport, with no HTTP response.
+#[derive(Debug, Clone)]
+pub struct TransportFailure {
+    error: TransportError,
+    continuation_token: Option<ContinuationToken>,
+}
+
+impl TransportFailure {
+    /// The transport's error.
+    pub fn error(&self) -> &TransportError {
+        &self.error
+    }
+}
+
+impl fmt::Display for TransportFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "request failed: {}", self.error)
+    }
+}
+
+/// A continuation token that could not be read.
+#[derive(Debug, Clone)]
+pub struct InvalidTokenError {
+    message: String,
+}
+
+impl fmt::Display for InvalidTokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid continuation token: {}", self.message)
+    }
+}
+
+/// A policy refused to go on.
+#[derive(Debug, Clone)]
+pub struct PolicyError {
+    message: String,
+    continuation_token: Option<ContinuationToken>,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Polling stopped before the operation ended.
+#[derive(Debug, Clone)]
+pub struct StoppedError {
+    message: String,
+    continuation_token: Option<ContinuationToken>,
+}
+
+impl fmt::Display for StoppedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StatusVocabulary;
+
+    fn response(status: u16, body: &'static str) -> Response<Bytes> {
+        let mut r = Response::new(Bytes::from_static(body.as_bytes()));
+        *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+        r
+    }
+
+    #[test]
+    fn operation_failed_message_names_status_and_service_error() {
+        let status = StatusVocabulary::azure().status("Failed");
+        let body = r#"{"status":"Failed","error":{"code":"Boom","message":"it broke"}}"#;
+        let err = LroError::operation_failed(&response(200, body), status);
+        assert_eq!(
+            err.to_string(),
+            "operation failed with status 'Failed': (Boom) it broke (HTTP 200 OK)"
+        );
+        let details = err.response().map(|r| r.operation_status().cloned());
+        assert_eq!(
+            details.flatten().map(|s| s.to_string()).as_deref(),
+            Some("Failed")
+        );
+    }
+
+    #[test]
+    fn canceled_operations_say_canceled() {
+        let status = StatusVocabulary::azure().status("canceled");
+        let err = LroError::operation_failed(&response(200, "{}"), status);
+        assert!(
+            err.to_string()
+                .starts_with("operation canceled with status 'canceled'")
+        );
+    }
+
+    #[test]
+    fn error_bodies_are_cut_to_the_limit() {
+        let big = Bytes::from(vec![b'x'; MAX_ERROR_BODY * 2]);
+        let mut r = Response::new(big);
+        *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        let err = LroError::bad_status(&r, &http::Method::GET);
+        assert_eq!(err.response().map(|e| e.body().len()), Some(MAX_ERROR_BODY));
+        assert_eq!(
+            err.to_string(),
+            "unexpected HTTP status: invalid return status 500 for 'GET' operation (HTTP 500 Internal Server Error)"
+        );
+    }
+
+    #[test]
+    fn the_first_token_attached_wins_and_invalid_token_errors_take_none() {
+        let first = ContinuationToken::from_string("first".into());
+        let second = ContinuationToken::from_string("second".into());
+        let err = LroError::timeout("late", None, 3)
+            .with_continuation_token(first.clone())
+            .with_continuation_token(second.clone());
+        assert_eq!(err.continuation_token(), Some(&first));
+        let invalid = LroError::invalid_token("bad").with_continuation_token(second);
+        assert!(invalid.continuation_token().is_none());
+    }
+
+    #[test]
+    fn service_error_reads_both_odata_shapes() {
+        assert_eq!(
+            ServiceError::parse(br#"{"code":"C","message":"M"}"#).map(|e| e.to_string()),
+            Some("(C) M".to_owned())
+        );
+        assert_eq!(ServiceError::parse(br#"{"status":"Failed"}"#), None);
+        assert_eq!(ServiceError::parse(b"not json"), None);
+    }
+}

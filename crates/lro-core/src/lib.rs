@@ -1,0 +1,90 @@
+//! Drive HTTP long-running operations (LROs) to completion, the way Azure services define them.
+//!
+//! `lro-core` is the transport-agnostic heart of the `lro` workspace: the [`Status`],
+//! [`LroError`] and [`ContinuationToken`] types, the traits that plug in an HTTP stack
+//! ([`HttpClient`], [`AsyncHttpClient`]) and time ([`Timer`], [`AsyncTimer`]), the sans-IO
+//! [`Engine`] that makes every polling decision, and the two pollers that drive it:
+//! [`LroPoller`] (blocking, on a background thread) and [`AsyncLroPoller`] (async, on the
+//! caller's task).
+//!
+//! What you will *not* find here: an HTTP client, an async runtime, or the Azure polling
+//! algorithms. Transports live in `lro-hyper` and `lro-blocking`; the algorithms
+//! (Operation-Location, Azure-AsyncOperation, Location, ARM, exponential backoff) in
+//! `lro-strategies`. This crate depends on neither tokio nor hyper.
+//!
+//! # The layers
+//!
+//! | layer | blocking | async | decides |
+//! |---|---|---|---|
+//! | poller | [`LroPoller`] | [`AsyncLroPoller`] | threads, waiting, timeouts, callbacks |
+//! | polling method | [`PollingMethod`] | [`AsyncPollingMethod`] | the loop (write your own, or use [`StrategyPolling`]) |
+//! | engine | [`Engine`] | (same) | when to poll, wait, stop; limits; trust; tokens |
+//! | strategy | [`Strategy`] | (same) | status, polling URL, final GET |
+//!
+//! [`StrategyPolling`] turns any [`Strategy`] into both kinds of polling method: the strategy
+//! and the engine are written once, and the blocking and async drivers are two short loops.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use lro_core::test_util::{ScriptedTransport, json_response, WithHeader, OperationLocationStrategy};
+//! use lro_core::{deserialize, InitialResponse, LroPoller, StrategyPolling};
+//!
+//! // A transport that answers from a script and keeps virtual time.
+//! let transport = Arc::new(ScriptedTransport::new());
+//! transport.push_get("http://svc/op", json_response(200, r#"{"status":"Running"}"#));
+//! transport.push_get("http://svc/op", json_response(200, r#"{"status":"Succeeded"}"#));
+//!
+//! let initial = InitialResponse::new(
+//!     ScriptedTransport::request_head("POST", "http://svc/jobs"),
+//!     json_response(202, "").with_header("operation-location", "http://svc/op"),
+//! );
+//! let method = StrategyPolling::new(OperationLocationStrategy::default());
+//! let poller = LroPoller::new(transport, initial, deserialize::json::<serde_json::Value>(), method)?;
+//! let body = poller.result(None)?;
+//! assert_eq!(body["status"], "Succeeded");
+//! # Ok::<(), lro_core::LroError>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod delay;
+pub mod deserialize;
+mod drivers;
+mod engine;
+mod error;
+mod initial;
+mod method;
+mod options;
+mod poller;
+mod status;
+mod strategy;
+#[cfg(feature = "test-util")]
+pub mod test_util;
+mod token;
+mod transport;
+
+pub use delay::{DelayContext, DelayPolicy, FixedInterval};
+pub use deserialize::Deserializer;
+pub use drivers::StrategyPolling;
+pub use engine::{Action, Engine};
+pub use error::{
+    DecodeError, HttpResponseError, InvalidTokenError, LroError, MAX_ERROR_BODY, PolicyError,
+    ServiceError, StoppedError, TimeoutError, TransportFailure,
+};
+pub use initial::{InitialResponse, RequestHead};
+pub use method::{AsyncPollingMethod, PollingMethod, RunContext};
+pub use options::{DEFAULT_MAX_DELAY, OriginPolicy, PollOptions, PollOptionsBuilder};
+pub use poller::{AlreadyComplete, AsyncLroPoller, CallbackId, LroPoller, Progress, async_poller};
+pub use status::{Status, StatusKind, StatusVocabulary};
+pub use strategy::Strategy;
+pub use token::{
+    ContinuationToken, MAX_TOKEN_LEN, RequestRecord, ResponseRecord, TOKEN_REQUEST_HEADERS,
+    TOKEN_RESPONSE_HEADERS, TOKEN_VERSION, TokenState,
+};
+pub use transport::{
+    AsyncHttpClient, AsyncTimer, BoxError, BoxFuture, HttpClient, Interrupt, SystemTimer, Timer,
+    Timestamp, TransportError, TransportErrorKind,
+};

@@ -1,0 +1,244 @@
+//! [`PollOptions`]: what the engine does around a strategy — delays, limits, trust, headers.
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+
+use crate::delay::{DelayPolicy, FixedInterval};
+use crate::status::StatusVocabulary;
+
+/// Longest wait between two polls unless configured otherwise: 10 minutes.
+///
+/// azure-core has no cap (a `Retry-After: 1e12` sleeps for 31,000 years); here a server's
+/// absurd hint cannot park an operation for longer than this.
+pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(600);
+
+/// Which hosts polls and final GETs may go to.
+///
+/// Polling URLs come from response headers and bodies, and the client attaches credentials to
+/// every request it sends; so by default a poll may only go to the origin (scheme, host, port)
+/// of the request that started the operation. azure-core follows any URL; this is a deliberate
+/// difference.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OriginPolicy {
+    any: bool,
+    extra: Vec<Origin>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    fn of(uri: &Uri) -> Option<Origin> {
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let host = uri.host()?.to_ascii_lowercase();
+        let port = uri.port_u16().or(match scheme.as_str() {
+            "http" => Some(80),
+            "https" => Some(443),
+            _ => None,
+        })?;
+        Some(Origin { scheme, host, port })
+    }
+}
+
+impl OriginPolicy {
+    /// Only the origin of the initial request (the default).
+    pub fn same_origin() -> Self {
+        Self::default()
+    }
+
+    /// Any URL the service names. Use only with clients that send no credentials, or when
+    /// every host the service may name is trusted.
+    pub fn any() -> Self {
+        OriginPolicy {
+            any: true,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Also trusts the origin of `url` (e.g. `"https://status.example.com"`).
+    ///
+    /// Returns `None` if `url` has no scheme, host or known port.
+    pub fn allow(mut self, url: &str) -> Option<Self> {
+        let origin = Origin::of(&url.parse().ok()?)?;
+        self.extra.push(origin);
+        Some(self)
+    }
+
+    /// Whether a request to `target` is allowed for an operation started at `initial`.
+    pub fn permits(&self, initial: &Uri, target: &Uri) -> bool {
+        if self.any {
+            return true;
+        }
+        match (Origin::of(initial), Origin::of(target)) {
+            (Some(initial), Some(target)) => target == initial || self.extra.contains(&target),
+            _ => false,
+        }
+    }
+}
+
+/// How the engine drives a strategy: delay policy and cap, limits, trusted origins, status
+/// words and headers on polls. Built with [`PollOptions::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use http::{HeaderName, HeaderValue};
+/// use lro_core::{FixedInterval, PollOptions};
+///
+/// let options = PollOptions::builder()
+///     .delay(FixedInterval::new(Duration::from_secs(5)))
+///     .max_elapsed(Duration::from_secs(3600))
+///     .header(HeaderName::from_static("x-tenant"), HeaderValue::from_static("contoso"))
+///     .build();
+/// # let _ = options;
+/// ```
+#[derive(Debug)]
+pub struct PollOptions {
+    pub(crate) delay: Box<dyn DelayPolicy>,
+    pub(crate) max_delay: Duration,
+    pub(crate) max_polls: Option<u32>,
+    pub(crate) max_elapsed: Option<Duration>,
+    pub(crate) origins: OriginPolicy,
+    pub(crate) vocabulary: StatusVocabulary,
+    pub(crate) headers: HeaderMap,
+    pub(crate) forward_client_request_id: bool,
+}
+
+impl Default for PollOptions {
+    fn default() -> Self {
+        PollOptions {
+            delay: Box::new(FixedInterval::default()),
+            max_delay: DEFAULT_MAX_DELAY,
+            max_polls: None,
+            max_elapsed: None,
+            origins: OriginPolicy::default(),
+            vocabulary: StatusVocabulary::azure(),
+            headers: HeaderMap::new(),
+            forward_client_request_id: true,
+        }
+    }
+}
+
+impl PollOptions {
+    /// A builder starting from azure-core's defaults (30 s interval, azure status words).
+    pub fn builder() -> PollOptionsBuilder {
+        PollOptionsBuilder {
+            options: PollOptions::default(),
+        }
+    }
+
+    /// The status words in use.
+    pub fn vocabulary(&self) -> &StatusVocabulary {
+        &self.vocabulary
+    }
+}
+
+/// Builder of [`PollOptions`].
+#[derive(Debug)]
+#[must_use]
+pub struct PollOptionsBuilder {
+    options: PollOptions,
+}
+
+impl PollOptionsBuilder {
+    /// How long to wait between polls (default: [`FixedInterval`] of 30 s, honouring the
+    /// service's `Retry-After`).
+    pub fn delay(mut self, policy: impl DelayPolicy + 'static) -> Self {
+        self.options.delay = Box::new(policy);
+        self
+    }
+
+    /// Shorthand for `delay(FixedInterval::new(interval))`.
+    pub fn interval(self, interval: Duration) -> Self {
+        self.delay(FixedInterval::new(interval))
+    }
+
+    /// Caps every wait, whatever the service or the policy asks (default: 10 minutes).
+    pub fn max_delay(mut self, max: Duration) -> Self {
+        self.options.max_delay = max;
+        self
+    }
+
+    /// Gives up with [`LroError::Timeout`](crate::LroError::Timeout) after this many status
+    /// polls (default: no limit).
+    pub fn max_polls(mut self, max: u32) -> Self {
+        self.options.max_polls = Some(max);
+        self
+    }
+
+    /// Gives up with [`LroError::Timeout`](crate::LroError::Timeout) once the next poll would
+    /// come later than this after polling started (default: no limit).
+    pub fn max_elapsed(mut self, max: Duration) -> Self {
+        self.options.max_elapsed = Some(max);
+        self
+    }
+
+    /// Which hosts polls may go to (default: the initial request's origin only).
+    pub fn origins(mut self, policy: OriginPolicy) -> Self {
+        self.options.origins = policy;
+        self
+    }
+
+    /// Which status words end the operation (default: azure-core's).
+    pub fn vocabulary(mut self, vocabulary: StatusVocabulary) -> Self {
+        self.options.vocabulary = vocabulary;
+        self
+    }
+
+    /// Adds a header to every poll and final GET.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.options.headers.append(name, value);
+        self
+    }
+
+    /// Whether polls repeat the initial request's `x-ms-client-request-id`, as azure-core
+    /// does (default: yes).
+    pub fn forward_client_request_id(mut self, forward: bool) -> Self {
+        self.options.forward_client_request_id = forward;
+        self
+    }
+
+    /// The options.
+    pub fn build(self) -> PollOptions {
+        self.options
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(s: &str) -> Uri {
+        s.parse().expect("test URI")
+    }
+
+    #[test]
+    fn same_origin_compares_scheme_host_and_effective_port() {
+        let policy = OriginPolicy::same_origin();
+        let start = uri("https://Example.com/resource");
+        assert!(policy.permits(&start, &uri("https://example.com:443/op?x=1")));
+        assert!(
+            !policy.permits(&start, &uri("http://example.com/op")),
+            "downgrade to http"
+        );
+        assert!(!policy.permits(&start, &uri("https://example.com:8443/op")));
+        assert!(!policy.permits(&start, &uri("https://evil.example/op")));
+        assert!(!policy.permits(&start, &uri("/relative")));
+    }
+
+    #[test]
+    fn allowed_origins_and_any_widen_the_policy() {
+        let start = uri("https://example.com/resource");
+        let policy = OriginPolicy::same_origin()
+            .allow("https://status.example.com")
+            .expect("valid origin");
+        assert!(policy.permits(&start, &uri("https://status.example.com/op/1")));
+        assert!(!policy.permits(&start, &uri("http://status.example.com/op/1")));
+        assert!(OriginPolicy::any().permits(&start, &uri("http://anything/")));
+        assert!(OriginPolicy::same_origin().allow("not a url").is_none());
+    }
+}

@@ -1,0 +1,295 @@
+//! [`AsyncLroPoller`]: the async poller (azure-core's `AsyncLROPoller`), runtime-agnostic.
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+
+use crate::deserialize::Deserializer;
+use crate::error::LroError;
+use crate::initial::InitialResponse;
+use crate::method::AsyncPollingMethod;
+use crate::status::Status;
+use crate::token::ContinuationToken;
+use crate::transport::{AsyncHttpClient, AsyncTimer, BoxFuture};
+
+/// Drives a long-running operation from the task that awaits it.
+///
+/// No thread and no spawned task: polling happens while the poller (or its
+/// [`progress`](AsyncLroPoller::progress) stream) is awaited, and stops when the future is
+/// dropped. Awaiting again continues where it stopped.
+///
+/// ```
+/// # async fn example() -> Result<(), lro_core::LroError> {
+/// use std::sync::Arc;
+/// use lro_core::test_util::{ScriptedTransport, json_response, WithHeader, OperationLocationStrategy};
+/// use lro_core::{deserialize, AsyncLroPoller, InitialResponse, StrategyPolling};
+///
+/// let transport = Arc::new(ScriptedTransport::new());
+/// transport.push_get("http://svc/op", json_response(200, r#"{"status":"Succeeded","id":7}"#));
+/// let initial = InitialResponse::new(
+///     ScriptedTransport::request_head("POST", "http://svc/jobs"),
+///     json_response(202, "").with_header("operation-location", "http://svc/op"),
+/// );
+/// let method = StrategyPolling::new(OperationLocationStrategy::default());
+/// let poller = AsyncLroPoller::new(transport, initial, deserialize::json::<serde_json::Value>(), method)?;
+/// let job = poller.await?;
+/// assert_eq!(job["id"], 7);
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(example()).unwrap();
+/// ```
+pub struct AsyncLroPoller<T, M = Box<dyn AsyncPollingMethod<T>>>
+where
+    M: AsyncPollingMethod<T> + 'static,
+{
+    method: Arc<M>,
+    timer: Arc<dyn AsyncTimer>,
+    _resource: PhantomData<fn() -> T>,
+}
+
+impl<T: 'static, M> AsyncLroPoller<T, M>
+where
+    M: AsyncPollingMethod<T> + 'static,
+{
+    /// Initializes `method` with the initial response. Nothing is sent until the poller is
+    /// awaited.
+    ///
+    /// `client` sends the polls and provides time ([`AsyncTimer`]).
+    pub fn new<C>(
+        client: Arc<C>,
+        initial: InitialResponse,
+        deserializer: Deserializer<T>,
+        mut method: M,
+    ) -> Result<Self, LroError>
+    where
+        C: AsyncHttpClient + AsyncTimer + 'static,
+    {
+        method.initialize(client.clone(), initial, deserializer)?;
+        Ok(Self::assemble(method, client))
+    }
+
+    /// Rebuilds a poller from a continuation token.
+    pub fn from_continuation_token<C>(
+        mut method: M,
+        token: &ContinuationToken,
+        client: Arc<C>,
+        deserializer: Deserializer<T>,
+    ) -> Result<Self, LroError>
+    where
+        C: AsyncHttpClient + AsyncTimer + 'static,
+    {
+        method.from_continuation_token(client.clone(), token, deserializer)?;
+        Ok(Self::assemble(method, client))
+    }
+
+    fn assemble(method: M, timer: Arc<dyn AsyncTimer>) -> Self {
+        AsyncLroPoller {
+            method: Arc::new(method),
+            timer,
+            _resource: PhantomData,
+        }
+    }
+
+    /// Polls until the operation ends (at most `timeout`, measured by the timer), then returns
+    /// the resource.
+    pub async fn result(&self, timeout: Option<Duration>) -> Result<T, LroError> {
+        self.wait(timeout).await?;
+        self.method.resource().map_err(|e| self.with_token(e))
+    }
+
+    /// Polls until the operation ends (at most `timeout`, measured by the timer).
+    ///
+    /// When `timeout` runs out, polling pauses and [`LroError::Timeout`] is returned with a
+    /// continuation token; calling `wait` or `result` again continues.
+    pub async fn wait(&self, timeout: Option<Duration>) -> Result<(), LroError> {
+        let run = self.method.run(&*self.timer);
+        let outcome = match timeout {
+            None => run.await,
+            Some(limit) => match (Race {
+                work: run,
+                deadline: self.timer.sleep(limit),
+            })
+            .await
+            {
+                Some(outcome) => outcome,
+                None => Err(LroError::timeout(
+                    format!(
+                        "the operation did not finish within {limit:?}; await it again to continue"
+                    ),
+                    Some(limit),
+                    0,
+                )),
+            },
+        };
+        outcome.map_err(|e| self.with_token(e))
+    }
+
+    /// Whether polling is over.
+    pub fn done(&self) -> bool {
+        self.method.finished()
+    }
+
+    /// The latest status, as the service spelled it.
+    pub fn status(&self) -> Status {
+        self.method.status()
+    }
+
+    /// The polling method.
+    pub fn polling_method(&self) -> &M {
+        &self.method
+    }
+
+    /// A token to resume the operation, here or in another process.
+    pub fn continuation_token(&self) -> Result<ContinuationToken, LroError> {
+        self.method.continuation_token()
+    }
+
+    /// A stream of status updates that drives polling: the current status first, then each
+    /// change, then the end (or one error). Read the result afterwards with
+    /// [`result`](AsyncLroPoller::result), which does not poll again once polling is over.
+    pub fn progress(&self) -> Progress<T, M> {
+        let method = Arc::clone(&self.method);
+        let timer = Arc::clone(&self.timer);
+        let reader = Arc::clone(&self.method);
+        Progress {
+            run: Some(Box::pin(async move { method.run(&*timer).await })),
+            method: reader,
+            last: None,
+            _resource: PhantomData,
+        }
+    }
+
+    fn with_token(&self, error: LroError) -> LroError {
+        if error.continuation_token().is_some() {
+            return error;
+        }
+        match self.method.continuation_token() {
+            Ok(token) => error.with_continuation_token(token),
+            Err(_) => error,
+        }
+    }
+}
+
+impl<T: Send + 'static, M> IntoFuture for AsyncLroPoller<T, M>
+where
+    M: AsyncPollingMethod<T> + 'static,
+{
+    type Output = Result<T, LroError>;
+    type IntoFuture = BoxFuture<'static, Result<T, LroError>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.result(None).await })
+    }
+}
+
+/// Builds an [`AsyncLroPoller`] and awaits its result: the seed's convenience.
+pub async fn async_poller<T, M, C>(
+    client: Arc<C>,
+    initial: InitialResponse,
+    deserializer: Deserializer<T>,
+    method: M,
+) -> Result<T, LroError>
+where
+    T: Send + 'static,
+    M: AsyncPollingMethod<T> + 'static,
+    C: AsyncHttpClient + AsyncTimer + 'static,
+{
+    AsyncLroPoller::new(client, initial, deserializer, method)?.await
+}
+
+/// Status updates of an operation, from [`AsyncLroPoller::progress`].
+pub struct Progress<T, M> {
+    run: Option<BoxFuture<'static, Result<(), LroError>>>,
+    method: Arc<M>,
+    last: Option<Status>,
+    _resource: PhantomData<fn() -> T>,
+}
+
+impl<T, M: AsyncPollingMethod<T>> Progress<T, M> {
+    fn changed(&mut self) -> Option<Status> {
+        let status = self.method.status();
+        if self.last.as_ref() == Some(&status) {
+            return None;
+        }
+        self.last = Some(status.clone());
+        Some(status)
+    }
+}
+
+impl<T, M: AsyncPollingMethod<T>> Stream for Progress<T, M> {
+    type Item = Result<Status, LroError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.last.is_none() {
+            return Poll::Ready(this.changed().map(Ok));
+        }
+        let Some(run) = this.run.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match run.as_mut().poll(cx) {
+            Poll::Ready(Ok(())) => {
+                this.run = None;
+                Poll::Ready(this.changed().map(Ok))
+            }
+            Poll::Ready(Err(error)) => {
+                this.run = None;
+                let error = match this.method.continuation_token() {
+                    Ok(token) => error.with_continuation_token(token),
+                    Err(_) => error,
+                };
+                Poll::Ready(Some(Err(error)))
+            }
+            Poll::Pending => match this.changed() {
+                Some(status) => Poll::Ready(Some(Ok(status))),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<T, M> fmt::Debug for Progress<T, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Progress")
+            .field("last", &self.last)
+            .field("running", &self.run.is_some())
+            .finish()
+    }
+}
+
+impl<T, M> fmt::Debug for AsyncLroPoller<T, M>
+where
+    M: AsyncPollingMethod<T> + 'static,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncLroPoller")
+            .field("status", &self.method.status())
+            .field("done", &self.method.finished())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Polls `work` first, then `deadline`; `None` if the deadline came first.
+struct Race<'a, O> {
+    work: BoxFuture<'a, O>,
+    deadline: BoxFuture<'static, ()>,
+}
+
+impl<O> Future for Race<'_, O> {
+    type Output = Option<O>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<O>> {
+        if let Poll::Ready(output) = self.work.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

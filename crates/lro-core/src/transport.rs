@@ -1,0 +1,365 @@
+//! The two seams to the outside world: sending HTTP requests, and time.
+//!
+//! A transport crate (or a user) implements [`HttpClient`] and/or [`AsyncHttpClient`] over its
+//! HTTP stack, and [`Timer`] / [`AsyncTimer`] over its clock. Nothing else in this crate performs
+//! I/O or reads a clock.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{Request, Response};
+
+/// A boxed error from a transport or a deserializer.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// A boxed future, as returned by [`AsyncTimer::sleep`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What kind of transport failure happened, for callers that react differently to each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TransportErrorKind {
+    /// The connection could not be established (DNS, refused, TLS handshake, ...).
+    Connect,
+    /// The request or the connection timed out.
+    Timeout,
+    /// The response body was larger than the configured limit.
+    BodyTooLarge,
+    /// Anything else (reset connection, protocol error, ...).
+    Other,
+}
+
+/// A request that could not be completed: no HTTP response is available.
+///
+/// ```
+/// use lro_core::{TransportError, TransportErrorKind};
+///
+/// let err = TransportError::new(TransportErrorKind::Timeout, "no answer within 30 s");
+/// assert_eq!(err.kind(), TransportErrorKind::Timeout);
+/// assert_eq!(err.to_string(), "timeout: no answer within 30 s");
+/// ```
+#[derive(Debug, Clone)]
+pub struct TransportError {
+    kind: TransportErrorKind,
+    source: Arc<dyn StdError + Send + Sync + 'static>,
+}
+
+impl TransportError {
+    /// A transport error of `kind` caused by `source` (an error value or a message).
+    pub fn new(kind: TransportErrorKind, source: impl Into<BoxError>) -> Self {
+        TransportError {
+            kind,
+            source: Arc::from(source.into()),
+        }
+    }
+
+    /// A transport error of kind [`TransportErrorKind::Other`].
+    pub fn other(source: impl Into<BoxError>) -> Self {
+        Self::new(TransportErrorKind::Other, source)
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> TransportErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            TransportErrorKind::Connect => "connect",
+            TransportErrorKind::Timeout => "timeout",
+            TransportErrorKind::BodyTooLarge => "response body too large",
+            TransportErrorKind::Other => "transport",
+        };
+        write!(f, "{kind}: {}", self.source)
+    }
+}
+
+impl StdError for TransportError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// A blocking HTTP client: sends one request, returns the whole response.
+///
+/// Implementations own connection pooling, TLS, timeouts and the cap on body size; the pollers
+/// only call [`send`](HttpClient::send). The trait is object safe and implemented for `&T`,
+/// `Arc<T>` and `Box<T>`.
+///
+/// Plugging in another HTTP stack takes one `impl`:
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{Request, Response};
+/// use lro_core::{HttpClient, TransportError};
+///
+/// /// A stand-in for any blocking HTTP library.
+/// struct MyStack;
+/// impl MyStack {
+///     fn call(&self, method: &str, url: &str) -> Result<(u16, Vec<u8>), String> {
+///         Ok((200, br#"{"status":"Succeeded"}"#.to_vec()))
+///     }
+/// }
+///
+/// impl HttpClient for MyStack {
+///     fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+///         let (status, body) = self
+///             .call(request.method().as_str(), &request.uri().to_string())
+///             .map_err(TransportError::other)?;
+///         Response::builder()
+///             .status(status)
+///             .body(Bytes::from(body))
+///             .map_err(TransportError::other)
+///     }
+/// }
+///
+/// let response = MyStack.send(Request::get("http://localhost/op").body(Bytes::new()).unwrap());
+/// assert_eq!(response.unwrap().status(), 200);
+/// ```
+pub trait HttpClient: Send + Sync {
+    /// Sends `request` and reads the whole response body.
+    fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError>;
+}
+
+/// An async HTTP client: sends one request, returns the whole response.
+///
+/// The async counterpart of [`HttpClient`]; runtime-agnostic. Object safe (through
+/// [`async_trait`](https://docs.rs/async-trait)) and implemented for `&T`, `Arc<T>` and `Box<T>`.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{Request, Response};
+/// use lro_core::{AsyncHttpClient, TransportError};
+///
+/// struct Canned;
+///
+/// #[async_trait::async_trait]
+/// impl AsyncHttpClient for Canned {
+///     async fn send(&self, _request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+///         Ok(Response::new(Bytes::from_static(br#"{"status":"Running"}"#)))
+///     }
+/// }
+/// ```
+#[async_trait::async_trait]
+pub trait AsyncHttpClient: Send + Sync {
+    /// Sends `request` and reads the whole response body.
+    async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError>;
+}
+
+macro_rules! forward_clients {
+    ($($ptr:ty),*) => {$(
+        impl<T: HttpClient + ?Sized> HttpClient for $ptr {
+            fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+                (**self).send(request)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl<T: AsyncHttpClient + ?Sized> AsyncHttpClient for $ptr {
+            async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+                (**self).send(request).await
+            }
+        }
+    )*};
+}
+forward_clients!(&T, Arc<T>, Box<T>);
+
+/// A reading of the clocks, handed to the engine instead of letting it read a clock itself.
+///
+/// `instant` measures delays; `wall` resolves `Retry-After` HTTP dates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp {
+    /// Monotonic time: delays and deadlines are measured with it.
+    pub instant: Instant,
+    /// Wall-clock time: only used to turn an HTTP date into a delay.
+    pub wall: SystemTime,
+}
+
+impl Timestamp {
+    /// A timestamp from its two readings.
+    pub fn new(instant: Instant, wall: SystemTime) -> Self {
+        Timestamp { instant, wall }
+    }
+
+    /// This timestamp moved forward by `by` (saturating at the far future).
+    #[must_use]
+    pub fn advanced(self, by: Duration) -> Self {
+        Timestamp {
+            instant: self.instant.checked_add(by).unwrap_or(self.instant),
+            wall: self.wall.checked_add(by).unwrap_or(self.wall),
+        }
+    }
+}
+
+/// A way to interrupt a blocking wait, shared between a poller and its polling thread.
+///
+/// [`LroPoller`](crate::LroPoller) sets it when dropped so that a polling thread stops waiting
+/// at once instead of sleeping out a long `Retry-After`.
+#[derive(Debug, Default)]
+pub struct Interrupt {
+    set: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Interrupt {
+    /// A new, unset interrupt.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the interrupt and wakes every waiter.
+    pub fn set(&self) {
+        *self.set.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.changed.notify_all();
+    }
+
+    /// Whether [`set`](Self::set) was called.
+    pub fn is_set(&self) -> bool {
+        *self.set.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Blocks for `duration` of real time, or until the interrupt is set. Returns `true` if it
+    /// was set.
+    pub fn wait_timeout(&self, duration: Duration) -> bool {
+        let guard = self.set.lock().unwrap_or_else(PoisonError::into_inner);
+        let (guard, _) = self
+            .changed
+            .wait_timeout_while(guard, duration, |set| !*set)
+            .unwrap_or_else(PoisonError::into_inner);
+        *guard
+    }
+}
+
+/// Time for blocking polling: a clock, and a way to wait.
+///
+/// The default methods use the system clocks and really wait; tests substitute a manual clock
+/// (see `ManualClock` behind the `test-util` feature) so that nothing sleeps for real.
+pub trait Timer: Send + Sync {
+    /// The current time.
+    fn now(&self) -> Timestamp {
+        system_now()
+    }
+
+    /// Blocks for `duration`, returning early once `interrupt` is set.
+    fn sleep(&self, duration: Duration, interrupt: &Interrupt) {
+        interrupt.wait_timeout(duration);
+    }
+}
+
+/// Time for async polling: a clock, and a sleep future from the caller's runtime.
+///
+/// ```
+/// use std::time::Duration;
+/// use lro_core::{AsyncTimer, BoxFuture};
+///
+/// /// Would call the runtime's sleep (e.g. `tokio::time::sleep`); this one returns at once.
+/// struct Instantly;
+/// impl AsyncTimer for Instantly {
+///     fn sleep(&self, _duration: Duration) -> BoxFuture<'static, ()> {
+///         Box::pin(async {})
+///     }
+/// }
+/// ```
+pub trait AsyncTimer: Send + Sync {
+    /// The current time.
+    fn now(&self) -> Timestamp {
+        system_now()
+    }
+
+    /// A future that completes after `duration`.
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
+}
+
+macro_rules! forward_timers {
+    ($($ptr:ty),*) => {$(
+        impl<T: Timer + ?Sized> Timer for $ptr {
+            fn now(&self) -> Timestamp {
+                (**self).now()
+            }
+            fn sleep(&self, duration: Duration, interrupt: &Interrupt) {
+                (**self).sleep(duration, interrupt)
+            }
+        }
+
+        impl<T: AsyncTimer + ?Sized> AsyncTimer for $ptr {
+            fn now(&self) -> Timestamp {
+                (**self).now()
+            }
+            fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+                (**self).sleep(duration)
+            }
+        }
+    )*};
+}
+forward_timers!(&T, Arc<T>, Box<T>);
+
+/// The system clocks and real waiting: the blocking poller's default [`Timer`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemTimer;
+
+impl Timer for SystemTimer {}
+
+/// Reads the system clocks; the only place in this crate that does.
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn system_now() -> Timestamp {
+    Timestamp::new(Instant::now(), SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object_safe(_: &dyn HttpClient, _: &dyn AsyncHttpClient, _: &dyn Timer, _: &dyn AsyncTimer) {
+    }
+
+    struct Ok200;
+    impl HttpClient for Ok200 {
+        fn send(&self, _: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+            Ok(Response::new(Bytes::new()))
+        }
+    }
+
+    #[test]
+    fn clients_work_through_references_arcs_and_boxes() {
+        let request = || Request::new(Bytes::new());
+        let arc = Arc::new(Ok200);
+        let boxed: Box<dyn HttpClient> = Box::new(Ok200);
+        assert!((&Ok200).send(request()).is_ok());
+        assert!(arc.send(request()).is_ok());
+        assert!(boxed.send(request()).is_ok());
+        let _ = object_safe;
+    }
+
+    #[test]
+    fn interrupt_ends_a_wait_at_once() {
+        let interrupt = Arc::new(Interrupt::new());
+        let setter = Arc::clone(&interrupt);
+        let handle = std::thread::spawn(move || setter.set());
+        // An hour-long wait that must return as soon as the other thread sets the interrupt.
+        assert!(interrupt.wait_timeout(Duration::from_secs(3600)));
+        handle.join().ok();
+        assert!(interrupt.is_set());
+    }
+
+    #[test]
+    fn timestamp_advance_saturates() {
+        let t = system_now();
+        assert_eq!(t.advanced(Duration::MAX), t);
+    }
+
+    #[test]
+    fn transport_error_keeps_its_source() {
+        let err = TransportError::new(TransportErrorKind::Connect, "refused");
+        assert_eq!(
+            err.source().map(ToString::to_string).as_deref(),
+            Some("refused")
+        );
+    }
+}
