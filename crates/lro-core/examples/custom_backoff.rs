@@ -4,7 +4,7 @@
 //!
 //! Built-in methods are sans-IO strategies driven by the engine; this one shows that the
 //! azure-core contract can still be implemented by hand in a few dozen lines.
-#![allow(missing_debug_implementations)] // a lint of this workspace, not needed in yours
+#![allow(missing_debug_implementations, unreachable_pub)] // lints of this workspace, not needed in yours
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -20,47 +20,39 @@ use lro_core::{
 pub struct ExponentialLocationPolling<T> {
     first_delay: Duration,
     max_delay: Duration,
-    state: Mutex<State<T>>,
+    state: Mutex<Option<State<T>>>,
 }
 
 struct State<T> {
-    client: Option<Arc<dyn HttpClient>>,
+    client: Arc<dyn HttpClient>,
+    deserializer: Deserializer<T>,
     url: Option<Uri>,
-    latest: Option<Response<Bytes>>,
+    latest: Response<Bytes>,
     status: Status,
-    deserializer: Option<Deserializer<T>>,
 }
 
 impl<T> ExponentialLocationPolling<T> {
     /// Waits `first_delay`, then twice as long each time, at most `max_delay`.
     pub fn new(first_delay: Duration, max_delay: Duration) -> Self {
-        let state = State {
-            client: None,
-            url: None,
-            latest: None,
-            status: Status::new("NotStarted", StatusKind::InProgress),
-            deserializer: None,
-        };
-        ExponentialLocationPolling {
-            first_delay,
-            max_delay,
-            state: Mutex::new(state),
-        }
+        ExponentialLocationPolling { first_delay, max_delay, state: Mutex::new(None) }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State<T>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn with<R>(&self, f: impl FnOnce(&mut State<T>) -> R) -> Result<R, LroError> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.as_mut().map(f).ok_or_else(|| LroError::policy("not initialized"))
+    }
+}
+
+fn status_of(response: &Response<Bytes>) -> Result<Status, LroError> {
+    match response.status() {
+        StatusCode::ACCEPTED => Ok(Status::new("InProgress", StatusKind::InProgress)),
+        code if code.is_success() => Ok(Status::new("Succeeded", StatusKind::Succeeded)),
+        _ => Err(LroError::bad_status(response, &http::Method::GET)),
     }
 }
 
 fn location(response: &Response<Bytes>) -> Option<Uri> {
-    response
-        .headers()
-        .get("location")?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+    response.headers().get("location")?.to_str().ok()?.parse().ok()
 }
 
 impl<T> PollingMethod<T> for ExponentialLocationPolling<T> {
@@ -70,42 +62,32 @@ impl<T> PollingMethod<T> for ExponentialLocationPolling<T> {
         initial: InitialResponse,
         deserializer: Deserializer<T>,
     ) -> Result<(), LroError> {
-        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        state.url = location(initial.response());
-        state.status = match state.url {
+        let latest = initial.response().clone();
+        let url = location(&latest);
+        let status = match url {
             Some(_) => Status::new("InProgress", StatusKind::InProgress),
-            None => Status::new("Succeeded", StatusKind::Succeeded),
+            None => status_of(&latest)?,
         };
-        state.latest = Some(initial.response().clone());
-        state.client = Some(client);
-        state.deserializer = Some(deserializer);
+        let state = State { client, deserializer, url, latest, status };
+        *self.state.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(state);
         Ok(())
     }
 
     fn run(&self, ctx: &RunContext<'_>) -> Result<(), LroError> {
         let mut delay = self.first_delay;
         while !self.finished() {
-            let (client, url) = {
-                let state = self.state();
-                (state.client.clone(), state.url.clone())
-            };
-            let (Some(client), Some(url)) = (client, url) else {
-                return Err(LroError::policy("not initialized"));
-            };
-            let request = Request::get(url)
-                .body(Bytes::new())
-                .map_err(|e| LroError::policy(e.to_string()))?;
+            let (client, url) = self.with(|s| (s.client.clone(), s.url.clone()))?;
+            let url = url.ok_or_else(|| LroError::policy("no Location to poll"))?;
+            let mut request = Request::new(Bytes::new()); // a GET
+            *request.uri_mut() = url;
             let response = client.send(request).map_err(LroError::transport)?;
-            let mut state = self.state();
-            state.status = match response.status() {
-                StatusCode::ACCEPTED => Status::new("InProgress", StatusKind::InProgress),
-                code if code.is_success() => Status::new("Succeeded", StatusKind::Succeeded),
-                _ => return Err(LroError::bad_status(&response, &http::Method::GET)),
-            };
-            state.url = location(&response).or(state.url.take());
-            state.latest = Some(response);
-            if !state.status.is_terminal() {
-                drop(state);
+            let status = status_of(&response)?;
+            let done = status.is_terminal();
+            self.with(|s| {
+                s.url = location(&response).or(s.url.take());
+                (s.latest, s.status) = (response, status);
+            })?;
+            if !done {
                 ctx.sleep(delay)?;
                 delay = delay.saturating_mul(2).min(self.max_delay);
             }
@@ -114,21 +96,17 @@ impl<T> PollingMethod<T> for ExponentialLocationPolling<T> {
     }
 
     fn status(&self) -> Status {
-        self.state().status.clone()
+        let not_started = || Status::new("NotStarted", StatusKind::InProgress);
+        self.with(|s| s.status.clone()).unwrap_or_else(|_| not_started())
     }
 
     fn finished(&self) -> bool {
-        self.state().status.is_terminal()
+        self.with(|s| s.status.is_terminal()).unwrap_or(false)
     }
 
     fn resource(&self) -> Result<T, LroError> {
-        let state = self.state();
-        match (&state.deserializer, &state.latest) {
-            (Some(deserialize), Some(latest)) => {
-                deserialize(latest).map_err(|e| LroError::decode("bad resource", Some(e)))
-            }
-            _ => Err(LroError::policy("not initialized")),
-        }
+        self.with(|s| (s.deserializer)(&s.latest))?
+            .map_err(|e| LroError::decode("bad resource", Some(e)))
     }
 }
 
@@ -142,10 +120,7 @@ pub fn demo() -> (Vec<Duration>, serde_json::Value) {
     for _ in 0..4 {
         transport.push_get("http://svc/status/1", json_response(202, ""));
     }
-    transport.push_get(
-        "http://svc/status/1",
-        json_response(200, r#"{"name":"w1"}"#),
-    );
+    transport.push_get("http://svc/status/1", json_response(200, r#"{"name":"w1"}"#));
     let initial = InitialResponse::new(
         ScriptedTransport::request_head("POST", "http://svc/widgets"),
         json_response(202, "").with_header("location", "http://svc/status/1"),

@@ -23,11 +23,7 @@ pub struct DelayContext {
 impl DelayContext {
     /// A context (for tests of custom policies).
     pub fn new(polls: u32, elapsed: Duration, retry_after: Option<Duration>) -> Self {
-        DelayContext {
-            polls,
-            elapsed,
-            retry_after,
-        }
+        DelayContext { polls, elapsed, retry_after }
     }
 }
 
@@ -161,14 +157,8 @@ mod tests {
 
     #[test]
     fn retry_after_reads_seconds_fractions_and_dates() {
-        assert_eq!(
-            hint(&[("retry-after", "10")]),
-            Some(Duration::from_secs(10))
-        );
-        assert_eq!(
-            hint(&[("retry-after", "1.5")]),
-            Some(Duration::from_millis(1500))
-        );
+        assert_eq!(hint(&[("retry-after", "10")]), Some(Duration::from_secs(10)));
+        assert_eq!(hint(&[("retry-after", "1.5")]), Some(Duration::from_millis(1500)));
         assert_eq!(
             hint(&[("retry-after", "Sun, 06 Nov 1994 09:49:37 GMT")]),
             Some(Duration::from_secs(3600))
@@ -177,11 +167,7 @@ mod tests {
 
     #[test]
     fn retry_after_wins_over_the_millisecond_headers_in_azure_order() {
-        let all = [
-            ("retry-after", "3"),
-            ("retry-after-ms", "250"),
-            ("x-ms-retry-after-ms", "7"),
-        ];
+        let all = [("retry-after", "3"), ("retry-after-ms", "250"), ("x-ms-retry-after-ms", "7")];
         assert_eq!(hint(&all), Some(Duration::from_secs(3)));
         assert_eq!(hint(&all[1..]), Some(Duration::from_millis(250)));
         assert_eq!(hint(&all[2..]), Some(Duration::from_millis(7)));
@@ -197,10 +183,7 @@ mod tests {
         assert_eq!(hint(&[("retry-after", "NaN")]), Some(Duration::ZERO));
         assert_eq!(hint(&[("retry-after", "inf")]), Some(Duration::MAX));
         assert_eq!(hint(&[("retry-after", "1e300")]), Some(Duration::MAX));
-        assert_eq!(
-            hint(&[("retry-after", "Sat, 05 Nov 1994 08:49:37 GMT")]),
-            Some(Duration::ZERO)
-        );
+        assert_eq!(hint(&[("retry-after", "Sat, 05 Nov 1994 08:49:37 GMT")]), Some(Duration::ZERO));
         assert_eq!(hint(&[("retry-after", "soon")]), None);
         assert_eq!(hint(&[]), None);
     }
@@ -210,13 +193,7 @@ mod tests {
         let mut policy = FixedInterval::new(Duration::from_secs(30));
         let ctx = |hint| DelayContext::new(1, Duration::ZERO, hint);
         assert_eq!(policy.next_delay(&ctx(None)), Duration::from_secs(30));
-        assert_eq!(
-            policy.next_delay(&ctx(Some(Duration::ZERO))),
-            Duration::from_secs(30)
-        );
-        assert_eq!(
-            policy.next_delay(&ctx(Some(Duration::from_secs(2)))),
-            Duration::from_secs(2)
-        );
+        assert_eq!(policy.next_delay(&ctx(Some(Duration::ZERO))), Duration::from_secs(30));
+        assert_eq!(policy.next_delay(&ctx(Some(Duration::from_secs(2)))), Duration::from_secs(2));
     }
 }

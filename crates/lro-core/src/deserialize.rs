@@ -54,11 +54,7 @@ where
 pub fn json<T: DeserializeOwned + 'static>() -> Deserializer<T> {
     Arc::new(|response: &Response<Bytes>| {
         let body = response.body();
-        let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
-            b"null"
-        } else {
-            body
-        };
+        let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"null" } else { body };
         serde_json::from_slice(body).map_err(BoxError::from)
     })
 }

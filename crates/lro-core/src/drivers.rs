@@ -32,13 +32,11 @@ pub struct StrategyPolling<S, T> {
     state: Mutex<State<S, T>>,
 }
 
+// One per operation, so the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum State<S, T> {
     Configured(S, PollOptions),
-    Running {
-        engine: Engine<S>,
-        client: Client,
-        deserializer: Deserializer<T>,
-    },
+    Running { engine: Engine<S>, client: Client, deserializer: Deserializer<T> },
     Vacant,
 }
 
@@ -56,9 +54,7 @@ impl<S: Strategy, T> StrategyPolling<S, T> {
 
     /// Polls with `strategy` and `options`.
     pub fn with_options(strategy: S, options: PollOptions) -> Self {
-        StrategyPolling {
-            state: Mutex::new(State::Configured(strategy, options)),
-        }
+        StrategyPolling { state: Mutex::new(State::Configured(strategy, options)) }
     }
 
     /// The latest status; `NotStarted` before initialization.
@@ -115,11 +111,7 @@ impl<S: Strategy, T> StrategyPolling<S, T> {
             ));
         };
         let engine = start(strategy, options)?;
-        *state = State::Running {
-            engine,
-            client,
-            deserializer,
-        };
+        *state = State::Running { engine, client, deserializer };
         Ok(())
     }
 
@@ -149,12 +141,7 @@ impl<S: Strategy, T> StrategyPolling<S, T> {
 
     fn deserialize(&self) -> Result<T, LroError> {
         let guard = self.lock();
-        let State::Running {
-            engine,
-            deserializer,
-            ..
-        } = &*guard
-        else {
+        let State::Running { engine, deserializer, .. } = &*guard else {
             return Err(not_initialized());
         };
         deserializer(engine.latest_response()).map_err(|e| {
@@ -182,9 +169,7 @@ impl<S: Strategy, T> PollingMethod<T> for StrategyPolling<S, T> {
         initial: InitialResponse,
         deserializer: Deserializer<T>,
     ) -> Result<(), LroError> {
-        self.setup(Client::Blocking(client), deserializer, |s, o| {
-            Engine::start(s, o, initial)
-        })
+        self.setup(Client::Blocking(client), deserializer, |s, o| Engine::start(s, o, initial))
     }
 
     /// The blocking driver.
@@ -225,9 +210,7 @@ impl<S: Strategy, T> PollingMethod<T> for StrategyPolling<S, T> {
         token: &ContinuationToken,
         deserializer: Deserializer<T>,
     ) -> Result<(), LroError> {
-        self.setup(Client::Blocking(client), deserializer, |s, o| {
-            Engine::resume(s, o, token)
-        })
+        self.setup(Client::Blocking(client), deserializer, |s, o| Engine::resume(s, o, token))
     }
 }
 
@@ -239,9 +222,7 @@ impl<S: Strategy, T> AsyncPollingMethod<T> for StrategyPolling<S, T> {
         initial: InitialResponse,
         deserializer: Deserializer<T>,
     ) -> Result<(), LroError> {
-        self.setup(Client::Async(client), deserializer, |s, o| {
-            Engine::start(s, o, initial)
-        })
+        self.setup(Client::Async(client), deserializer, |s, o| Engine::start(s, o, initial))
     }
 
     /// The async driver.
@@ -281,9 +262,7 @@ impl<S: Strategy, T> AsyncPollingMethod<T> for StrategyPolling<S, T> {
         token: &ContinuationToken,
         deserializer: Deserializer<T>,
     ) -> Result<(), LroError> {
-        self.setup(Client::Async(client), deserializer, |s, o| {
-            Engine::resume(s, o, token)
-        })
+        self.setup(Client::Async(client), deserializer, |s, o| Engine::resume(s, o, token))
     }
 }
 

@@ -44,6 +44,9 @@ const CLIENT_REQUEST_ID: &str = "x-ms-client-request-id";
 /// What the driver must do next. Returned by [`Engine::poll`].
 #[must_use]
 #[derive(Debug)]
+// Returned once per step and consumed at once: boxing the request would cost an allocation per
+// poll for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Action {
     /// Send this request, then pass the outcome to [`Engine::handle_response`] or
     /// [`Engine::handle_transport_error`].
@@ -260,9 +263,7 @@ impl<S: Strategy> Engine<S> {
 
     /// The latest response: the final GET's, the last poll's, or the initial one.
     pub fn latest_response(&self) -> &Response<Bytes> {
-        self.latest
-            .as_ref()
-            .unwrap_or_else(|| self.initial.response())
+        self.latest.as_ref().unwrap_or_else(|| self.initial.response())
     }
 
     /// The request and response that started the operation.
@@ -282,10 +283,7 @@ impl<S: Strategy> Engine<S> {
 
     /// A token to resume this operation, in another process if need be.
     pub fn continuation_token(&self) -> Result<ContinuationToken, LroError> {
-        let progress = Progress {
-            polls: self.polls,
-            strategy: self.strategy.save(),
-        };
+        let progress = Progress { polls: self.polls, strategy: self.strategy.save() };
         let progress = serde_json::to_value(progress)
             .map_err(|e| LroError::invalid_token(format!("progress is not serializable: {e}")))?;
         ContinuationToken::encode(&TokenState::new(&self.initial, Some(progress)))
@@ -319,11 +317,7 @@ impl<S: Strategy> Engine<S> {
             }
         }
         let ctx = DelayContext::new(self.polls, elapsed, hint);
-        let delay = self
-            .options
-            .delay
-            .next_delay(&ctx)
-            .min(self.options.max_delay);
+        let delay = self.options.delay.next_delay(&ctx).min(self.options.max_delay);
         if let Some(max) = self.options.max_elapsed {
             if elapsed.saturating_add(delay) > max {
                 let message = format!(

@@ -171,17 +171,12 @@ impl LroError {
 
     /// A [`Transport`](LroError::Transport) error.
     pub fn transport(error: TransportError) -> Self {
-        LroError::Transport(Box::new(TransportFailure {
-            error,
-            continuation_token: None,
-        }))
+        LroError::Transport(Box::new(TransportFailure { error, continuation_token: None }))
     }
 
     /// An [`InvalidContinuationToken`](LroError::InvalidContinuationToken) error.
     pub fn invalid_token(message: impl Into<String>) -> Self {
-        LroError::InvalidContinuationToken(Box::new(InvalidTokenError {
-            message: message.into(),
-        }))
+        LroError::InvalidContinuationToken(Box::new(InvalidTokenError { message: message.into() }))
     }
 
     /// A [`Policy`](LroError::Policy) error.
@@ -216,11 +211,7 @@ impl LroError {
 }
 
 fn verb(status: &Status) -> &'static str {
-    if status.kind() == crate::StatusKind::Canceled {
-        "canceled"
-    } else {
-        "failed"
-    }
+    if status.kind() == crate::StatusKind::Canceled { "canceled" } else { "failed" }
 }
 
 /// An HTTP response that ended polling, as kept inside an [`LroError`]: status code, headers,
@@ -384,9 +375,7 @@ impl fmt::Display for DecodeError {
 
 impl StdError for DecodeError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn StdError + 'static))
+        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
     }
 }
 
@@ -496,20 +485,14 @@ mod tests {
             "operation failed with status 'Failed': (Boom) it broke (HTTP 200 OK)"
         );
         let details = err.response().map(|r| r.operation_status().cloned());
-        assert_eq!(
-            details.flatten().map(|s| s.to_string()).as_deref(),
-            Some("Failed")
-        );
+        assert_eq!(details.flatten().map(|s| s.to_string()).as_deref(), Some("Failed"));
     }
 
     #[test]
     fn canceled_operations_say_canceled() {
         let status = StatusVocabulary::azure().status("canceled");
         let err = LroError::operation_failed(&response(200, "{}"), status);
-        assert!(
-            err.to_string()
-                .starts_with("operation canceled with status 'canceled'")
-        );
+        assert!(err.to_string().starts_with("operation canceled with status 'canceled'"));
     }
 
     #[test]

@@ -16,20 +16,12 @@ pub struct RequestHead {
 impl RequestHead {
     /// A request head from its parts.
     pub fn new(method: Method, uri: Uri, headers: HeaderMap) -> Self {
-        RequestHead {
-            method,
-            uri,
-            headers,
-        }
+        RequestHead { method, uri, headers }
     }
 
     /// The head of `request` (its body is not copied).
     pub fn of<B>(request: &Request<B>) -> Self {
-        RequestHead::new(
-            request.method().clone(),
-            request.uri().clone(),
-            request.headers().clone(),
-        )
+        RequestHead::new(request.method().clone(), request.uri().clone(), request.headers().clone())
     }
 
     /// The HTTP method (`PUT`, `POST`, ...).
@@ -95,10 +87,7 @@ impl InitialResponse {
         request: Request<Bytes>,
     ) -> Result<Self, crate::LroError> {
         let head = RequestHead::of(&request);
-        let response = client
-            .send(request)
-            .await
-            .map_err(crate::LroError::transport)?;
+        let response = client.send(request).await.map_err(crate::LroError::transport)?;
         Ok(Self::new(head, response))
     }
 

@@ -58,9 +58,7 @@ impl<'a> RunContext<'a> {
     /// [`LroError::Stopped`] if the poller asked polling to stop.
     pub fn check(&self) -> Result<(), LroError> {
         if self.interrupt.is_set() {
-            Err(LroError::stopped(
-                "polling was stopped before the operation ended",
-            ))
+            Err(LroError::stopped("polling was stopped before the operation ended"))
         } else {
             Ok(())
         }
@@ -105,6 +103,7 @@ pub trait PollingMethod<T>: Send + Sync {
 
     /// Prepares to poll the operation saved in `token`, instead of
     /// [`initialize`](PollingMethod::initialize). Default: not supported.
+    #[allow(clippy::wrong_self_convention)] // azure-core's name, kept for recognition
     fn from_continuation_token(
         &mut self,
         client: Arc<dyn HttpClient>,
@@ -149,6 +148,7 @@ pub trait AsyncPollingMethod<T>: Send + Sync {
     }
 
     /// Prepares to poll the operation saved in `token`. Default: not supported.
+    #[allow(clippy::wrong_self_convention)] // azure-core's name, kept for recognition
     fn from_continuation_token(
         &mut self,
         client: Arc<dyn AsyncHttpClient>,

@@ -54,10 +54,7 @@ impl OriginPolicy {
     /// Any URL the service names. Use only with clients that send no credentials, or when
     /// every host the service may name is trusted.
     pub fn any() -> Self {
-        OriginPolicy {
-            any: true,
-            extra: Vec::new(),
-        }
+        OriginPolicy { any: true, extra: Vec::new() }
     }
 
     /// Also trusts the origin of `url` (e.g. `"https://status.example.com"`).
@@ -126,9 +123,7 @@ impl Default for PollOptions {
 impl PollOptions {
     /// A builder starting from azure-core's defaults (30 s interval, azure status words).
     pub fn builder() -> PollOptionsBuilder {
-        PollOptionsBuilder {
-            options: PollOptions::default(),
-        }
+        PollOptionsBuilder { options: PollOptions::default() }
     }
 
     /// The status words in use.
@@ -221,10 +216,7 @@ mod tests {
         let policy = OriginPolicy::same_origin();
         let start = uri("https://Example.com/resource");
         assert!(policy.permits(&start, &uri("https://example.com:443/op?x=1")));
-        assert!(
-            !policy.permits(&start, &uri("http://example.com/op")),
-            "downgrade to http"
-        );
+        assert!(!policy.permits(&start, &uri("http://example.com/op")), "downgrade to http");
         assert!(!policy.permits(&start, &uri("https://example.com:8443/op")));
         assert!(!policy.permits(&start, &uri("https://evil.example/op")));
         assert!(!policy.permits(&start, &uri("/relative")));
@@ -233,9 +225,8 @@ mod tests {
     #[test]
     fn allowed_origins_and_any_widen_the_policy() {
         let start = uri("https://example.com/resource");
-        let policy = OriginPolicy::same_origin()
-            .allow("https://status.example.com")
-            .expect("valid origin");
+        let policy =
+            OriginPolicy::same_origin().allow("https://status.example.com").expect("valid origin");
         assert!(policy.permits(&start, &uri("https://status.example.com/op/1")));
         assert!(!policy.permits(&start, &uri("http://status.example.com/op/1")));
         assert!(OriginPolicy::any().permits(&start, &uri("http://anything/")));

@@ -57,10 +57,7 @@ pub struct Status {
 impl Status {
     /// A status with an explicit classification (for custom polling methods).
     pub fn new(text: impl Into<Arc<str>>, kind: StatusKind) -> Self {
-        Status {
-            text: text.into(),
-            kind,
-        }
+        Status { text: text.into(), kind }
     }
 
     /// The status word exactly as the service sent it.
@@ -179,14 +176,7 @@ mod tests {
     #[test]
     fn unknown_and_british_words_are_in_progress_by_default() {
         let v = StatusVocabulary::azure();
-        for word in [
-            "Cancelled",
-            "NotStarted",
-            "Running",
-            "Completed",
-            "",
-            "succeeded ",
-        ] {
+        for word in ["Cancelled", "NotStarted", "Running", "Completed", "", "succeeded "] {
             assert_eq!(v.classify(word), StatusKind::InProgress, "{word:?}");
         }
     }

@@ -146,11 +146,7 @@ impl Future for Gate {
             return Poll::Ready(());
         }
         lock(&self.inner.wakers).push(cx.waker().clone());
-        if self.is_open() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
+        if self.is_open() { Poll::Ready(()) } else { Poll::Pending }
     }
 }
 
@@ -232,12 +228,7 @@ impl ScriptedTransport {
         gate: Option<Gate>,
     ) -> &Self {
         let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
-        lock(&self.script).push_back(Step {
-            method,
-            uri: uri.to_owned(),
-            reply,
-            gate,
-        });
+        lock(&self.script).push_back(Step { method, uri: uri.to_owned(), reply, gate });
         self
     }
 
@@ -359,10 +350,9 @@ pub fn json_response(status: u16, body: &str) -> Response<Bytes> {
     *response.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if !body.is_empty() {
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
     response
 }
@@ -415,10 +405,7 @@ impl Strategy for OperationLocationStrategy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<Uri>().ok());
         if url.is_none() {
-            return Err(LroError::bad_response(
-                response,
-                "no Operation-Location header",
-            ));
+            return Err(LroError::bad_response(response, "no Operation-Location header"));
         }
         self.url = url;
         Ok(Self::status_of(response).unwrap_or_else(|_| "InProgress".into()))

@@ -26,13 +26,8 @@ pub const TOKEN_VERSION: u64 = 1;
 pub const MAX_TOKEN_LEN: usize = 64 * 1024 * 1024;
 
 /// Response headers a token keeps (azure-core's allow-list): enough to poll, never credentials.
-pub const TOKEN_RESPONSE_HEADERS: [&str; 5] = [
-    "operation-location",
-    "azure-asyncoperation",
-    "location",
-    "content-type",
-    "retry-after",
-];
+pub const TOKEN_RESPONSE_HEADERS: [&str; 5] =
+    ["operation-location", "azure-asyncoperation", "location", "content-type", "retry-after"];
 
 /// Request headers a token keeps.
 pub const TOKEN_REQUEST_HEADERS: [&str; 1] = ["x-ms-client-request-id"];
@@ -82,11 +77,8 @@ impl ContinuationToken {
             version: u64,
             data: &'a T,
         }
-        let json = serde_json::to_vec(&Envelope {
-            version: TOKEN_VERSION,
-            data,
-        })
-        .map_err(|e| LroError::invalid_token(format!("the state is not serializable: {e}")))?;
+        let json = serde_json::to_vec(&Envelope { version: TOKEN_VERSION, data })
+            .map_err(|e| LroError::invalid_token(format!("the state is not serializable: {e}")))?;
         Ok(ContinuationToken(BASE64.encode(json)))
     }
 
@@ -99,9 +91,7 @@ impl ContinuationToken {
                 text.len()
             )));
         }
-        let raw = BASE64
-            .decode(text)
-            .map_err(|_| LroError::invalid_token(NOT_A_TOKEN))?;
+        let raw = BASE64.decode(text).map_err(|_| LroError::invalid_token(NOT_A_TOKEN))?;
         if raw.first() == Some(&0x80) && matches!(raw.get(1), Some(1..=5)) {
             return Err(LroError::invalid_token(
                 "this is a pickle-based token from azure-core before 1.38, which cannot be read; \
@@ -252,9 +242,7 @@ impl TokenState {
             .parse()
             .map_err(|_| LroError::invalid_token("the token's request URL is invalid"))?;
         if uri.scheme().is_none() || uri.authority().is_none() {
-            return Err(LroError::invalid_token(
-                "the token's request URL is not absolute",
-            ));
+            return Err(LroError::invalid_token("the token's request URL is not absolute"));
         }
         let status = StatusCode::from_u16(self.response.status_code)
             .map_err(|_| LroError::invalid_token("the token's response status is invalid"))?;
@@ -310,10 +298,7 @@ mod tests {
         let mut response = Response::new(Bytes::from_static(br#"{"status":"Running"}"#));
         *response.status_mut() = StatusCode::ACCEPTED;
         let headers = response.headers_mut();
-        headers.insert(
-            "operation-location",
-            HeaderValue::from_static("http://host/op"),
-        );
+        headers.insert("operation-location", HeaderValue::from_static("http://host/op"));
         headers.insert("set-cookie", HeaderValue::from_static("secret=1"));
         let mut request_headers = HeaderMap::new();
         request_headers.insert("authorization", HeaderValue::from_static("Bearer secret"));
@@ -328,18 +313,12 @@ mod tests {
 
     #[test]
     fn state_round_trips_and_keeps_only_allow_listed_headers() {
-        let state = TokenState::new(
-            &sample(),
-            Some(serde_json::json!({"url": "http://host/op"})),
-        );
+        let state = TokenState::new(&sample(), Some(serde_json::json!({"url": "http://host/op"})));
         let token = ContinuationToken::encode(&state)
             .unwrap_or_else(|_| ContinuationToken::from_string(String::new()));
         let text = String::from_utf8(BASE64.decode(token.as_str()).unwrap_or_default())
             .unwrap_or_default();
-        assert!(
-            !text.contains("secret"),
-            "credentials leaked into the token: {text}"
-        );
+        assert!(!text.contains("secret"), "credentials leaked into the token: {text}");
         assert!(text.starts_with(r#"{"version":1,"data":{"request":"#));
 
         let back: TokenState = token.decode().unwrap_or_else(|e| panic!("{e}"));
@@ -348,10 +327,7 @@ mod tests {
         assert_eq!(initial.request().method(), Method::PUT);
         assert_eq!(initial.request().headers()["x-ms-client-request-id"], "abc");
         assert_eq!(initial.response().status(), StatusCode::ACCEPTED);
-        assert_eq!(
-            initial.response().headers()["operation-location"],
-            "http://host/op"
-        );
+        assert_eq!(initial.response().headers()["operation-location"], "http://host/op");
         assert_eq!(initial.response().body(), &br#"{"status":"Running"}"#[..]);
     }
 
@@ -390,9 +366,7 @@ mod tests {
             let token = ContinuationToken::from_string(encoded(&format!(
                 r#"{{"version":1,"data":{data}}}"#
             )));
-            let result = token
-                .decode::<TokenState>()
-                .and_then(|s| s.initial_response());
+            let result = token.decode::<TokenState>().and_then(|s| s.initial_response());
             assert!(
                 matches!(result, Err(LroError::InvalidContinuationToken(_))),
                 "{data} gave {result:?}"

@@ -52,10 +52,7 @@ pub struct TransportError {
 impl TransportError {
     /// A transport error of `kind` caused by `source` (an error value or a message).
     pub fn new(kind: TransportErrorKind, source: impl Into<BoxError>) -> Self {
-        TransportError {
-            kind,
-            source: Arc::from(source.into()),
-        }
+        TransportError { kind, source: Arc::from(source.into()) }
     }
 
     /// A transport error of kind [`TransportErrorKind::Other`].
@@ -331,7 +328,8 @@ mod tests {
         let request = || Request::new(Bytes::new());
         let arc = Arc::new(Ok200);
         let boxed: Box<dyn HttpClient> = Box::new(Ok200);
-        assert!((&Ok200).send(request()).is_ok());
+        let by_ref: &dyn HttpClient = &&Ok200;
+        assert!(by_ref.send(request()).is_ok());
         assert!(arc.send(request()).is_ok());
         assert!(boxed.send(request()).is_ok());
         let _ = object_safe;
@@ -357,9 +355,6 @@ mod tests {
     #[test]
     fn transport_error_keeps_its_source() {
         let err = TransportError::new(TransportErrorKind::Connect, "refused");
-        assert_eq!(
-            err.source().map(ToString::to_string).as_deref(),
-            Some("refused")
-        );
+        assert_eq!(err.source().map(ToString::to_string).as_deref(), Some("refused"));
     }
 }

@@ -156,10 +156,7 @@ where
     /// resource.
     pub fn result(&self, timeout: Option<Duration>) -> Result<T, LroError> {
         self.wait(timeout)?;
-        self.shared
-            .method
-            .resource()
-            .map_err(|e| self.shared.with_token(e))
+        self.shared.method.resource().map_err(|e| self.shared.with_token(e))
     }
 
     /// Waits for the operation to end (at most `timeout` of real time).
@@ -187,9 +184,7 @@ where
             let message = format!(
                 "the operation did not finish within {timeout:?}; it is still being polled"
             );
-            return Err(self
-                .shared
-                .with_token(LroError::timeout(message, timeout, 0)));
+            return Err(self.shared.with_token(LroError::timeout(message, timeout, 0)));
         }
         match &state.error {
             Some(error) => Err(error.clone()),

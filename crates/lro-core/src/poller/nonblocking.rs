@@ -88,11 +88,7 @@ where
     }
 
     fn assemble(method: M, timer: Arc<dyn AsyncTimer>) -> Self {
-        AsyncLroPoller {
-            method: Arc::new(method),
-            timer,
-            _resource: PhantomData,
-        }
+        AsyncLroPoller { method: Arc::new(method), timer, _resource: PhantomData }
     }
 
     /// Polls until the operation ends (at most `timeout`, measured by the timer), then returns
@@ -110,12 +106,7 @@ where
         let run = self.method.run(&*self.timer);
         let outcome = match timeout {
             None => run.await,
-            Some(limit) => match (Race {
-                work: run,
-                deadline: self.timer.sleep(limit),
-            })
-            .await
-            {
+            Some(limit) => match (Race { work: run, deadline: self.timer.sleep(limit) }).await {
                 Some(outcome) => outcome,
                 None => Err(LroError::timeout(
                     format!(
@@ -154,10 +145,10 @@ where
     /// [`result`](AsyncLroPoller::result), which does not poll again once polling is over.
     pub fn progress(&self) -> Progress<T, M> {
         let method = Arc::clone(&self.method);
-        let timer = Arc::clone(&self.timer);
+        let timer = YieldingTimer(Arc::clone(&self.timer));
         let reader = Arc::clone(&self.method);
         Progress {
-            run: Some(Box::pin(async move { method.run(&*timer).await })),
+            run: Some(Box::pin(async move { method.run(&timer).await })),
             method: reader,
             last: None,
             _resource: PhantomData,
@@ -271,6 +262,39 @@ where
             .field("status", &self.method.status())
             .field("done", &self.method.finished())
             .finish_non_exhaustive()
+    }
+}
+
+/// A timer whose every sleep starts by yielding once, so that a [`Progress`] stream sees each
+/// status before the wait that follows it, even with a timer whose sleeps end at once.
+struct YieldingTimer(Arc<dyn AsyncTimer>);
+
+impl AsyncTimer for YieldingTimer {
+    fn now(&self) -> crate::Timestamp {
+        self.0.now()
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        let sleep = self.0.sleep(duration);
+        Box::pin(async move {
+            YieldOnce(false).await;
+            sleep.await;
+        })
+    }
+}
+
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 

@@ -1,0 +1,202 @@
+//! The async `AsyncLroPoller` over a scripted transport with virtual time.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use futures_core::Stream;
+use lro_core::test_util::{ScriptedTransport, json_response};
+use lro_core::{
+    AsyncLroPoller, LroError, StrategyPolling, TransportError, async_poller, deserialize,
+};
+use serde_json::Value;
+use support::{Immediate, Monitor, OP, RESOURCE, started, status};
+
+type Poller = AsyncLroPoller<Value, StrategyPolling<Monitor, Value>>;
+
+fn poller(transport: &Arc<ScriptedTransport>, method: &str) -> Poller {
+    AsyncLroPoller::new(
+        transport.clone(),
+        started(method, ""),
+        deserialize::json(),
+        StrategyPolling::new(Monitor::default()),
+    )
+    .expect("initialized")
+}
+
+/// Polls `future` once, with a waker that does nothing.
+fn poll_once<F: Future>(future: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+    future.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream).poll_next(cx)).await
+}
+
+#[tokio::test]
+async fn awaiting_the_poller_polls_to_the_end_and_returns_the_resource() {
+    let transport = Arc::new(ScriptedTransport::new());
+    transport.push_get(OP, status("Running"));
+    transport.push_get(OP, status("Succeeded"));
+    transport.push_get(RESOURCE, json_response(200, r#"{"name":"w1"}"#));
+    let poller = poller(&transport, "PUT");
+    assert!(transport.requests().is_empty(), "nothing is sent before the poller is awaited");
+    assert_eq!(poller.await.unwrap()["name"], "w1");
+    assert_eq!(transport.urls(), [OP, OP, RESOURCE]);
+    assert_eq!(transport.sleeps(), [Duration::from_secs(30)]);
+}
+
+#[tokio::test]
+async fn async_poller_builds_and_awaits_in_one_call() {
+    let transport = Arc::new(ScriptedTransport::new());
+    transport.push_get(OP, status("Succeeded"));
+    let body: Value = async_poller(
+        transport,
+        started("POST", ""),
+        deserialize::json(),
+        StrategyPolling::new(Monitor::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(body["status"], "Succeeded");
+}
+
+#[tokio::test]
+async fn an_initially_failed_operation_raises_when_awaited() {
+    let transport = Arc::new(ScriptedTransport::new());
+    let poller: Poller = AsyncLroPoller::new(
+        transport.clone(),
+        started("POST", r#"{"status":"Failed"}"#),
+        deserialize::json(),
+        StrategyPolling::new(Monitor::default()),
+    )
+    .expect("initialization succeeds");
+    let error = poller.await.expect_err("failed");
+    assert!(matches!(error, LroError::OperationFailed(_)));
+    assert!(transport.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_timed_out_wait_returns_a_token_and_awaiting_again_continues() {
+    let transport = Arc::new(ScriptedTransport::new());
+    let gate = transport.push_held(OP, status("Succeeded"));
+    let poller = poller(&transport, "POST");
+    let error = poller.result(Some(Duration::from_secs(5))).await.expect_err("timed out");
+    assert!(matches!(error, LroError::Timeout(_)), "{error:?}");
+    assert!(error.continuation_token().is_some());
+    assert!(!poller.done());
+
+    // The held request was abandoned with the timed-out future: the next wait sends it again.
+    transport.push_get(OP, status("Succeeded"));
+    gate.open();
+    assert_eq!(poller.result(None).await.unwrap()["status"], "Succeeded");
+    assert_eq!(transport.urls(), [OP, OP]);
+}
+
+#[tokio::test]
+async fn dropping_the_future_stops_polling_and_nothing_runs_in_the_background() {
+    let transport = Arc::new(ScriptedTransport::new());
+    let _gate = transport.push_held(OP, status("Running"));
+    let poller = poller(&transport, "POST");
+    let held_by_poller = Arc::strong_count(&transport);
+    {
+        let mut waiting = pin!(poller.wait(None));
+        assert!(poll_once(waiting.as_mut()).is_pending());
+    }
+    assert_eq!(transport.requests().len(), 1);
+    tokio::task::yield_now().await;
+    assert_eq!(transport.requests().len(), 1, "no task polls behind the caller's back");
+    assert_eq!(Arc::strong_count(&transport), held_by_poller, "nothing else holds the transport");
+    drop(poller);
+    assert_eq!(Arc::strong_count(&transport), 1);
+}
+
+#[tokio::test]
+async fn progress_yields_the_first_status_each_change_and_then_ends() {
+    let transport = Arc::new(ScriptedTransport::new());
+    for word in ["NotStarted", "Running", "Running", "Succeeded"] {
+        transport.push_get(OP, status(word));
+    }
+    let poller = poller(&transport, "POST");
+    let mut progress = poller.progress();
+    let mut seen = Vec::new();
+    while let Some(update) = next(&mut progress).await {
+        seen.push(update.unwrap().to_string());
+    }
+    assert_eq!(seen, ["InProgress", "NotStarted", "Running", "Succeeded"]);
+    let requests = transport.requests().len();
+    assert_eq!(poller.result(None).await.unwrap()["status"], "Succeeded");
+    assert_eq!(transport.requests().len(), requests, "the result needs no further request");
+}
+
+#[tokio::test]
+async fn progress_ends_with_the_error_and_its_token() {
+    let transport = Arc::new(ScriptedTransport::new());
+    transport.push_error(OP, TransportError::other("connection reset"));
+    let poller = poller(&transport, "POST");
+    let mut progress = poller.progress();
+    assert!(next(&mut progress).await.unwrap().is_ok());
+    let error = next(&mut progress).await.unwrap().expect_err("transport error");
+    assert!(error.continuation_token().is_some());
+    assert!(next(&mut progress).await.is_none());
+}
+
+#[tokio::test]
+async fn a_token_resumes_in_a_new_async_poller() {
+    let transport = Arc::new(ScriptedTransport::new());
+    transport.push_get(OP, status("Running"));
+    transport.push_error(OP, TransportError::other("connection reset"));
+    let token = poller(&transport, "PUT")
+        .await
+        .expect_err("failed")
+        .continuation_token()
+        .cloned()
+        .expect("token");
+
+    let later = Arc::new(ScriptedTransport::new());
+    later.push_get(OP, status("Succeeded"));
+    later.push_get(RESOURCE, json_response(200, r#"{"name":"w1"}"#));
+    let resumed: Poller = AsyncLroPoller::from_continuation_token(
+        StrategyPolling::new(Monitor::default()),
+        &token,
+        later.clone(),
+        deserialize::json(),
+    )
+    .unwrap();
+    assert_eq!(resumed.await.unwrap()["name"], "w1");
+}
+
+#[tokio::test]
+async fn a_finished_operation_needs_no_request() {
+    let transport = Arc::new(ScriptedTransport::new());
+    let poller = AsyncLroPoller::new(
+        transport.clone(),
+        started("POST", r#"{"id":3}"#),
+        deserialize::json::<Value>(),
+        StrategyPolling::new(Immediate),
+    )
+    .unwrap();
+    assert!(poller.done());
+    assert_eq!(poller.await.unwrap()["id"], 3);
+    assert!(transport.requests().is_empty());
+}
+
+#[tokio::test]
+async fn invalid_tokens_are_rejected_before_any_request() {
+    let transport = Arc::new(ScriptedTransport::new());
+    let token = lro_core::ContinuationToken::from_string("bm90IGpzb24=".into());
+    let error = Poller::from_continuation_token(
+        StrategyPolling::new(Monitor::default()),
+        &token,
+        transport.clone(),
+        deserialize::json(),
+    )
+    .expect_err("invalid");
+    assert!(matches!(error, LroError::InvalidContinuationToken(_)));
+    assert!(transport.requests().is_empty());
+}

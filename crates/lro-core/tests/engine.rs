@@ -1,0 +1,348 @@
+//! The sans-IO engine, driven by hand: actions in, responses out, time passed as an argument.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::Response;
+use lro_core::test_util::{WithHeader, json_response};
+use lro_core::{
+    Action, ContinuationToken, Engine, InitialResponse, LroError, OriginPolicy, PollOptions,
+    StatusKind, StatusVocabulary, Timestamp, TransportError,
+};
+use support::{Immediate, Monitor, OP, RESOURCE, started, status};
+
+fn t0() -> Timestamp {
+    // A frozen clock with a fixed wall-clock time, so arithmetic on dates is exact.
+    let frozen = lro_core::Timer::now(&lro_core::test_util::ManualClock::new());
+    Timestamp::new(frozen.instant, SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777))
+}
+
+fn options() -> PollOptions {
+    PollOptions::builder().interval(Duration::from_secs(30)).build()
+}
+
+fn start(method: &str) -> Engine<Monitor> {
+    Engine::start(Monitor::default(), options(), started(method, "")).expect("starts")
+}
+
+fn expect_get(action: Action) -> http::Request<Bytes> {
+    match action {
+        Action::SendRequest(request) => {
+            assert_eq!(request.method(), "GET");
+            request
+        }
+        other => panic!("expected a GET, got {other:?}"),
+    }
+}
+
+fn expect_wait(action: Action) -> Duration {
+    match action {
+        Action::Wait(d) => d,
+        other => panic!("expected a wait, got {other:?}"),
+    }
+}
+
+#[test]
+fn first_poll_is_immediate_then_the_interval_is_waited() {
+    let now = t0();
+    let mut engine = start("POST");
+    assert_eq!(expect_get(engine.poll(now)).uri(), OP);
+    engine.handle_response(now, status("Running"));
+    assert_eq!(expect_wait(engine.poll(now)), Duration::from_secs(30));
+    // Ten seconds later, twenty remain.
+    let later = now.advanced(Duration::from_secs(10));
+    assert_eq!(expect_wait(engine.poll(later)), Duration::from_secs(20));
+    let due = now.advanced(Duration::from_secs(30));
+    expect_get(engine.poll(due));
+    engine.handle_response(due, status("Succeeded"));
+    assert!(matches!(engine.poll(due), Action::Done));
+    assert!(engine.finished() && engine.status().is_success());
+    assert_eq!(
+        engine.outcome().map(|r| r.body().clone()).ok(),
+        Some(Bytes::from_static(br#"{"status":"Succeeded"}"#))
+    );
+}
+
+#[test]
+fn poll_does_not_advance_state_so_a_dropped_request_is_sent_again() {
+    let now = t0();
+    let mut engine = start("POST");
+    let first = expect_get(engine.poll(now));
+    let again = expect_get(engine.poll(now));
+    assert_eq!(first.uri(), again.uri());
+    assert_eq!(engine.polls(), 0);
+}
+
+#[test]
+fn retry_after_of_each_poll_response_sets_the_next_wait() {
+    let now = t0();
+    let mut engine = start("POST");
+    expect_get(engine.poll(now));
+    engine.handle_response(now, status("Running").with_header("retry-after", "5"));
+    assert_eq!(expect_wait(engine.poll(now)), Duration::from_secs(5));
+    let next = now.advanced(Duration::from_secs(5));
+    expect_get(engine.poll(next));
+    engine.handle_response(next, status("Running").with_header("retry-after-ms", "250"));
+    assert_eq!(expect_wait(engine.poll(next)), Duration::from_millis(250));
+}
+
+#[test]
+fn absurd_retry_after_is_capped_at_max_delay() {
+    let now = t0();
+    let options = PollOptions::builder().max_delay(Duration::from_secs(60)).build();
+    let mut engine = Engine::start(Monitor::default(), options, started("POST", "")).unwrap();
+    expect_get(engine.poll(now));
+    engine.handle_response(now, status("Running").with_header("retry-after", "1e300"));
+    assert_eq!(expect_wait(engine.poll(now)), Duration::from_secs(60));
+}
+
+#[test]
+fn terminal_failure_ends_with_operation_failed_and_a_token() {
+    let now = t0();
+    let mut engine = start("POST");
+    expect_get(engine.poll(now));
+    let body = r#"{"status":"Failed","error":{"code":"Quota","message":"no room"}}"#;
+    engine.handle_response(now, json_response(200, body));
+    assert!(matches!(engine.poll(now), Action::Done));
+    let error = engine.outcome().expect_err("failed");
+    let LroError::OperationFailed(details) = error else { panic!("{error:?}") };
+    assert_eq!(details.operation_status().map(|s| s.as_str()), Some("Failed"));
+    assert!(details.message().contains("(Quota) no room"), "{}", details.message());
+    assert!(error.continuation_token().is_some());
+    assert_eq!(engine.status().as_str(), "Failed");
+}
+
+#[test]
+fn canceled_is_terminal_but_british_cancelled_keeps_polling_by_default() {
+    let now = t0();
+    let mut engine = start("POST");
+    expect_get(engine.poll(now));
+    engine.handle_response(now, status("Cancelled"));
+    assert_eq!(engine.status().kind(), StatusKind::InProgress);
+    expect_wait(engine.poll(now));
+
+    let words = StatusVocabulary::azure().with("Cancelled", StatusKind::Canceled);
+    let options = PollOptions::builder().vocabulary(words).build();
+    let mut engine = Engine::start(Monitor::default(), options, started("POST", "")).unwrap();
+    expect_get(engine.poll(now));
+    engine.handle_response(now, status("Cancelled"));
+    assert!(matches!(engine.outcome(), Err(LroError::OperationFailed(_))));
+}
+
+#[test]
+fn initially_failed_operation_fails_when_driven_like_azure_async_poller() {
+    let now = t0();
+    let engine =
+        Engine::start(Monitor::default(), options(), started("POST", r#"{"status":"Failed"}"#));
+    let mut engine = engine.expect("initialization itself succeeds");
+    assert!(engine.finished());
+    assert!(matches!(engine.poll(now), Action::Done));
+    assert!(matches!(engine.outcome(), Err(LroError::OperationFailed(_))));
+}
+
+#[test]
+fn initially_succeeded_put_still_does_its_final_get() {
+    let now = t0();
+    let mut engine =
+        Engine::start(Monitor::default(), options(), started("PUT", r#"{"status":"Succeeded"}"#))
+            .unwrap();
+    assert!(!engine.finished());
+    assert_eq!(expect_get(engine.poll(now)).uri(), RESOURCE);
+    engine.handle_response(now, json_response(200, r#"{"name":"w1"}"#));
+    assert!(matches!(engine.poll(now), Action::Done));
+    assert_eq!(engine.outcome().unwrap().body(), &Bytes::from_static(br#"{"name":"w1"}"#));
+    assert_eq!(engine.polls(), 1);
+}
+
+#[test]
+fn an_operation_finished_at_start_needs_no_request() {
+    let mut engine = Engine::start(Immediate, options(), started("POST", "")).unwrap();
+    assert!(engine.finished());
+    assert!(matches!(engine.poll(t0()), Action::Done));
+    assert_eq!(engine.outcome().unwrap().status(), 202);
+}
+
+#[test]
+fn transport_errors_end_polling_with_a_token_and_keep_the_status() {
+    let now = t0();
+    let mut engine = start("POST");
+    expect_get(engine.poll(now));
+    engine.handle_response(now, status("Running"));
+    let later = now.advanced(Duration::from_secs(30));
+    expect_get(engine.poll(later));
+    engine.handle_transport_error(later, TransportError::other("connection reset"));
+    let error = engine.outcome().expect_err("transport error");
+    assert!(matches!(error, LroError::Transport(_)));
+    assert!(error.continuation_token().is_some());
+    assert_eq!(engine.status().as_str(), "Running");
+}
+
+#[test]
+fn bad_status_marks_the_operation_failed_like_azure_core() {
+    let now = t0();
+    let mut engine = start("POST");
+    expect_get(engine.poll(now));
+    engine.handle_response(now, json_response(500, ""));
+    assert!(matches!(engine.outcome(), Err(LroError::BadStatus(_))));
+    assert_eq!(engine.status().as_str(), "Failed");
+}
+
+#[test]
+fn max_polls_gives_up_with_a_timeout_carrying_a_token() {
+    let now = t0();
+    let options = PollOptions::builder().max_polls(2).interval(Duration::ZERO).build();
+    let mut engine = Engine::start(Monitor::default(), options, started("POST", "")).unwrap();
+    for _ in 0..2 {
+        expect_get(engine.poll(now));
+        engine.handle_response(now, status("Running"));
+    }
+    let error = engine.outcome().expect_err("gave up");
+    let LroError::Timeout(timeout) = error else { panic!("{error:?}") };
+    assert_eq!(timeout.polls(), 2);
+    assert!(error.continuation_token().is_some());
+}
+
+#[test]
+fn max_elapsed_gives_up_before_a_wait_that_would_overrun_it() {
+    let now = t0();
+    let options = PollOptions::builder().max_elapsed(Duration::from_secs(60)).build();
+    let mut engine = Engine::start(Monitor::default(), options, started("POST", "")).unwrap();
+    expect_get(engine.poll(now));
+    engine.handle_response(now, status("Running"));
+    let t30 = now.advanced(Duration::from_secs(30));
+    assert_eq!(expect_wait(engine.poll(now)), Duration::from_secs(30));
+    expect_get(engine.poll(t30));
+    engine.handle_response(t30, status("Running")); // next poll at 60 s: still allowed
+    let t60 = now.advanced(Duration::from_secs(60));
+    expect_get(engine.poll(t60));
+    engine.handle_response(t60, status("Running")); // next poll at 90 s: over the limit
+    assert!(matches!(engine.outcome(), Err(LroError::Timeout(_))));
+}
+
+#[test]
+fn polls_to_another_origin_are_refused_by_default() {
+    let now = t0();
+    let initial = InitialResponse::new(
+        lro_core::test_util::ScriptedTransport::request_head("POST", RESOURCE),
+        json_response(202, "").with_header("operation-location", "https://evil.example/op"),
+    );
+    let mut engine = Engine::start(Monitor::default(), options(), initial.clone()).unwrap();
+    assert!(matches!(engine.poll(now), Action::Done));
+    let error = engine.outcome().expect_err("refused");
+    assert!(matches!(error, LroError::Policy(_)));
+    assert!(error.to_string().contains("https://evil.example"), "{error}");
+
+    let trusting = PollOptions::builder().origins(OriginPolicy::any()).build();
+    let mut engine = Engine::start(Monitor::default(), trusting, initial).unwrap();
+    assert_eq!(expect_get(engine.poll(now)).uri(), "https://evil.example/op");
+}
+
+#[test]
+fn polls_repeat_the_client_request_id_and_the_configured_headers() {
+    let now = t0();
+    let mut head_request = http::Request::post(RESOURCE).body(()).unwrap();
+    head_request.headers_mut().insert("x-ms-client-request-id", "abc-123".parse().unwrap());
+    head_request.headers_mut().insert("authorization", "Bearer secret".parse().unwrap());
+    let initial = InitialResponse::from_exchange(
+        &head_request,
+        json_response(202, "").with_header("operation-location", OP),
+    );
+    let options = PollOptions::builder()
+        .header(http::HeaderName::from_static("x-extra"), http::HeaderValue::from_static("1"))
+        .build();
+    let mut engine = Engine::start(Monitor::default(), options, initial).unwrap();
+    let request = expect_get(engine.poll(now));
+    assert_eq!(request.headers()["x-ms-client-request-id"], "abc-123");
+    assert_eq!(request.headers()["x-extra"], "1");
+    assert!(
+        request.headers().get("authorization").is_none(),
+        "credentials are the client's business"
+    );
+}
+
+#[test]
+fn missing_polling_link_is_a_bad_response() {
+    let initial = InitialResponse::new(
+        lro_core::test_util::ScriptedTransport::request_head("POST", RESOURCE),
+        json_response(202, ""),
+    );
+    let mut engine = Engine::start(Monitor::default(), options(), initial).unwrap();
+    assert!(matches!(engine.poll(t0()), Action::Done));
+    assert!(matches!(engine.outcome(), Err(LroError::BadResponse(_))));
+}
+
+#[test]
+fn initial_strategy_errors_are_returned_from_start_without_a_token() {
+    let initial = InitialResponse::new(
+        lro_core::test_util::ScriptedTransport::request_head("PUT", RESOURCE),
+        json_response(500, ""),
+    );
+    let error = Engine::start(Monitor::default(), options(), initial).expect_err("bad status");
+    assert!(matches!(error, LroError::BadStatus(_)));
+    assert!(error.continuation_token().is_none());
+}
+
+#[test]
+fn a_token_resumes_where_polling_had_got_to() {
+    let now = t0();
+    let mut engine = start("PUT");
+    expect_get(engine.poll(now));
+    // The service moves the monitor; the token must remember the new place.
+    engine.handle_response(
+        now,
+        status("Running").with_header("operation-location", "http://svc/op2"),
+    );
+    let token = engine.continuation_token().unwrap();
+    assert_eq!(engine.polls(), 1);
+
+    let text = token.to_string();
+    let parsed: ContinuationToken = text.parse().unwrap();
+    let mut resumed = Engine::resume(Monitor::default(), options(), &parsed).unwrap();
+    assert_eq!(resumed.polls(), 1);
+    assert_eq!(
+        expect_get(resumed.poll(now)).uri(),
+        "http://svc/op2",
+        "resumed polls at once, where it was"
+    );
+    resumed.handle_response(now, status("Succeeded"));
+    assert_eq!(expect_get(resumed.poll(now)).uri(), RESOURCE, "final GET of the original PUT URL");
+    resumed.handle_response(now, json_response(200, r#"{"name":"w1"}"#));
+    assert!(resumed.finished() && resumed.outcome().is_ok());
+}
+
+#[test]
+fn a_token_without_progress_resumes_from_the_initial_response() {
+    let state = lro_core::TokenState::new(&started("POST", ""), None);
+    let token = ContinuationToken::encode(&state).unwrap();
+    let mut engine = Engine::resume(Monitor::default(), options(), &token).unwrap();
+    assert_eq!(expect_get(engine.poll(t0())).uri(), OP);
+}
+
+#[test]
+fn hostile_progress_in_a_token_is_rejected() {
+    let state = lro_core::TokenState::new(
+        &started("POST", ""),
+        Some(serde_json::json!({"polls": 1, "strategy": {"url": 42}})),
+    );
+    let token = ContinuationToken::encode(&state).unwrap();
+    let error = Engine::resume(Monitor::default(), options(), &token).expect_err("rejected");
+    assert!(matches!(error, LroError::InvalidContinuationToken(_)), "{error:?}");
+
+    let state =
+        lro_core::TokenState::new(&started("POST", ""), Some(serde_json::json!({"polls": -1})));
+    let token = ContinuationToken::encode(&state).unwrap();
+    let error = Engine::resume(Monitor::default(), options(), &token).expect_err("rejected");
+    assert!(matches!(error, LroError::InvalidContinuationToken(_)), "{error:?}");
+}
+
+#[test]
+fn responses_after_the_end_are_ignored() {
+    let now = t0();
+    let mut engine = Engine::start(Immediate, options(), started("POST", "")).unwrap();
+    engine.handle_response(now, Response::new(Bytes::from_static(b"late")));
+    engine.handle_transport_error(now, TransportError::other("late"));
+    assert_eq!(engine.outcome().unwrap().status(), 202);
+}
