@@ -66,6 +66,16 @@ pub mod test_util;
 mod token;
 mod transport;
 
+/// The workspace README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
+/// `docs/architecture.md`, compiled as doc tests (its Rust blocks must build).
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/architecture.md")]
+struct ArchitectureDoctests;
+
 pub use delay::{DelayContext, DelayPolicy, FixedInterval};
 pub use deserialize::Deserializer;
 pub use drivers::StrategyPolling;

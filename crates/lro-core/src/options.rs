@@ -22,6 +22,7 @@ pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OriginPolicy {
     any: bool,
+    pinned: Option<Origin>,
     extra: Vec<Origin>,
 }
 
@@ -54,7 +55,16 @@ impl OriginPolicy {
     /// Any URL the service names. Use only with clients that send no credentials, or when
     /// every host the service may name is trusted.
     pub fn any() -> Self {
-        OriginPolicy { any: true, extra: Vec::new() }
+        OriginPolicy { any: true, ..Self::default() }
+    }
+
+    /// Only the origin of `url`, whatever the initial request was: for operations resumed from
+    /// continuation tokens that come from elsewhere (a token names its own initial URL).
+    ///
+    /// Returns `None` if `url` has no scheme, host or known port.
+    pub fn pinned(url: &str) -> Option<Self> {
+        let origin = Origin::of(&url.parse().ok()?)?;
+        Some(OriginPolicy { pinned: Some(origin), ..Self::default() })
     }
 
     /// Also trusts the origin of `url` (e.g. `"https://status.example.com"`).
@@ -71,8 +81,9 @@ impl OriginPolicy {
         if self.any {
             return true;
         }
-        match (Origin::of(initial), Origin::of(target)) {
-            (Some(initial), Some(target)) => target == initial || self.extra.contains(&target),
+        let base = self.pinned.clone().or_else(|| Origin::of(initial));
+        match (base, Origin::of(target)) {
+            (Some(base), Some(target)) => target == base || self.extra.contains(&target),
             _ => false,
         }
     }
@@ -231,5 +242,13 @@ mod tests {
         assert!(!policy.permits(&start, &uri("http://status.example.com/op/1")));
         assert!(OriginPolicy::any().permits(&start, &uri("http://anything/")));
         assert!(OriginPolicy::same_origin().allow("not a url").is_none());
+    }
+
+    #[test]
+    fn a_pinned_origin_ignores_the_initial_request() {
+        let policy = OriginPolicy::pinned("https://example.com").expect("valid origin");
+        let forged = uri("https://evil.example/resource");
+        assert!(!policy.permits(&forged, &uri("https://evil.example/op")));
+        assert!(policy.permits(&forged, &uri("https://example.com/op")));
     }
 }
