@@ -1,7 +1,7 @@
 //! Deserialization callbacks: how the final response becomes the caller's `T`.
 //!
 //! A callback receives the final response (body, headers, status) and returns the resource.
-//! Three ready-made ones cover the usual cases: [`json`], [`bytes`] and [`none`].
+//! Three ready-made ones cover the usual cases: [`json()`], [`bytes()`] and [`none()`].
 
 use std::sync::Arc;
 
