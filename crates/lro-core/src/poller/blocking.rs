@@ -30,7 +30,10 @@ pub struct AlreadyComplete;
 /// Drives a long-running operation on a background thread.
 ///
 /// As azure-core's `LROPoller`: the constructor initializes the polling method and, unless the
-/// operation is already finished, starts a thread (named `lro-poller`) that runs it. Waiting,
+/// operation is already finished, starts a thread (named `lro-poller`) that runs it. An
+/// operation whose initial response already says it failed is reported as failed (azure-core's
+/// sync poller returns it as a success; its async poller raises — this crate follows the
+/// async one in both pollers). Waiting,
 /// status and callbacks are available from any thread meanwhile.
 ///
 /// Unlike Python, dropping the poller stops polling: the thread is told to stop (a wait in
@@ -125,7 +128,7 @@ where
             timer,
             interrupt: Interrupt::new(),
             state: Mutex::new(Completion {
-                done: finished,
+                done: false,
                 error: None,
                 callbacks: Vec::new(),
                 next_id: 0,
@@ -133,6 +136,9 @@ where
             completed: Condvar::new(),
         });
         let thread = if finished {
+            // Nothing to send: `run` returns at once with the outcome (an operation that
+            // failed in its initial response fails here, as in azure-core's async poller).
+            shared.poll_to_completion();
             None
         } else {
             let worker = Arc::clone(&shared);

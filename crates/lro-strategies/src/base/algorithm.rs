@@ -1,0 +1,247 @@
+//! The polling algorithms of azure-core (`OperationResourcePolling`, `LocationPolling`,
+//! `StatusCheckPolling`) and azure-mgmt-core (`AzureAsyncOperationPolling`,
+//! `BodyContentPolling`): how each reads a status, where it polls, what it GETs at the end.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderName, Method, Response, StatusCode, Uri};
+use lro_core::LroError;
+use serde_json::Value;
+
+use crate::final_state::FinalStateVia;
+use crate::urls::resolve;
+
+pub(crate) const NO_BODY: &str =
+    "The response from long running operation does not contain a body.";
+pub(crate) const NO_STATUS: &str = "No status found in body";
+const NOT_JSON: &str = "Error occurred in deserializing the response body.";
+
+/// One way of following an operation. [`LroBasePolling`](crate::LroBasePolling) tries its
+/// algorithms in order and keeps the first that applies to the initial response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// Poll the status monitor named by a header (`Operation-Location`, or `Azure-AsyncOperation`
+    /// in ARM) and read its body's `status`. Applies when the header is present.
+    OperationResource {
+        /// The header that names the status monitor.
+        header: HeaderName,
+    },
+    /// Poll the `Location` URL until it stops answering 202. Applies when `Location` is present.
+    Location,
+    /// ARM: poll the resource itself (PUT/PATCH) and read `properties.provisioningState`.
+    BodyContent,
+    /// No polling: the initial response is the result. Always applies.
+    StatusCheck,
+}
+
+impl Algorithm {
+    /// `OperationResource` on `Operation-Location`.
+    pub fn operation_location() -> Self {
+        Algorithm::OperationResource { header: HeaderName::from_static("operation-location") }
+    }
+
+    /// `OperationResource` on `Azure-AsyncOperation` (ARM).
+    pub fn azure_async_operation() -> Self {
+        Algorithm::OperationResource { header: HeaderName::from_static("azure-asyncoperation") }
+    }
+
+    /// azure-core's `can_poll`: does this algorithm apply to the initial exchange?
+    pub(crate) fn applies(&self, method: &Method, response: &Response<Bytes>) -> bool {
+        match self {
+            Algorithm::OperationResource { header } => response.headers().contains_key(header),
+            Algorithm::Location => response.headers().contains_key(http::header::LOCATION),
+            Algorithm::BodyContent => *method == Method::PUT || *method == Method::PATCH,
+            Algorithm::StatusCheck => true,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Algorithm::OperationResource { .. } => "operation-resource",
+            Algorithm::Location => "location",
+            Algorithm::BodyContent => "body-content",
+            Algorithm::StatusCheck => "status-check",
+        }
+    }
+}
+
+/// The state of the chosen algorithm for one operation.
+#[derive(Debug, Clone)]
+pub(crate) struct Tracker {
+    pub(crate) algorithm: Algorithm,
+    pub(crate) method: Method,
+    pub(crate) original: Uri,
+    /// Where to poll now.
+    pub(crate) polling: Option<Uri>,
+    /// The initial response's `Location`, for the final GET of the operation-resource algorithm.
+    pub(crate) location: Option<Uri>,
+}
+
+fn header_text<'r>(response: &'r Response<Bytes>, name: &HeaderName) -> Option<&'r str> {
+    response.headers().get(name)?.to_str().ok().map(str::trim)
+}
+
+fn json(response: &Response<Bytes>) -> Result<Value, LroError> {
+    serde_json::from_slice(response.body()).map_err(|e| LroError::decode(NOT_JSON, Some(e.into())))
+}
+
+/// Python's truthiness, for the JSON values a status can be.
+fn truthy_text(value: &Value) -> Option<Arc<str>> {
+    match value {
+        Value::String(s) if !s.is_empty() => Some(s.as_str().into()),
+        Value::Number(n) if n.as_f64() != Some(0.0) => Some(n.to_string().into()),
+        Value::Bool(true) => Some("True".into()),
+        _ => None,
+    }
+}
+
+impl Tracker {
+    /// azure-core's `set_initial_status`.
+    pub(crate) fn start(
+        algorithm: Algorithm,
+        method: Method,
+        original: Uri,
+        response: &Response<Bytes>,
+    ) -> Result<(Tracker, Arc<str>), LroError> {
+        let mut tracker = Tracker { algorithm, method, original, polling: None, location: None };
+        let status = match &tracker.algorithm {
+            Algorithm::OperationResource { header } => {
+                let header = header.clone();
+                tracker.polling = Some(tracker.link(response, &header)?);
+                tracker.location = header_text(response, &http::header::LOCATION)
+                    .filter(|v| !v.is_empty())
+                    .and_then(|v| resolve(&tracker.original, v));
+                tracker.monitor_status(response).unwrap_or_else(|_| "InProgress".into())
+            }
+            Algorithm::Location => {
+                tracker.polling = Some(tracker.link(response, &http::header::LOCATION)?);
+                "InProgress".into()
+            }
+            Algorithm::BodyContent => {
+                tracker.polling = Some(tracker.original.clone());
+                let state = match response.status() {
+                    StatusCode::CREATED | StatusCode::OK if !response.body().is_empty() => {
+                        provisioning_state(response)?
+                    }
+                    _ => None,
+                };
+                match (response.status(), state) {
+                    (StatusCode::ACCEPTED, _) => "InProgress".into(),
+                    (StatusCode::CREATED, state) => state.unwrap_or_else(|| "InProgress".into()),
+                    (_, state) => state.unwrap_or_else(|| "Succeeded".into()),
+                }
+            }
+            Algorithm::StatusCheck => "Succeeded".into(),
+        };
+        Ok((tracker, status))
+    }
+
+    /// The absolute URL named by `header` in the initial response.
+    fn link(&self, response: &Response<Bytes>, header: &HeaderName) -> Result<Uri, LroError> {
+        let value = header_text(response, header).unwrap_or_default();
+        if value.is_empty() {
+            // azure-core raises OperationFailed here, although nothing failed: the service sent
+            // an empty link. A deliberate difference.
+            return Err(LroError::bad_response(response, format!("the {header} header is empty")));
+        }
+        resolve(&self.original, value).ok_or_else(|| {
+            LroError::bad_response(
+                response,
+                format!("the {header} header is not a usable URL: {value:?}"),
+            )
+        })
+    }
+
+    /// azure-core's `get_status` for a poll response.
+    pub(crate) fn status(&mut self, response: &Response<Bytes>) -> Result<Arc<str>, LroError> {
+        match &self.algorithm {
+            Algorithm::OperationResource { .. } => self.monitor_status(response),
+            Algorithm::Location => {
+                let moved =
+                    header_text(response, &http::header::LOCATION).filter(|v| !v.is_empty());
+                if let (Some(moved), Some(current)) = (moved, &self.polling) {
+                    if let Some(next) = resolve(current, moved) {
+                        self.polling = Some(next);
+                    }
+                }
+                Ok(if response.status() == StatusCode::ACCEPTED {
+                    "InProgress"
+                } else {
+                    "Succeeded"
+                }
+                .into())
+            }
+            Algorithm::BodyContent => {
+                if response.body().is_empty() {
+                    return Err(LroError::bad_response(response, NO_BODY));
+                }
+                Ok(provisioning_state(response)?.unwrap_or_else(|| "Succeeded".into()))
+            }
+            Algorithm::StatusCheck => Ok("Succeeded".into()),
+        }
+    }
+
+    /// The `status` of a status-monitor body.
+    fn monitor_status(&self, response: &Response<Bytes>) -> Result<Arc<str>, LroError> {
+        if response.body().is_empty() {
+            return Err(LroError::bad_response(response, NO_BODY));
+        }
+        json(response)?
+            .get("status")
+            .and_then(truthy_text)
+            .ok_or_else(|| LroError::bad_response(response, NO_STATUS))
+    }
+
+    /// azure-core's `get_final_get_url`, evaluated on the terminal response.
+    pub(crate) fn final_uri(
+        &self,
+        latest: &Response<Bytes>,
+        final_state_via: Option<FinalStateVia>,
+    ) -> Result<Option<Uri>, LroError> {
+        if !matches!(self.algorithm, Algorithm::OperationResource { .. }) {
+            return Ok(None);
+        }
+        let post = self.method == Method::POST;
+        match final_state_via {
+            Some(FinalStateVia::Location) if self.location.is_some() => {
+                return Ok(self.location.clone());
+            }
+            Some(FinalStateVia::AzureAsyncOperation | FinalStateVia::OperationLocation) if post => {
+                return Ok(None);
+            }
+            // azure-core ignores `original-uri`; the OpenAPI extension means the original URL.
+            Some(FinalStateVia::OriginalUri) => return Ok(Some(self.original.clone())),
+            _ => {}
+        }
+        if !latest.body().is_empty() {
+            let body = json(latest)?;
+            let target =
+                body.get("resourceLocation").and_then(Value::as_str).filter(|s| !s.is_empty());
+            if let Some(target) = target {
+                let base = self.polling.as_ref().unwrap_or(&self.original);
+                return resolve(base, target).map(Some).ok_or_else(|| {
+                    LroError::bad_response(
+                        latest,
+                        format!("resourceLocation is not a usable URL: {target:?}"),
+                    )
+                });
+            }
+        }
+        Ok(match self.method {
+            Method::PUT | Method::PATCH => Some(self.original.clone()),
+            Method::POST => self.location.clone(),
+            _ => None,
+        })
+    }
+}
+
+/// `properties.provisioningState`, `None` when absent or empty (ARM body polling).
+fn provisioning_state(response: &Response<Bytes>) -> Result<Option<Arc<str>>, LroError> {
+    let body = json(response)?;
+    if !body.is_object() {
+        return Err(LroError::bad_response(response, "the resource body is not a JSON object"));
+    }
+    Ok(body.get("properties").and_then(|p| p.get("provisioningState")).and_then(truthy_text))
+}

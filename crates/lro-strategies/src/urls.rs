@@ -1,0 +1,99 @@
+//! URL handling: relative references resolved with the `url` crate, and the poll-URL hook.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::Uri;
+use url::Url;
+
+/// Resolves `reference` (absolute, or relative to `base`) to an absolute http(s) URL.
+///
+/// `None` when the result is not a valid http or https URL.
+pub(crate) fn resolve(base: &Uri, reference: &str) -> Option<Uri> {
+    let base = Url::parse(&base.to_string()).ok()?;
+    let joined = base.join(reference.trim()).ok()?;
+    if !matches!(joined.scheme(), "http" | "https") {
+        return None;
+    }
+    joined.as_str().parse().ok()
+}
+
+/// A rewrite applied to every poll and final-GET URL before it is requested (azure-core's
+/// `path_format_arguments` / Java's `serviceVersion`, in one hook).
+#[derive(Clone)]
+pub struct UrlHook(Arc<dyn Fn(Uri) -> Uri + Send + Sync>);
+
+impl UrlHook {
+    /// A hook from a function.
+    pub fn new(f: impl Fn(Uri) -> Uri + Send + Sync + 'static) -> Self {
+        UrlHook(Arc::new(f))
+    }
+
+    /// Sets the `api-version` query parameter on every URL (replacing any value the service
+    /// put there), as .NET's and Java's Azure cores do.
+    ///
+    /// ```
+    /// use lro_strategies::UrlHook;
+    ///
+    /// let hook = UrlHook::api_version("2024-05-01");
+    /// let url = hook.apply("https://svc/op/1?api-version=2020-01-01&x=1".parse().unwrap());
+    /// assert_eq!(url, "https://svc/op/1?x=1&api-version=2024-05-01");
+    /// ```
+    pub fn api_version(version: &str) -> Self {
+        let version = version.to_owned();
+        UrlHook::new(move |uri| set_query(&uri, "api-version", &version).unwrap_or(uri))
+    }
+
+    /// Applies the hook.
+    pub fn apply(&self, uri: Uri) -> Uri {
+        (self.0)(uri)
+    }
+}
+
+impl fmt::Debug for UrlHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UrlHook(..)")
+    }
+}
+
+fn set_query(uri: &Uri, name: &str, value: &str) -> Option<Uri> {
+    let mut url = Url::parse(&uri.to_string()).ok()?;
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != name)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(kept).append_pair(name, value);
+    url.as_str().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Uri {
+        "https://svc.example/widgets/1?api-version=1".parse().unwrap()
+    }
+
+    #[test]
+    fn relative_references_resolve_against_the_base() {
+        assert_eq!(resolve(&base(), "/operations/7").unwrap(), "https://svc.example/operations/7");
+        assert_eq!(resolve(&base(), "status").unwrap(), "https://svc.example/widgets/status");
+        assert_eq!(resolve(&base(), "//other.example/op").unwrap(), "https://other.example/op");
+        assert_eq!(resolve(&base(), " http://x.example/a ").unwrap(), "http://x.example/a");
+    }
+
+    #[test]
+    fn non_http_or_broken_references_are_refused() {
+        assert!(resolve(&base(), "file:///etc/passwd").is_none());
+        assert!(resolve(&base(), "javascript:alert(1)").is_none());
+        assert!(resolve(&base(), "http://[::1").is_none());
+    }
+
+    #[test]
+    fn api_version_is_added_or_replaced() {
+        let hook = UrlHook::api_version("2");
+        assert_eq!(hook.apply("https://s/op".parse().unwrap()), "https://s/op?api-version=2");
+        assert_eq!(hook.apply(base()), "https://svc.example/widgets/1?api-version=2");
+    }
+}
