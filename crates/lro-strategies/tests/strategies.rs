@@ -1,0 +1,177 @@
+//! Behaviour of the strategies beyond the azure-core table: relative URLs, URL hooks, tokens
+//! that remember a moved Location, backoff on top of an algorithm, NoPolling tokens.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lro_core::test_util::{ScriptedTransport, WithHeader, json_response};
+use lro_core::{InitialResponse, LroError, LroPoller, PollingMethod, deserialize};
+use lro_strategies::{Algorithm, ExponentialBackoff, LroBasePolling, NoPolling};
+use serde_json::Value;
+
+fn initial(method: &str, status: u16, body: &str, headers: &[(&str, &str)]) -> InitialResponse {
+    let mut response = json_response(status, body);
+    for (name, value) in headers {
+        response = response.with_header(name, value);
+    }
+    InitialResponse::new(
+        ScriptedTransport::request_head(method, "https://svc.example/items/1?api-version=1"),
+        response,
+    )
+}
+
+fn status(word: &str) -> http::Response<bytes::Bytes> {
+    json_response(200, &format!(r#"{{"status":"{word}"}}"#))
+}
+
+#[test]
+fn relative_links_resolve_against_the_request_they_came_from() {
+    let transport = Arc::new(ScriptedTransport::new());
+    transport.push_get("https://svc.example/operations/7", status("Succeeded"));
+    transport
+        .push_get("https://svc.example/items/1?api-version=1", json_response(200, r#"{"id":1}"#));
+    let method = LroBasePolling::builder().interval(Duration::ZERO).build();
+    let initial = initial("PUT", 201, "", &[("operation-location", "/operations/7")]);
+    let poller =
+        LroPoller::new(transport.clone(), initial, deserialize::json::<Value>(), method).unwrap();
+    assert_eq!(poller.result(None).unwrap()["id"], 1);
+}
+
+#[test]
+fn relative_resource_location_resolves_against_the_monitor() {
+    let transport = Arc::new(ScriptedTransport::new());
+    transport.push_get(
+        "https://svc.example/ops/7",
+        json_response(200, r#"{"status":"Succeeded","resourceLocation":"../results/7"}"#),
+    );
+    transport.push_get("https://svc.example/results/7", json_response(200, r#"{"done":true}"#));
+    let method = LroBasePolling::builder().build();
+    let initial = initial("POST", 202, "", &[("operation-location", "https://svc.example/ops/7")]);
+    let poller = LroPoller::new(transport, initial, deserialize::json::<Value>(), method).unwrap();
+    assert_eq!(poller.result(None).unwrap()["done"], true);
+}
+
+#[test]
+fn the_api_version_hook_applies_to_polls_and_the_final_get() {
+    let transport = Arc::new(ScriptedTransport::new());
+    transport.push_get("https://svc.example/ops/7?api-version=2024-01-01", status("Succeeded"));
+    transport
+        .push_get("https://svc.example/items/1?api-version=2024-01-01", json_response(200, "{}"));
+    let method = LroBasePolling::builder().api_version("2024-01-01").build();
+    let initial = initial("PATCH", 202, "", &[("operation-location", "https://svc.example/ops/7")]);
+    let poller =
+        LroPoller::new(transport.clone(), initial, deserialize::json::<Value>(), method).unwrap();
+    poller.result(None).unwrap();
+    assert_eq!(transport.remaining(), 0);
+}
+
+#[test]
+fn a_link_to_another_origin_is_refused_before_any_request() {
+    let transport = Arc::new(ScriptedTransport::new());
+    let method = LroBasePolling::builder().build();
+    let initial =
+        initial("POST", 202, "", &[("operation-location", "https://attacker.example/op")]);
+    let poller =
+        LroPoller::new(transport.clone(), initial, deserialize::json::<Value>(), method).unwrap();
+    let error = poller.result(None).unwrap_err();
+    assert!(matches!(error, LroError::Policy(_)), "{error:?}");
+    assert!(transport.requests().is_empty(), "no credentialed request left for the other host");
+}
+
+#[test]
+fn a_token_remembers_where_the_location_moved() {
+    let transport = Arc::new(ScriptedTransport::new());
+    transport.push_get(
+        "https://svc.example/status/1",
+        json_response(202, "").with_header("location", "https://svc.example/status/2"),
+    );
+    transport.push_error("https://svc.example/status/2", lro_core::TransportError::other("reset"));
+    let method = LroBasePolling::builder().interval(Duration::ZERO).build();
+    let initial = initial("POST", 202, "", &[("location", "https://svc.example/status/1")]);
+    let token = LroPoller::new(transport, initial, deserialize::json::<Value>(), method)
+        .unwrap()
+        .result(None)
+        .unwrap_err()
+        .continuation_token()
+        .cloned()
+        .unwrap();
+
+    let later = Arc::new(ScriptedTransport::new());
+    later.push_get("https://svc.example/status/2", json_response(200, r#"{"ok":true}"#));
+    let resumed = LroPoller::from_continuation_token(
+        LroBasePolling::builder().build(),
+        &token,
+        later.clone(),
+        deserialize::json::<Value>(),
+    )
+    .unwrap();
+    assert_eq!(resumed.result(None).unwrap()["ok"], true);
+    assert_eq!(later.urls(), ["https://svc.example/status/2"]);
+}
+
+#[test]
+fn exponential_backoff_on_location_is_the_seed_custom_method_built_in() {
+    let transport = Arc::new(ScriptedTransport::new());
+    for _ in 0..4 {
+        transport.push_get("https://svc.example/status/1", json_response(202, ""));
+    }
+    transport.push_get("https://svc.example/status/1", json_response(200, r#"{"name":"w1"}"#));
+    let backoff = ExponentialBackoff::builder()
+        .initial_delay(Duration::from_secs(1))
+        .max_delay(Duration::from_secs(5))
+        .build();
+    let method = LroBasePolling::builder().algorithms([Algorithm::Location]).delay(backoff).build();
+    let initial = initial("POST", 202, "", &[("location", "https://svc.example/status/1")]);
+    let poller =
+        LroPoller::new(transport.clone(), initial, deserialize::json::<Value>(), method).unwrap();
+    assert_eq!(poller.result(None).unwrap()["name"], "w1");
+    let waits: Vec<u64> = transport.sleeps().iter().map(Duration::as_secs).collect();
+    assert_eq!(waits, [1, 2, 4, 5], "the same waits as examples/custom_backoff.rs in lro-core");
+}
+
+#[test]
+fn max_polls_on_the_builder_gives_up_with_a_token() {
+    let transport = Arc::new(ScriptedTransport::new());
+    for _ in 0..3 {
+        transport.push_get("https://svc.example/ops/7", status("Running"));
+    }
+    let method = LroBasePolling::builder().max_polls(3).build();
+    let initial = initial("POST", 202, "", &[("operation-location", "https://svc.example/ops/7")]);
+    let error = LroPoller::new(transport, initial, deserialize::json::<Value>(), method)
+        .unwrap()
+        .result(None);
+    let error = error.unwrap_err();
+    assert!(
+        matches!(error, LroError::Timeout(_)) && error.continuation_token().is_some(),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn no_polling_returns_the_initial_body_and_its_token_round_trips() {
+    let transport = Arc::new(ScriptedTransport::new());
+    let initial = initial("POST", 200, r#"{"id":9}"#, &[]);
+    let poller = LroPoller::new(
+        transport.clone(),
+        initial,
+        deserialize::json::<Value>(),
+        NoPolling::method(),
+    )
+    .unwrap();
+    assert!(poller.done());
+    assert_eq!(poller.status().as_str(), "succeeded");
+    assert_eq!(poller.result(None).unwrap()["id"], 9);
+    let token = poller.continuation_token().unwrap();
+
+    let mut again = NoPolling::method::<Value>();
+    PollingMethod::from_continuation_token(
+        &mut again,
+        transport.clone(),
+        &token,
+        deserialize::json(),
+    )
+    .unwrap();
+    assert_eq!(PollingMethod::resource(&again).unwrap()["id"], 9);
+    assert!(transport.requests().is_empty());
+}
