@@ -1,14 +1,16 @@
 //! Project automation for the `lro` workspace, in the cargo-xtask pattern.
 //!
 //! `cargo xtask test-all` runs every check CI runs, in order, failing fast;
-//! `cargo xtask demo` runs the demo; `cargo xtask help` lists the subcommands.
+//! `cargo xtask conformance` replays the conformance table through Python azure-core and the
+//! Rust pollers; `cargo xtask demo` runs the demo; `cargo xtask help` lists the subcommands.
 //! The crate uses std only, so that it builds in seconds on a clean clone.
 
 mod checks;
+mod conformance;
 mod steps;
 
 use std::env;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
@@ -26,6 +28,12 @@ const SUBCOMMANDS: &[Subcommand] = &[
         name: "test-all",
         about: "run every CI check in order, stopping at the first failure (steps below)",
         run: steps::test_all,
+    },
+    Subcommand {
+        name: "conformance",
+        about: "replay the conformance table through Python azure-core (pinned, in a venv under \
+                target/; pip uses PyPI), then through the Rust pollers",
+        run: conformance::command,
     },
     Subcommand {
         name: "demo",
@@ -69,10 +77,11 @@ fn main() -> ExitCode {
 
 fn print_usage(out: &mut dyn Write) {
     let mut text = String::from("Usage: cargo xtask <SUBCOMMAND>\n\nSubcommands:\n");
+    let width = SUBCOMMANDS.iter().map(|command| command.name.len()).max().unwrap_or(0).max(10);
     for command in SUBCOMMANDS {
-        text.push_str(&format!("  {:<10} {}\n", command.name, command.about));
+        text.push_str(&format!("  {:<width$} {}\n", command.name, command.about));
     }
-    text.push_str(&format!("  {:<10} {}\n", "help", "print this text"));
+    text.push_str(&format!("  {:<width$} {}\n", "help", "print this text"));
     text.push_str("\nSteps of `cargo xtask test-all`:\n");
     for (index, step) in steps::STEPS.iter().enumerate() {
         text.push_str(&format!("  {:>2}. {:<18} {}\n", index + 1, step.name, step.shows()));
@@ -143,8 +152,8 @@ impl Ctx {
         command
     }
 
-    /// Any program, run in the workspace root.
-    pub(crate) fn command(&self, program: &str) -> Command {
+    /// Any program (a name looked up in `PATH`, or a path), run in the workspace root.
+    pub(crate) fn command(&self, program: impl AsRef<OsStr>) -> Command {
         let mut command = Command::new(program);
         command.current_dir(&self.root);
         command

@@ -4,17 +4,19 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::{Ctx, Failure, checks, run};
+use crate::{Ctx, Failure, checks, conformance, run};
 
 /// The steps of `cargo xtask test-all`, in order.
 ///
 /// Adding a step is one entry here: [`Step::cargo`] for a cargo command, or [`Step::check`]
-/// for a check written in Rust (its function goes in `checks.rs`).
+/// for a check written in Rust (its function goes in `checks.rs`, or in a module of its own
+/// when it is also a subcommand, like `conformance.rs`).
 #[rustfmt::skip]
 pub(crate) const STEPS: &[Step] = &[
     Step::cargo("fmt", &["fmt", "--all", "--", "--check"]),
     Step::cargo("clippy", &["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]),
     Step::cargo("tests", &["test", "--workspace", "--all-features"]),
+    Step::check("conformance", conformance::SHOWS, conformance::check).note(conformance::NETWORK_NOTE),
     Step::cargo("docs", &["doc", "--workspace", "--no-deps", "--all-features"]).env(&[("RUSTDOCFLAGS", "-D warnings")]),
     Step::cargo("cargo-deny", &["deny", "--all-features", "check", "bans", "licenses", "sources"]).needs(CARGO_DENY).note(ADVISORIES_NOT_CHECKED),
     Step::check("dependency guard", checks::DEPENDENCY_GUARD, checks::dependency_guard),

@@ -21,6 +21,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+/// `docs/strategies.md`, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/strategies.md")]
+struct StrategiesDoc;
+
 mod backoff;
 mod base;
 mod final_state;

@@ -28,6 +28,7 @@ fn url_of(name: &str) -> &'static str {
         "azure-async-operation" => "http://host/async",
         "resource-location" => "http://host/resloc",
         "original-uri" => ORIGINAL,
+        "other-origin" => "http://other.example/op",
         other => panic!("unknown URL name {other:?}"),
     }
 }
