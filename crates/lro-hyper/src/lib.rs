@@ -1,0 +1,369 @@
+//! The async transport of `lro`: [`HyperClient`] implements `lro_core`'s [`AsyncHttpClient`] and
+//! [`AsyncTimer`] over hyper 1, hyper-util's pooled client and tokio, with HTTPS through rustls.
+//!
+//! One `HyperClient` (cheap to clone) is meant to be shared by every poller of a program: they
+//! share its keep-alive connection pool. Each request has a timeout, connecting has its own, and
+//! a response body larger than the cap (16 MiB by default) is an error — the rest of it is never
+//! buffered.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use bytes::Bytes;
+//! use lro_core::{AsyncLroPoller, InitialResponse, deserialize};
+//! use lro_strategies::LroBasePolling;
+//!
+//! let client = Arc::new(lro_hyper::HyperClient::new()?);
+//! let request = http::Request::put("https://example.com/widgets/1").body(Bytes::from_static(b"{}"))?;
+//! let initial = InitialResponse::send_async(&*client, request).await?;
+//! let method = LroBasePolling::builder().build();
+//! let widget: serde_json::Value = AsyncLroPoller::new(client, initial, deserialize::json(), method)?.await?;
+//! # let _ = widget; Ok(()) }
+//! ```
+//!
+//! What this crate is *not*: a general HTTP client. It sends what the pollers ask and reads
+//! whole (bounded) bodies; retries of individual requests, authentication and logging belong in
+//! the client you wrap or in your own [`AsyncHttpClient`].
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use lro_core::{
+    AsyncHttpClient, AsyncLroPoller, AsyncPollingMethod, AsyncTimer, BoxFuture, LroError,
+    Timestamp, TransportError, TransportErrorKind,
+};
+
+/// Default cap on a response body: 16 MiB.
+pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+/// Default timeout of a whole request (headers and body): 30 s.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default timeout to establish a connection (TCP and TLS): 10 s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The connector `HyperClient::new` and the builder use: HTTP and HTTPS (rustls).
+pub type DefaultConnector = HttpsConnector<HttpConnector>;
+
+/// An [`AsyncHttpClient`] and [`AsyncTimer`] over hyper-util's pooled client on tokio.
+///
+/// Clones share the connection pool. Build one with [`HyperClient::new`] (HTTP/1.1 and HTTP/2,
+/// HTTPS with the default roots) or [`HyperClient::builder`]; wrap a hyper-util client of your
+/// own with [`HyperClient::from_client`].
+pub struct HyperClient<C = DefaultConnector> {
+    inner: Arc<Inner<C>>,
+}
+
+struct Inner<C> {
+    client: Client<C, Full<Bytes>>,
+    request_timeout: Option<Duration>,
+    max_body: usize,
+}
+
+impl<C> Clone for HyperClient<C> {
+    fn clone(&self) -> Self {
+        HyperClient { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<C> fmt::Debug for HyperClient<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HyperClient")
+            .field("request_timeout", &self.inner.request_timeout)
+            .field("max_body", &self.inner.max_body)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HyperClient {
+    /// A client with the defaults (see [`HyperClientBuilder`]).
+    pub fn new() -> Result<Self, BuildError> {
+        Self::builder().build()
+    }
+
+    /// A builder in the style of hyper-util and reqwest.
+    pub fn builder() -> HyperClientBuilder {
+        HyperClientBuilder {
+            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+            max_body: DEFAULT_MAX_BODY,
+            http2_only: false,
+            pool_idle_timeout: Some(Duration::from_secs(90)),
+            pool_max_idle_per_host: 32,
+            default_roots: true,
+            extra_roots: Vec::new(),
+        }
+    }
+}
+
+impl<C> HyperClient<C>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    /// Wraps a hyper-util client you built, with the default request timeout and body cap.
+    pub fn from_client(client: Client<C, Full<Bytes>>) -> Self {
+        Self::from_client_with(client, Some(DEFAULT_REQUEST_TIMEOUT), DEFAULT_MAX_BODY)
+    }
+
+    /// Wraps a hyper-util client you built, with this request timeout and body cap.
+    pub fn from_client_with(
+        client: Client<C, Full<Bytes>>,
+        request_timeout: Option<Duration>,
+        max_body: usize,
+    ) -> Self {
+        HyperClient { inner: Arc::new(Inner { client, request_timeout, max_body }) }
+    }
+
+    async fn exchange(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+        let (parts, body) = request.into_parts();
+        let response =
+            self.inner.client.request(Request::from_parts(parts, Full::new(body))).await.map_err(
+                |e| {
+                    let kind = if e.is_connect() {
+                        TransportErrorKind::Connect
+                    } else {
+                        TransportErrorKind::Other
+                    };
+                    TransportError::new(kind, e)
+                },
+            )?;
+        let (parts, mut body) = response.into_parts();
+        let max = self.inner.max_body;
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > max as u64) {
+            return Err(too_large(max));
+        }
+        let mut collected = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(TransportError::other)?;
+            if let Ok(data) = frame.into_data() {
+                if collected.len().saturating_add(data.len()) > max {
+                    // Dropping the body here closes the connection: the rest is never read.
+                    return Err(too_large(max));
+                }
+                collected.extend_from_slice(&data);
+            }
+        }
+        Ok(Response::from_parts(parts, collected.freeze()))
+    }
+}
+
+fn too_large(max: usize) -> TransportError {
+    TransportError::new(
+        TransportErrorKind::BodyTooLarge,
+        format!("the response body is larger than the {max}-byte limit"),
+    )
+}
+
+#[async_trait::async_trait]
+impl<C> AsyncHttpClient for HyperClient<C>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+        match self.inner.request_timeout {
+            None => self.exchange(request).await,
+            Some(limit) => match tokio::time::timeout(limit, self.exchange(request)).await {
+                Ok(result) => result,
+                Err(_) => Err(TransportError::new(
+                    TransportErrorKind::Timeout,
+                    format!("no complete response within {limit:?}"),
+                )),
+            },
+        }
+    }
+}
+
+impl<C: Send + Sync> AsyncTimer for HyperClient<C> {
+    fn now(&self) -> Timestamp {
+        TokioTimer.now()
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        TokioTimer.sleep(duration)
+    }
+}
+
+/// tokio's clock and sleep as an [`AsyncTimer`]. Its clock follows `tokio::time::pause`, so
+/// tests of pollers run in virtual time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioTimer;
+
+impl AsyncTimer for TokioTimer {
+    fn now(&self) -> Timestamp {
+        Timestamp::new(tokio::time::Instant::now().into_std(), SystemTime::now())
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        // tokio's timer cannot represent every Duration: sleep until the far future instead.
+        let deadline = tokio::time::Instant::now().checked_add(duration).unwrap_or_else(|| {
+            tokio::time::Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+        });
+        Box::pin(tokio::time::sleep_until(deadline))
+    }
+}
+
+/// Runs a poller to its end as a spawned tokio task.
+///
+/// Dropping the handle does not stop the task; abort it (`JoinHandle::abort`) to stop polling.
+pub fn spawn<T, M>(poller: AsyncLroPoller<T, M>) -> tokio::task::JoinHandle<Result<T, LroError>>
+where
+    T: Send + 'static,
+    M: AsyncPollingMethod<T> + 'static,
+{
+    tokio::spawn(std::future::IntoFuture::into_future(poller))
+}
+
+/// Builder of [`HyperClient`].
+#[must_use]
+pub struct HyperClientBuilder {
+    connect_timeout: Option<Duration>,
+    request_timeout: Option<Duration>,
+    max_body: usize,
+    http2_only: bool,
+    pool_idle_timeout: Option<Duration>,
+    pool_max_idle_per_host: usize,
+    default_roots: bool,
+    extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+impl fmt::Debug for HyperClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HyperClientBuilder")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_body", &self.max_body)
+            .field("http2_only", &self.http2_only)
+            .field("extra_roots", &self.extra_roots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HyperClientBuilder {
+    /// Timeout to establish a connection, TLS included (default 10 s; `None`: no timeout).
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Timeout of a whole request, from sending to the last byte of the body (default 30 s).
+    pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Largest response body accepted, in bytes (default 16 MiB).
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// Speak HTTP/2 only, also over plain HTTP (prior knowledge). By default HTTP/2 is used
+    /// when the server offers it through TLS (ALPN), HTTP/1.1 otherwise.
+    pub fn http2_only(mut self, only: bool) -> Self {
+        self.http2_only = only;
+        self
+    }
+
+    /// How long an idle pooled connection is kept (default 90 s).
+    pub fn pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.pool_idle_timeout = timeout;
+        self
+    }
+
+    /// How many idle connections are kept per host (default 32).
+    pub fn pool_max_idle_per_host(mut self, max: usize) -> Self {
+        self.pool_max_idle_per_host = max;
+        self
+    }
+
+    /// Trusts this certificate (DER) as a root, in addition to the default roots.
+    pub fn add_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.extra_roots.push(rustls::pki_types::CertificateDer::from(der.into()));
+        self
+    }
+
+    /// Whether to trust the default roots of the enabled features (`webpki-roots`,
+    /// `native-roots`); default yes. Turn it off to trust only added certificates.
+    pub fn default_roots(mut self, enabled: bool) -> Self {
+        self.default_roots = enabled;
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Result<HyperClient, BuildError> {
+        let mut roots = rustls::RootCertStore::empty();
+        if self.default_roots {
+            add_default_roots(&mut roots)?;
+        }
+        for cert in self.extra_roots {
+            roots.add(cert).map_err(|e| BuildError(format!("invalid root certificate: {e}")))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| BuildError(format!("TLS configuration: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(self.connect_timeout);
+        http.set_nodelay(true);
+        let connector =
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
+        let connector = if self.http2_only {
+            connector.enable_http2().wrap_connector(http)
+        } else {
+            connector.enable_all_versions().wrap_connector(http)
+        };
+        let mut client = Client::builder(TokioExecutor::new());
+        client
+            .pool_idle_timeout(self.pool_idle_timeout)
+            .pool_max_idle_per_host(self.pool_max_idle_per_host);
+        client.pool_timer(hyper_util::rt::TokioTimer::new());
+        client.http2_only(self.http2_only);
+        Ok(HyperClient::from_client_with(
+            client.build(connector),
+            self.request_timeout,
+            self.max_body,
+        ))
+    }
+}
+
+#[allow(unused_variables, clippy::unnecessary_wraps)]
+fn add_default_roots(roots: &mut rustls::RootCertStore) -> Result<(), BuildError> {
+    #[cfg(feature = "webpki-roots")]
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    #[cfg(feature = "native-roots")]
+    {
+        let found = rustls_native_certs::load_native_certs();
+        for cert in found.certs {
+            // Unparseable system certificates are skipped, as browsers do.
+            let _ = roots.add(cert);
+        }
+    }
+    Ok(())
+}
+
+/// The client could not be built (bad certificate, TLS configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildError(String);
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot build the HTTP client: {}", self.0)
+    }
+}
+
+impl std::error::Error for BuildError {}
