@@ -1,0 +1,223 @@
+//! The blocking transport of `lro`: [`BlockingClient`] implements `lro_core`'s [`HttpClient`]
+//! and [`Timer`] over [ureq](https://docs.rs/ureq) 3, with HTTPS through rustls (ring).
+//!
+//! ureq speaks the `http` crate's types natively and blocks the calling thread without an async
+//! runtime hidden inside, which is what a blocking poller needs. It speaks HTTP/1.1 only: a
+//! server offering HTTP/2 through TLS is talked to in HTTP/1.1.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use bytes::Bytes;
+//! use lro_core::{InitialResponse, LroPoller, deserialize};
+//! use lro_strategies::LroBasePolling;
+//!
+//! let client = Arc::new(lro_blocking::BlockingClient::new()?);
+//! let request = http::Request::delete("https://example.com/widgets/1").body(Bytes::new())?;
+//! let initial = InitialResponse::send(&*client, request)?;
+//! let poller = LroPoller::new(client, initial, deserialize::none(), LroBasePolling::builder().build())?;
+//! poller.result(None)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use lro_core::{HttpClient, Timer, TransportError, TransportErrorKind};
+use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+
+/// Default cap on a response body: 16 MiB.
+pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+/// Default timeout of a whole request (connect, send, headers and body): 30 s.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default timeout to establish a connection: 10 s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An [`HttpClient`] and [`Timer`] over a ureq [`Agent`](ureq::Agent) (keep-alive pool, rustls).
+///
+/// Clones share the agent and its connection pool. Its [`Timer`] is the system clock, with waits
+/// that a dropped poller interrupts at once.
+#[derive(Clone)]
+pub struct BlockingClient {
+    agent: ureq::Agent,
+    max_body: usize,
+}
+
+impl fmt::Debug for BlockingClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockingClient").field("max_body", &self.max_body).finish_non_exhaustive()
+    }
+}
+
+impl BlockingClient {
+    /// A client with the defaults (see [`BlockingClientBuilder`]).
+    pub fn new() -> Result<Self, BuildError> {
+        Self::builder().build()
+    }
+
+    /// A builder.
+    pub fn builder() -> BlockingClientBuilder {
+        BlockingClientBuilder {
+            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+            max_body: DEFAULT_MAX_BODY,
+            default_roots: true,
+            extra_roots: Vec::new(),
+        }
+    }
+
+    /// Wraps an agent you configured yourself. Make it return error statuses as responses
+    /// (`http_status_as_error(false)`): the pollers judge statuses themselves.
+    pub fn from_agent(agent: ureq::Agent, max_body: usize) -> Self {
+        BlockingClient { agent, max_body }
+    }
+}
+
+impl HttpClient for BlockingClient {
+    fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+        let (parts, body) = request.into_parts();
+        let request = Request::from_parts(parts, body.as_ref());
+        let response = self.agent.run(request).map_err(transport_error)?;
+        let (parts, body) = response.into_parts();
+        let limit = u64::try_from(self.max_body).unwrap_or(u64::MAX);
+        let bytes = body.into_with_config().limit(limit).read_to_vec().map_err(transport_error)?;
+        Ok(Response::from_parts(parts, Bytes::from(bytes)))
+    }
+}
+
+impl Timer for BlockingClient {}
+
+fn transport_error(error: ureq::Error) -> TransportError {
+    let kind = match &error {
+        ureq::Error::Timeout(_) => TransportErrorKind::Timeout,
+        ureq::Error::BodyExceedsLimit(_) => TransportErrorKind::BodyTooLarge,
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed | ureq::Error::Tls(_) => {
+            TransportErrorKind::Connect
+        }
+        ureq::Error::Rustls(_) => TransportErrorKind::Connect,
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            TransportErrorKind::Connect
+        }
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            TransportErrorKind::Timeout
+        }
+        // A failed TLS handshake (untrusted certificate, ...) arrives as an I/O error.
+        ureq::Error::Io(io) if caused_by_tls(io) => TransportErrorKind::Connect,
+        _ => TransportErrorKind::Other,
+    };
+    TransportError::new(kind, error)
+}
+
+/// Whether a TLS (rustls) error is somewhere in the chain of `error`.
+fn caused_by_tls(error: &std::io::Error) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = error.get_ref().map(|e| e as _);
+    while let Some(e) = current {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            current = io.get_ref().map(|e| e as _);
+            continue;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Builder of [`BlockingClient`].
+#[must_use]
+pub struct BlockingClientBuilder {
+    connect_timeout: Option<Duration>,
+    request_timeout: Option<Duration>,
+    max_body: usize,
+    default_roots: bool,
+    extra_roots: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for BlockingClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockingClientBuilder")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_body", &self.max_body)
+            .field("extra_roots", &self.extra_roots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockingClientBuilder {
+    /// Timeout to establish a connection (default 10 s; `None`: no timeout).
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Timeout of a whole request, from connecting to the last byte of the body (default 30 s).
+    pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Largest response body accepted, in bytes (default 16 MiB).
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// Trusts this certificate (DER) as a root, in addition to the default roots.
+    pub fn add_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.extra_roots.push(der.into());
+        self
+    }
+
+    /// Whether to trust the bundled Mozilla roots (webpki-root-certs); default yes.
+    pub fn default_roots(mut self, enabled: bool) -> Self {
+        self.default_roots = enabled;
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Result<BlockingClient, BuildError> {
+        let mut certs: Vec<Certificate<'static>> = Vec::new();
+        if self.default_roots {
+            certs.extend(
+                webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                    .iter()
+                    .map(|c| Certificate::from_der(c.as_ref())),
+            );
+        }
+        for der in self.extra_roots {
+            if der.is_empty() {
+                return Err(BuildError("an added root certificate is empty".to_owned()));
+            }
+            certs.push(Certificate::from_der(&der).to_owned());
+        }
+        let tls = TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .root_certs(RootCerts::Specific(Arc::new(certs)))
+            .build();
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(self.connect_timeout)
+            .timeout_global(self.request_timeout)
+            .tls_config(tls)
+            .build();
+        Ok(BlockingClient { agent: ureq::Agent::new_with_config(config), max_body: self.max_body })
+    }
+}
+
+/// The client could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildError(String);
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot build the HTTP client: {}", self.0)
+    }
+}
+
+impl std::error::Error for BuildError {}
