@@ -30,6 +30,35 @@ use crate::transport::{AsyncHttpClient, AsyncTimer, HttpClient, Timestamp, Trans
 /// One instance drives one operation.
 pub struct StrategyPolling<S, T> {
     state: Mutex<State<S, T>>,
+    observer: Option<Observer>,
+}
+
+type Observer = Arc<dyn Fn(&PollEvent) + Send + Sync>;
+
+/// What an observer ([`StrategyPolling::observe`]) is told after the initial response and after
+/// every answered poll: enough to show progress and to save a continuation token as it goes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PollEvent {
+    /// The status after this response.
+    pub status: Status,
+    /// Polls answered so far (status polls and final GET).
+    pub polls: u32,
+    /// Whether polling is over.
+    pub finished: bool,
+    /// A token to resume from this point (`None` if one could not be made).
+    pub continuation_token: Option<ContinuationToken>,
+}
+
+impl PollEvent {
+    fn of<S: Strategy>(engine: &Engine<S>) -> Self {
+        PollEvent {
+            status: engine.status().clone(),
+            polls: engine.polls(),
+            finished: engine.finished(),
+            continuation_token: engine.continuation_token().ok(),
+        }
+    }
 }
 
 // One per operation, so the size difference between variants does not matter.
@@ -54,7 +83,29 @@ impl<S: Strategy, T> StrategyPolling<S, T> {
 
     /// Polls with `strategy` and `options`.
     pub fn with_options(strategy: S, options: PollOptions) -> Self {
-        StrategyPolling { state: Mutex::new(State::Configured(strategy, options)) }
+        StrategyPolling { state: Mutex::new(State::Configured(strategy, options)), observer: None }
+    }
+
+    /// Calls `observer` after the initial response and after every answered poll, from the
+    /// thread or task that polls. The CLI uses it to save the continuation token as it goes.
+    ///
+    /// ```
+    /// use lro_core::{StrategyPolling, test_util::OperationLocationStrategy};
+    ///
+    /// let method = StrategyPolling::<_, ()>::new(OperationLocationStrategy::default())
+    ///     .observe(|event| eprintln!("{} after {} polls", event.status, event.polls));
+    /// # let _ = method;
+    /// ```
+    #[must_use]
+    pub fn observe(mut self, observer: impl Fn(&PollEvent) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    fn notify(&self, event: Option<PollEvent>) {
+        if let (Some(observer), Some(event)) = (&self.observer, event) {
+            observer(&event);
+        }
     }
 
     /// The latest status; `NotStarted` before initialization.
@@ -111,7 +162,9 @@ impl<S: Strategy, T> StrategyPolling<S, T> {
             ));
         };
         let engine = start(strategy, options)?;
+        let event = self.observer.as_ref().map(|_| PollEvent::of(&engine));
         *state = State::Running { engine, client, deserializer };
+        self.notify(event);
         Ok(())
     }
 
@@ -124,12 +177,18 @@ impl<S: Strategy, T> StrategyPolling<S, T> {
     }
 
     fn feed(&self, now: Timestamp, result: Result<Response<Bytes>, TransportError>) {
-        if let State::Running { engine, .. } = &mut *self.lock() {
-            match result {
-                Ok(response) => engine.handle_response(now, response),
-                Err(error) => engine.handle_transport_error(now, error),
+        let event = match &mut *self.lock() {
+            State::Running { engine, .. } => {
+                match result {
+                    Ok(response) => engine.handle_response(now, response),
+                    Err(error) => engine.handle_transport_error(now, error),
+                }
+                self.observer.as_ref().map(|_| PollEvent::of(engine))
             }
-        }
+            _ => None,
+        };
+        // Outside the lock: the observer may read the method's status.
+        self.notify(event);
     }
 
     fn outcome(&self) -> Result<(), LroError> {

@@ -78,7 +78,7 @@ struct ArchitectureDoctests;
 
 pub use delay::{DelayContext, DelayPolicy, FixedInterval};
 pub use deserialize::Deserializer;
-pub use drivers::StrategyPolling;
+pub use drivers::{PollEvent, StrategyPolling};
 pub use engine::{Action, Engine};
 pub use error::{
     DecodeError, HttpResponseError, InvalidTokenError, LroError, MAX_ERROR_BODY, PolicyError,

@@ -278,3 +278,32 @@ impl ResponseExt for http::Response<bytes::Bytes> {
         lro_core::test_util::WithHeader::with_header(self, "retry-after", value)
     }
 }
+
+#[test]
+fn an_observer_sees_the_initial_response_and_every_poll_with_a_token() {
+    let transport = Arc::new(ScriptedTransport::new());
+    transport.push_get(OP, status("Running"));
+    transport.push_get(OP, status("Succeeded"));
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let method = StrategyPolling::new(Monitor::default()).observe(move |event| {
+        seen.lock().unwrap().push((
+            event.status.to_string(),
+            event.polls,
+            event.finished,
+            event.continuation_token.is_some(),
+        ));
+    });
+    let poller: Poller =
+        LroPoller::new(transport, started("POST", ""), deserialize::json(), method).unwrap();
+    poller.wait(None).unwrap();
+    let events = events.lock().unwrap().clone();
+    assert_eq!(
+        events,
+        [
+            ("InProgress".to_owned(), 0, false, true),
+            ("Running".to_owned(), 1, false, true),
+            ("Succeeded".to_owned(), 2, true, true)
+        ]
+    );
+}
