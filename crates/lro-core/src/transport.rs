@@ -74,7 +74,15 @@ impl fmt::Display for TransportError {
             TransportErrorKind::BodyTooLarge => "response body too large",
             TransportErrorKind::Other => "transport",
         };
-        write!(f, "{kind}: {}", self.source)
+        write!(f, "{kind}: {}", self.source)?;
+        // Transport libraries often say little at the top ("client error (Connect)") and the
+        // useful part ("Connection refused") further down the chain: show all of it.
+        let mut cause = self.source.source();
+        while let Some(inner) = cause {
+            write!(f, ": {inner}")?;
+            cause = inner.source();
+        }
+        Ok(())
     }
 }
 

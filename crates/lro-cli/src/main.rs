@@ -1,0 +1,151 @@
+//! `lro`: start, resume and watch HTTP long-running operations from a terminal or a script.
+//!
+//! ```text
+//! lro start --method PUT --url URL [--header 'Name: value']... [--body JSON | --body-file F]
+//!           [--flavour base|arm] [--final-state-via V] [--interval S] [--timeout S]
+//!           [--token-file F] [--output text|json]
+//! lro resume (--token TOKEN | --token-file F) [polling options]
+//! lro mock [--port N] [--faults SPEC]
+//! ```
+//!
+//! Exit codes: 0 succeeded, 1 failed / canceled / error, 2 usage error.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod mock;
+mod output;
+mod run;
+mod token_file;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Start, resume and watch long-running HTTP operations (Azure-style LROs).
+#[derive(Debug, Parser)]
+#[command(name = "lro", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Send the initial request, then poll the operation to its end.
+    Start(StartArgs),
+    /// Resume an operation from a continuation token (this tool's or Python azure-core's).
+    Resume(ResumeArgs),
+    /// Serve the embedded mock LRO service in the foreground until interrupted.
+    Mock(mock::MockArgs),
+}
+
+/// Arguments of `lro start`.
+#[derive(Debug, Args)]
+struct StartArgs {
+    /// HTTP method of the initial request (PUT, PATCH, POST, DELETE, ...).
+    #[arg(long)]
+    method: String,
+    /// URL of the initial request.
+    #[arg(long)]
+    url: String,
+    /// A request header, as 'Name: value' (repeatable).
+    #[arg(long = "header", value_name = "'NAME: VALUE'")]
+    headers: Vec<String>,
+    /// The request body, as JSON.
+    #[arg(long, value_name = "JSON", conflicts_with = "body_file")]
+    body: Option<String>,
+    /// Read the request body from a file.
+    #[arg(long, value_name = "F")]
+    body_file: Option<PathBuf>,
+    /// Write the continuation token to this file (atomically) after the initial response and
+    /// after every poll.
+    #[arg(long, value_name = "F")]
+    token_file: Option<PathBuf>,
+    #[command(flatten)]
+    polling: PollingArgs,
+}
+
+/// Arguments of `lro resume`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["token", "token_file"])))]
+struct ResumeArgs {
+    /// The continuation token.
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Read the token from this file, and keep it up to date while polling.
+    #[arg(long, value_name = "F")]
+    token_file: Option<PathBuf>,
+    #[command(flatten)]
+    polling: PollingArgs,
+}
+
+/// How to poll: the options `start` and `resume` share.
+#[derive(Debug, Args)]
+struct PollingArgs {
+    /// Polling algorithms: azure-core's base polling, or ARM's.
+    #[arg(long, value_enum, default_value_t = Flavour::Base)]
+    flavour: Flavour,
+    /// Where the final resource comes from.
+    #[arg(long, value_name = "VIA", value_parser = ["azure-async-operation", "location", "original-uri", "operation-location"])]
+    final_state_via: Option<String>,
+    /// Seconds between polls when the service sends no Retry-After (default 30; 0 polls again at once).
+    #[arg(long, value_name = "SECONDS")]
+    interval: Option<f64>,
+    /// Overall deadline of the whole operation, in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<f64>,
+    /// Also allow polls to this origin (repeatable; default: the initial request's origin only).
+    #[arg(long, value_name = "URL")]
+    allow_origin: Vec<String>,
+    /// What to print at the end.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Flavour {
+    /// Operation-Location, then Location, then the initial response (azure-core's LROBasePolling).
+    Base,
+    /// Azure-AsyncOperation, then Location, then provisioningState (azure-mgmt-core's ARMPolling).
+    Arm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    /// Progress on the terminal, then the result.
+    Text,
+    /// One JSON object on stdout at the end.
+    Json,
+}
+
+/// A usage error found after parsing (exit code 2).
+#[derive(Debug)]
+struct UsageError(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                return ExitCode::from(1);
+            }
+        };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Start(args) => run::start(args).await,
+            Command::Resume(args) => run::resume(args).await,
+            Command::Mock(args) => mock::serve(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(UsageError(message)) => {
+            eprintln!("error: {message}");
+            eprintln!("see `lro --help`");
+            ExitCode::from(2)
+        }
+    }
+}

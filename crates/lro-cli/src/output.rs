@@ -1,0 +1,215 @@
+//! What `lro` prints: live progress while polling, and the result at the end (text, or the one
+//! JSON object of `--output json`).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use indicatif::{ProgressBar, ProgressStyle};
+use lro_core::{LroError, PollEvent, StatusKind};
+use serde_json::{Value, json};
+
+use crate::Output;
+use crate::token_file;
+
+/// Progress while polling, and the token file kept up to date.
+pub(crate) struct Progress {
+    started: Instant,
+    token_file: Option<PathBuf>,
+    style: Style,
+    state: Mutex<State>,
+}
+
+enum Style {
+    Quiet,
+    Lines,
+    Spinner(ProgressBar),
+}
+
+#[derive(Default)]
+struct State {
+    last_status: Option<String>,
+    token_error: Option<String>,
+}
+
+impl Progress {
+    pub(crate) fn new(output: Output, token_file: Option<PathBuf>) -> Self {
+        let style = match output {
+            Output::Json => Style::Quiet,
+            Output::Text if std::io::stderr().is_terminal() => {
+                let bar = ProgressBar::new_spinner();
+                if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}") {
+                    bar.set_style(style);
+                }
+                bar.enable_steady_tick(Duration::from_millis(120));
+                Style::Spinner(bar)
+            }
+            Output::Text => Style::Lines,
+        };
+        Progress { started: Instant::now(), token_file, style, state: Mutex::new(State::default()) }
+    }
+
+    /// Called after the initial response and after every poll.
+    pub(crate) fn update(&self, event: &PollEvent) {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let (Some(path), Some(token)) = (&self.token_file, &event.continuation_token) {
+            if let Err(e) = token_file::write(path, token) {
+                state.token_error =
+                    Some(format!("cannot write the token file {}: {e}", path.display()));
+            }
+        }
+        let status = event.status.to_string();
+        let line = format!("{status} · {} polls · {:.1?}", event.polls, self.started.elapsed());
+        match &self.style {
+            Style::Quiet => {}
+            Style::Spinner(bar) => bar.set_message(line),
+            Style::Lines => {
+                if state.last_status.as_deref() != Some(status.as_str()) {
+                    eprintln!("status: {line}");
+                }
+            }
+        }
+        state.last_status = Some(status);
+    }
+
+    /// A problem writing the token file, if any happened.
+    pub(crate) fn token_error(&self) -> Option<String> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).token_error.clone()
+    }
+
+    pub(crate) fn finish(&self) {
+        if let Style::Spinner(bar) = &self.style {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The end of a run, in the shape of `--output json`.
+#[derive(Debug)]
+pub(crate) struct Report {
+    pub(crate) outcome: &'static str,
+    pub(crate) status: Option<String>,
+    pub(crate) resource: Value,
+    pub(crate) error: Option<ErrorReport>,
+    pub(crate) polls: u64,
+    pub(crate) continuation_token: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ErrorReport {
+    pub(crate) kind: &'static str,
+    pub(crate) message: String,
+    pub(crate) http_status: Option<u16>,
+}
+
+/// The JSON value of a body: JSON as is, other text as a JSON string, nothing as null.
+pub(crate) fn resource_value(body: &Bytes) -> Value {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Value::Null;
+    }
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+impl Report {
+    pub(crate) fn succeeded(status: Option<String>, body: &Bytes, polls: u64) -> Self {
+        Report {
+            outcome: "succeeded",
+            status,
+            resource: resource_value(body),
+            error: None,
+            polls,
+            continuation_token: None,
+        }
+    }
+
+    pub(crate) fn failed(error: &LroError, status: Option<String>, polls: u64) -> Self {
+        let outcome = match error {
+            LroError::OperationFailed(details) => {
+                match details.operation_status().map(|s| s.kind()) {
+                    Some(StatusKind::Canceled) => "canceled",
+                    _ => "failed",
+                }
+            }
+            _ => "error",
+        };
+        let resource = match error {
+            LroError::OperationFailed(details) => resource_value(details.body()),
+            _ => Value::Null,
+        };
+        let kind = match error.kind_name() {
+            // The CLI's schema has no word for a stopped poller; it can only be a policy here.
+            "stopped" => "policy",
+            other => other,
+        };
+        let error_report = ErrorReport {
+            kind,
+            message: error.to_string(),
+            http_status: error.response().map(|r| r.status_code().as_u16()),
+        };
+        Report {
+            outcome,
+            status,
+            resource,
+            error: Some(error_report),
+            polls,
+            continuation_token: error.continuation_token().map(ToString::to_string),
+        }
+    }
+
+    pub(crate) fn exit_code(&self) -> ExitCode {
+        if self.outcome == "succeeded" { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    }
+
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "outcome": self.outcome,
+            "status": self.status,
+            "resource": self.resource,
+            "error": self.error.as_ref().map(|e| json!({
+                "kind": e.kind,
+                "message": e.message,
+                "http_status": e.http_status,
+            })),
+            "polls": self.polls,
+            "continuation_token": self.continuation_token,
+        })
+    }
+
+    /// Prints the report: JSON on stdout, or text (result on stdout, explanations on stderr).
+    pub(crate) fn print(&self, output: Output, token_file: Option<&Path>) {
+        if output == Output::Json {
+            println!("{}", self.to_json());
+            return;
+        }
+        let status = self.status.as_deref().unwrap_or("none");
+        match &self.error {
+            None => {
+                eprintln!("succeeded: status {status} after {} polls", self.polls);
+                if !self.resource.is_null() {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&self.resource).unwrap_or_default()
+                    );
+                }
+            }
+            Some(error) => {
+                eprintln!("{}: {}", self.outcome, error.message);
+                if self.outcome == "error" && self.continuation_token.is_some() {
+                    match token_file {
+                        Some(path) => {
+                            eprintln!("resume with: lro resume --token-file {}", path.display())
+                        }
+                        None => eprintln!(
+                            "resume with: lro resume --token {}",
+                            self.continuation_token.as_deref().unwrap_or_default()
+                        ),
+                    }
+                }
+            }
+        }
+    }
+}

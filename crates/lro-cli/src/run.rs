@@ -1,0 +1,256 @@
+//! `lro start` and `lro resume`: build the method from the options, poll, report.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, Response};
+use lro_core::{
+    AsyncHttpClient, AsyncLroPoller, AsyncTimer, BoxFuture, ContinuationToken, InitialResponse,
+    LroError, OriginPolicy, StrategyPolling, Timestamp, TransportError, deserialize,
+};
+use lro_hyper::HyperClient;
+use lro_strategies::{ArmPolling, FinalStateVia, LroBasePolling};
+
+use crate::output::{Progress, Report};
+use crate::{Flavour, PollingArgs, ResumeArgs, StartArgs, UsageError, token_file};
+
+/// The transport, counting the requests sent after the initial one.
+struct Counting {
+    inner: HyperClient,
+    polls: AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl AsyncHttpClient for Counting {
+    async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+        self.polls.fetch_add(1, Ordering::Relaxed);
+        self.inner.send(request).await
+    }
+}
+
+impl AsyncTimer for Counting {
+    fn now(&self) -> Timestamp {
+        self.inner.now()
+    }
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        self.inner.sleep(duration)
+    }
+}
+
+/// The polling options, checked.
+struct Settings {
+    flavour: Flavour,
+    final_state_via: Option<FinalStateVia>,
+    interval: Option<Duration>,
+    deadline: Option<Instant>,
+    origins: OriginPolicy,
+    output: crate::Output,
+}
+
+fn seconds(value: Option<f64>, name: &str) -> Result<Option<Duration>, UsageError> {
+    value
+        .map(|s| {
+            Duration::try_from_secs_f64(s).map_err(|_| {
+                UsageError(format!("--{name} must be a number of seconds, 0 or more (got {s})"))
+            })
+        })
+        .transpose()
+}
+
+impl Settings {
+    fn new(args: &PollingArgs) -> Result<Self, UsageError> {
+        let final_state_via = args
+            .final_state_via
+            .as_deref()
+            .map(|v| v.parse::<FinalStateVia>().map_err(|e| UsageError(e.to_string())))
+            .transpose()?;
+        let mut origins = OriginPolicy::same_origin();
+        for url in &args.allow_origin {
+            origins = origins.allow(url).ok_or_else(|| {
+                UsageError(format!("--allow-origin {url:?} is not an absolute http(s) URL"))
+            })?;
+        }
+        let timeout = seconds(args.timeout, "timeout")?;
+        Ok(Settings {
+            flavour: args.flavour,
+            final_state_via,
+            interval: seconds(args.interval, "interval")?,
+            deadline: timeout.map(|t| Instant::now().checked_add(t).unwrap_or_else(Instant::now)),
+            origins,
+            output: args.output,
+        })
+    }
+
+    fn method(
+        &self,
+        progress: Arc<Progress>,
+    ) -> StrategyPolling<lro_strategies::LroBasePolling, Bytes> {
+        let mut builder = match self.flavour {
+            Flavour::Base => LroBasePolling::builder(),
+            Flavour::Arm => ArmPolling::builder(),
+        };
+        if let Some(via) = self.final_state_via {
+            builder = builder.final_state_via(via);
+        }
+        if let Some(interval) = self.interval {
+            builder = builder.interval(interval);
+        }
+        let origins = self.origins.clone();
+        builder
+            .poll_options(|o| o.origins(origins))
+            .build()
+            .observe(move |event| progress.update(event))
+    }
+
+    fn remaining(&self) -> Option<Duration> {
+        self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+}
+
+fn client() -> Result<Arc<Counting>, LroError> {
+    let inner = HyperClient::new().map_err(|e| {
+        LroError::transport(TransportError::new(lro_core::TransportErrorKind::Connect, e))
+    })?;
+    Ok(Arc::new(Counting { inner, polls: AtomicU64::new(0) }))
+}
+
+fn initial_request(args: &StartArgs) -> Result<Request<Bytes>, UsageError> {
+    let method = Method::from_bytes(args.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| UsageError(format!("--method {:?} is not an HTTP method", args.method)))?;
+    let uri: http::Uri = args
+        .url
+        .parse()
+        .map_err(|_| UsageError(format!("--url {:?} is not a valid URL", args.url)))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err(UsageError(format!(
+            "--url {:?} must be an absolute http:// or https:// URL",
+            args.url
+        )));
+    }
+    let body =
+        match (&args.body, &args.body_file) {
+            (Some(json), _) => {
+                serde_json::from_str::<serde_json::Value>(json)
+                    .map_err(|e| UsageError(format!("--body is not valid JSON: {e}")))?;
+                Bytes::from(json.clone())
+            }
+            (None, Some(path)) => Bytes::from(std::fs::read(path).map_err(|e| {
+                UsageError(format!("cannot read --body-file {}: {e}", path.display()))
+            })?),
+            (None, None) => Bytes::new(),
+        };
+    let mut request = Request::new(body);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    for header in &args.headers {
+        let (name, value) = header.split_once(':').ok_or_else(|| {
+            UsageError(format!("--header {header:?} must look like 'Name: value'"))
+        })?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| UsageError(format!("--header {header:?}: invalid header name")))?;
+        let value = HeaderValue::from_str(value.trim())
+            .map_err(|_| UsageError(format!("--header {header:?}: invalid header value")))?;
+        request.headers_mut().append(name, value);
+    }
+    if !request.body().is_empty() && !request.headers().contains_key(http::header::CONTENT_TYPE) {
+        request
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    Ok(request)
+}
+
+/// `lro start`.
+pub(crate) async fn start(args: StartArgs) -> Result<ExitCode, UsageError> {
+    let request = initial_request(&args)?;
+    let settings = Settings::new(&args.polling)?;
+    let progress = Arc::new(Progress::new(settings.output, args.token_file.clone()));
+    let report = match client() {
+        Err(error) => Report::failed(&error, None, 0),
+        Ok(client) => {
+            let sent = match settings.remaining() {
+                None => InitialResponse::send_async(&client.inner, request).await,
+                Some(limit) => {
+                    tokio::time::timeout(limit, InitialResponse::send_async(&client.inner, request))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(LroError::timeout(
+                                "the initial request did not finish in time",
+                                Some(limit),
+                                0,
+                            ))
+                        })
+                }
+            };
+            match sent {
+                Err(error) => Report::failed(&error, None, 0),
+                Ok(initial) => {
+                    let method = settings.method(progress.clone());
+                    match AsyncLroPoller::new(client.clone(), initial, deserialize::bytes(), method)
+                    {
+                        Err(error) => Report::failed(&error, None, 0),
+                        Ok(poller) => drive(&poller, &settings, &client).await,
+                    }
+                }
+            }
+        }
+    };
+    Ok(finish(&progress, report, settings.output, args.token_file.as_deref()))
+}
+
+/// `lro resume`.
+pub(crate) async fn resume(args: ResumeArgs) -> Result<ExitCode, UsageError> {
+    let settings = Settings::new(&args.polling)?;
+    let text = match (&args.token, &args.token_file) {
+        (Some(token), _) => token.clone(),
+        (None, Some(path)) => token_file::read(path)
+            .map_err(|e| UsageError(format!("cannot read --token-file {}: {e}", path.display())))?,
+        (None, None) => return Err(UsageError("give --token or --token-file".to_owned())),
+    };
+    let progress = Arc::new(Progress::new(settings.output, args.token_file.clone()));
+    let report = match (text.parse::<ContinuationToken>(), client()) {
+        (Err(error), _) | (_, Err(error)) => Report::failed(&error, None, 0),
+        (Ok(token), Ok(client)) => {
+            let method = settings.method(progress.clone());
+            match AsyncLroPoller::from_continuation_token(
+                method,
+                &token,
+                client.clone(),
+                deserialize::bytes(),
+            ) {
+                Err(error) => Report::failed(&error, None, 0),
+                Ok(poller) => drive(&poller, &settings, &client).await,
+            }
+        }
+    };
+    Ok(finish(&progress, report, settings.output, args.token_file.as_deref()))
+}
+
+type Poller = AsyncLroPoller<Bytes, StrategyPolling<lro_strategies::LroBasePolling, Bytes>>;
+
+async fn drive(poller: &Poller, settings: &Settings, client: &Counting) -> Report {
+    let result = poller.result(settings.remaining()).await;
+    let status = Some(poller.status().to_string());
+    let polls = client.polls.load(Ordering::Relaxed);
+    match result {
+        Ok(body) => Report::succeeded(status, &body, polls),
+        Err(error) => Report::failed(&error, status, polls),
+    }
+}
+
+fn finish(
+    progress: &Progress,
+    report: Report,
+    output: crate::Output,
+    token_file: Option<&std::path::Path>,
+) -> ExitCode {
+    progress.finish();
+    if let Some(problem) = progress.token_error() {
+        eprintln!("warning: {problem}");
+    }
+    report.print(output, token_file);
+    report.exit_code()
+}
