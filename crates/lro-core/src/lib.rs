@@ -71,6 +71,11 @@ mod transport;
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
 
+/// `docs/transports.md`, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/transports.md")]
+struct TransportsDoctests;
+
 /// `docs/architecture.md`, compiled as doc tests (its Rust blocks must build).
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/architecture.md")]
