@@ -5,9 +5,15 @@
 //! 2. the pinned azure-core / azure-mgmt-core in it (`pip install`, unless `pip show` already
 //!    reports exactly those versions: pip's only network use, and it goes to PyPI only);
 //! 3. `azure_oracle.py` on `scenarios.json`, report in `target/conformance/python-report.json`;
-//! 4. `cargo test -p lro-strategies --test conformance`.
+//! 4. `cargo test -p lro-strategies --test conformance`;
+//! 5. continuation tokens, Python → Rust: `python_tokens.py make` on `tests/tokens/cases.json`
+//!    writes azure-core's tokens to `target/conformance/python-tokens.json`;
+//! 6. `cargo test -p lro-strategies --test tokens` resumes them in Rust (`LRO_PYTHON_TOKENS`) and
+//!    writes this library's tokens to `target/conformance/rust-tokens.json`
+//!    (`LRO_WRITE_RUST_TOKENS`);
+//! 7. continuation tokens, Rust → Python: `python_tokens.py resume` resumes those in azure-core.
 //!
-//! The first failing part stops the run with a `conformance part N/4 (…) failed: …` line.
+//! The first failing part stops the run with a `conformance part N/7 (…) failed: …` line.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -35,13 +41,29 @@ const REPORT: &str = "target/conformance/python-report.json";
 const PINNED: &[(&str, &str)] = &[("azure-core", "1.41.0"), ("azure-mgmt-core", "1.6.0")];
 /// The Rust replay of the same table.
 const RUST_REPLAY: &[&str] = &["test", "-p", "lro-strategies", "--test", "conformance"];
+/// The token interoperability cases and their Python side, relative to the workspace root.
+const TOKEN_CASES: &str = "crates/lro-strategies/tests/tokens/cases.json";
+const TOKEN_SCRIPT: &str = "crates/lro-strategies/tests/tokens/python_tokens.py";
+/// Tokens made by azure-core (part 5) and by this library (part 6), relative to the root.
+const PYTHON_TOKENS: &str = "target/conformance/python-tokens.json";
+const RUST_TOKENS: &str = "target/conformance/rust-tokens.json";
+/// The Rust side of the token tests; `--nocapture` shows where tokens were read and written.
+const TOKEN_TESTS: &[&str] =
+    &["test", "-p", "lro-strategies", "--test", "tokens", "--", "--nocapture"];
+/// The variables through which the token tests read azure-core's tokens and write their own.
+const PYTHON_TOKENS_ENV: &str = "LRO_PYTHON_TOKENS";
+const RUST_TOKENS_ENV: &str = "LRO_WRITE_RUST_TOKENS";
 
-const PARTS: usize = 4;
+const PARTS: usize = 7;
 
 /// What the step does, as shown in the step line and in `cargo xtask help`.
 pub(crate) const SHOWS: &str = "python3 -m venv target/conformance-venv (if missing); pip install \
      azure-core==1.41.0 azure-mgmt-core==1.6.0 (unless installed); azure_oracle.py scenarios.json \
-     --report target/conformance/python-report.json; cargo test -p lro-strategies --test conformance";
+     --report target/conformance/python-report.json; cargo test -p lro-strategies --test conformance; \
+     python_tokens.py make cases.json target/conformance/python-tokens.json; \
+     LRO_PYTHON_TOKENS=target/conformance/python-tokens.json \
+     LRO_WRITE_RUST_TOKENS=target/conformance/rust-tokens.json cargo test -p lro-strategies --test \
+     tokens; python_tokens.py resume cases.json target/conformance/rust-tokens.json";
 
 /// The note on the step line.
 pub(crate) const NETWORK_NOTE: &str = "network: PyPI only, used by pip when \
@@ -72,10 +94,74 @@ pub(crate) fn check(ctx: &Ctx) -> Result<Option<String>, Failure> {
     ensure_pinned_packages(ctx, &venv_python)
         .map_err(|failure| part(2, "pinned azure-core", failure))?;
     run_oracle(ctx, &venv_python).map_err(|failure| part(3, "Python oracle", failure))?;
-    println!("    Python part took {}", seconds(started.elapsed()));
+    println!("    parts 1-3 (venv, packages, oracle) took {}", seconds(started.elapsed()));
     println!("    [4/{PARTS}] Rust replay: cargo {}", RUST_REPLAY.join(" "));
     run(ctx.cargo().args(RUST_REPLAY)).map_err(|failure| part(4, "Rust replay", failure))?;
+    make_python_tokens(ctx, &venv_python)
+        .map_err(|failure| part(5, "azure-core tokens", failure))?;
+    run_token_tests(ctx).map_err(|failure| part(6, "tokens in Rust", failure))?;
+    resume_rust_tokens(ctx, &venv_python)
+        .map_err(|failure| part(7, "Rust tokens in azure-core", failure))?;
     Ok(None)
+}
+
+/// Part 5: azure-core makes a token for every case (`python tokens made: N, M failed`).
+fn make_python_tokens(ctx: &Ctx, python: &Path) -> Result<(), Failure> {
+    println!(
+        "    [5/{PARTS}] Python -> Rust: python {TOKEN_SCRIPT} make {TOKEN_CASES} {PYTHON_TOKENS}"
+    );
+    remove_stale(ctx, PYTHON_TOKENS)?;
+    run(ctx
+        .command(python)
+        .args([TOKEN_SCRIPT, "make", TOKEN_CASES, PYTHON_TOKENS])
+        .env("PYTHONDONTWRITEBYTECODE", "1"))?;
+    expect_file(ctx, PYTHON_TOKENS, "python_tokens.py make")
+}
+
+/// Part 6: the token tests, reading azure-core's fresh tokens and writing this library's.
+fn run_token_tests(ctx: &Ctx) -> Result<(), Failure> {
+    println!(
+        "    [6/{PARTS}] tokens in Rust: {PYTHON_TOKENS_ENV}={PYTHON_TOKENS} \
+         {RUST_TOKENS_ENV}={RUST_TOKENS} cargo {}",
+        TOKEN_TESTS.join(" ")
+    );
+    remove_stale(ctx, RUST_TOKENS)?;
+    // Absolute paths: cargo runs the test binary in the crate's directory.
+    run(ctx
+        .cargo()
+        .args(TOKEN_TESTS)
+        .env(PYTHON_TOKENS_ENV, ctx.root.join(PYTHON_TOKENS))
+        .env(RUST_TOKENS_ENV, ctx.root.join(RUST_TOKENS)))?;
+    expect_file(ctx, RUST_TOKENS, "the tokens test")
+}
+
+/// Part 7: azure-core resumes every Rust token (`python tokens: N passed, M failed`).
+fn resume_rust_tokens(ctx: &Ctx, python: &Path) -> Result<(), Failure> {
+    println!(
+        "    [7/{PARTS}] Rust -> Python: python {TOKEN_SCRIPT} resume {TOKEN_CASES} {RUST_TOKENS}"
+    );
+    run(ctx
+        .command(python)
+        .args([TOKEN_SCRIPT, "resume", TOKEN_CASES, RUST_TOKENS])
+        .env("PYTHONDONTWRITEBYTECODE", "1"))
+}
+
+/// Removes an output of an earlier run, so that a step that writes nothing cannot pass on it.
+fn remove_stale(ctx: &Ctx, relative: &str) -> Result<(), Failure> {
+    match std::fs::remove_file(ctx.root.join(relative)) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(Failure::check(format!("cannot remove the old {relative}: {error}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn expect_file(ctx: &Ctx, relative: &str, writer: &str) -> Result<(), Failure> {
+    if ctx.root.join(relative).is_file() {
+        Ok(())
+    } else {
+        Err(Failure::check(format!("{writer} succeeded but did not write {relative}")))
+    }
 }
 
 /// Prefixes a failure's reason with the part that failed.
@@ -331,6 +417,12 @@ mod tests {
         assert!(SCENARIOS.ends_with("scenarios.json") && SHOWS.contains("scenarios.json"));
         assert!(ORACLE.ends_with("azure_oracle.py") && SHOWS.contains("azure_oracle.py"));
         assert!(NETWORK_NOTE.contains("PyPI only"));
+        for shown in [PYTHON_TOKENS, RUST_TOKENS, PYTHON_TOKENS_ENV, RUST_TOKENS_ENV] {
+            assert!(SHOWS.contains(shown), "{shown}");
+        }
+        assert!(SHOWS.contains(&TOKEN_TESTS[..5].join(" ")));
+        assert!(TOKEN_CASES.ends_with("cases.json") && SHOWS.contains("cases.json"));
+        assert!(TOKEN_SCRIPT.ends_with("python_tokens.py") && SHOWS.contains("python_tokens.py"));
     }
 
     #[test]
@@ -365,12 +457,12 @@ mod tests {
         assert_eq!(failure.code, Some(1));
         assert_eq!(
             failure.reason.as_deref(),
-            Some("conformance part 3/4 (Python oracle) failed (see its output above)")
+            Some("conformance part 3/7 (Python oracle) failed (see its output above)")
         );
         let failure = part(1, "venv", Failure::check("no python3"));
         assert_eq!(
             failure.reason.as_deref(),
-            Some("conformance part 1/4 (venv) failed: no python3")
+            Some("conformance part 1/7 (venv) failed: no python3")
         );
     }
 

@@ -18,7 +18,7 @@ pub(crate) fn write(path: &Path, token: &ContinuationToken) -> std::io::Result<(
     fs::rename(&temporary, path)
 }
 
-/// Reads a token written by [`write`] (or any file holding a token and blanks).
+/// Reads a token written by [`write()`] (or any file holding a token and blanks).
 pub(crate) fn read(path: &Path) -> std::io::Result<String> {
     Ok(fs::read_to_string(path)?.trim().to_owned())
 }
