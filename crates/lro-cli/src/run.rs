@@ -155,6 +155,22 @@ fn initial_request(args: &StartArgs) -> Result<Request<Bytes>, UsageError> {
             .map_err(|_| UsageError(format!("--header {header:?}: invalid header value")))?;
         request.headers_mut().append(name, value);
     }
+    // Like azure-core's pipeline, give every operation a client request id: polls repeat it, and
+    // Python azure-core cannot resume a token without one.
+    if !request.headers().contains_key("x-ms-client-request-id") {
+        let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        let id = format!(
+            "{}-{}-4{}-a{}-{}",
+            &id[0..8],
+            &id[8..12],
+            &id[13..16],
+            &id[17..20],
+            &id[20..32]
+        );
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            request.headers_mut().insert("x-ms-client-request-id", value);
+        }
+    }
     if !request.body().is_empty() && !request.headers().contains_key(http::header::CONTENT_TYPE) {
         request
             .headers_mut()
