@@ -16,37 +16,11 @@ use lro_core::{
 };
 use lro_strategies::{ArmPolling, FinalStateVia, LroBasePolling, NoPolling};
 use serde_json::{Map, Value};
+use support::{ORIGINAL, name_of, url_of};
+
+mod support;
 
 const TABLE: &str = include_str!("conformance/scenarios.json");
-const ORIGINAL: &str = "http://host/resource";
-
-fn url_of(name: &str) -> &'static str {
-    match name {
-        "operation-location" => "http://host/op",
-        "location" => "http://host/loc",
-        "location-2" => "http://host/loc2",
-        "azure-async-operation" => "http://host/async",
-        "resource-location" => "http://host/resloc",
-        "original-uri" => ORIGINAL,
-        "other-origin" => "http://other.example/op",
-        other => panic!("unknown URL name {other:?}"),
-    }
-}
-
-fn name_of(url: &str) -> String {
-    [
-        "operation-location",
-        "location",
-        "location-2",
-        "azure-async-operation",
-        "resource-location",
-        "original-uri",
-    ]
-    .into_iter()
-    .find(|n| url_of(n) == url)
-    .map_or_else(|| url.to_owned(), str::to_owned)
-}
-
 /// One scenario, with the Rust-side expectations already merged: `expect`, then `expect_async`
 /// (this library behaves as azure-core's async poller), then `rust.expect`.
 struct Scenario {

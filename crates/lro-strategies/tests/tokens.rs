@@ -26,6 +26,9 @@ use lro_core::{
 use lro_strategies::{ArmPolling, FinalStateVia, LroBasePolling, NoPolling};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use support::{ORIGINAL, url_of};
+
+mod support;
 
 const CASES: &str = include_str!("tokens/cases.json");
 /// azure-core's tokens for the cases, made by `python_tokens.py make` with azure-core 1.41.0
@@ -34,24 +37,11 @@ const PYTHON_TOKENS: &str = include_str!("tokens/python_tokens.json");
 const PYTHON_TOKENS_ENV: &str = "LRO_PYTHON_TOKENS";
 const WRITE_RUST_TOKENS_ENV: &str = "LRO_WRITE_RUST_TOKENS";
 
-const ORIGINAL: &str = "http://host/resource";
 const CLIENT_REQUEST_ID: &str = "x-ms-client-request-id";
 /// What the cases put in credentials; no token may hold either.
 const FORBIDDEN: [&str; 2] = ["secret", "Bearer"];
 const PYTHON_TO_RUST: &str = "python-to-rust";
 const RUST_TO_PYTHON: &str = "rust-to-python";
-
-fn url_of(name: &str) -> &'static str {
-    match name {
-        "operation-location" => "http://host/op",
-        "location" => "http://host/loc",
-        "location-2" => "http://host/loc2",
-        "azure-async-operation" => "http://host/async",
-        "resource-location" => "http://host/resloc",
-        "original-uri" => ORIGINAL,
-        other => panic!("unknown URL name {other:?}"),
-    }
-}
 
 #[derive(Debug, Deserialize)]
 struct Case {
