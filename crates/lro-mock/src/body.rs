@@ -1,0 +1,64 @@
+//! The response body type shared by both servers: bytes, optionally followed by streamed padding.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+
+/// Padding is streamed in chunks of this size, all borrowed from one static buffer.
+const CHUNK: usize = 64 * 1024;
+static PADDING: [u8; CHUNK] = [b' '; CHUNK];
+
+/// A response body: `head`, then `padding` bytes of JSON whitespace, streamed in 64 KiB chunks
+/// (so a 32 MiB body never exists in memory at once). Trailing whitespace keeps JSON valid.
+#[derive(Debug, Default)]
+pub(crate) struct MockBody {
+    head: Option<Bytes>,
+    padding: u64,
+}
+
+impl MockBody {
+    pub(crate) fn new(head: impl Into<Bytes>) -> Self {
+        Self { head: Some(head.into()), padding: 0 }
+    }
+
+    pub(crate) fn padded(head: impl Into<Bytes>, padding: u64) -> Self {
+        Self { head: Some(head.into()), padding }
+    }
+
+    fn head_len(&self) -> u64 {
+        self.head.as_ref().map_or(0, |head| head.len() as u64)
+    }
+}
+
+impl Body for MockBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(head) = self.head.take() {
+            if !head.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(head))));
+            }
+        }
+        if self.padding > 0 {
+            let n = usize::try_from(self.padding).map_or(CHUNK, |left| left.min(CHUNK));
+            self.padding -= n as u64;
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&PADDING[..n])))));
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head_len() == 0 && self.padding == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.head_len().saturating_add(self.padding))
+    }
+}
