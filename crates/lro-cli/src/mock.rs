@@ -3,22 +3,53 @@
 use std::process::ExitCode;
 
 use clap::Args;
+use lro_mock::{FaultSpec, MockConfig, MockServer};
 
 use crate::UsageError;
 
 /// Arguments of `lro mock`.
 #[derive(Debug, Args)]
 pub(crate) struct MockArgs {
-    /// Port to listen on (default: any free port).
+    /// Port to listen on, on 127.0.0.1 (default: any free port).
     #[arg(long, default_value_t = 0)]
     port: u16,
-    /// Fault injection, e.g. 'seed=7,500=0.1,429=0.1,reset=0.02'.
+    /// Fault injection, e.g. 'seed=7,500=0.1,429=0.1:2,reset=0.02' (see the lro-mock docs).
     #[arg(long, value_name = "SPEC")]
     faults: Option<String>,
+    /// In-progress polls before an operation ends (default 2).
+    #[arg(long, value_name = "N")]
+    polls: Option<u32>,
 }
 
-/// Serves until interrupted.
+/// Serves until interrupted (Ctrl-C).
 pub(crate) async fn serve(args: MockArgs) -> Result<ExitCode, UsageError> {
-    let _ = (args.port, args.faults);
-    Err(UsageError("the mock service is not built into this lro yet".to_owned()))
+    let mut config = MockConfig::builder().port(args.port);
+    if let Some(spec) = &args.faults {
+        let faults: FaultSpec = spec.parse().map_err(|e| UsageError(format!("--faults: {e}")))?;
+        config = config.faults(faults);
+    }
+    if let Some(polls) = args.polls {
+        config = config.progress_after_polls(polls);
+    }
+    let server = match MockServer::start(config.build()).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("error: cannot start the mock service on port {}: {e}", args.port);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    // The base URL alone on stdout, so scripts can read it; the rest on stderr.
+    println!("{}", server.base_url());
+    eprintln!("mock LRO service listening; try:");
+    eprintln!(
+        "  lro start --method PUT --url {}/subscriptions/s/resourceGroups/g/providers/Mock.Widgets/widgets/w1 --flavour arm --body '{{}}' --interval 0.1",
+        server.base_url()
+    );
+    eprintln!("stop with Ctrl-C");
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("error: cannot wait for Ctrl-C: {e}");
+    }
+    server.shutdown().await;
+    eprintln!("mock LRO service stopped");
+    Ok(ExitCode::SUCCESS)
 }

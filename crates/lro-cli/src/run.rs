@@ -45,6 +45,7 @@ struct Settings {
     flavour: Flavour,
     final_state_via: Option<FinalStateVia>,
     interval: Option<Duration>,
+    timeout: Option<Duration>,
     deadline: Option<Instant>,
     origins: OriginPolicy,
     output: crate::Output,
@@ -78,6 +79,7 @@ impl Settings {
             flavour: args.flavour,
             final_state_via,
             interval: seconds(args.interval, "interval")?,
+            timeout,
             deadline: timeout.map(|t| Instant::now().checked_add(t).unwrap_or_else(Instant::now)),
             origins,
             output: args.output,
@@ -253,6 +255,16 @@ async fn drive(poller: &Poller, settings: &Settings, client: &Counting) -> Repor
     let polls = client.polls.load(Ordering::Relaxed);
     match result {
         Ok(body) => Report::succeeded(status, &body, polls),
+        Err(error @ LroError::Timeout(_)) => {
+            let mut report = Report::failed(&error, status, polls);
+            if let (Some(limit), Some(details)) = (settings.timeout, report.error.as_mut()) {
+                details.message = format!(
+                    "the operation did not finish within --timeout {:?}; it is still running on the service",
+                    limit
+                );
+            }
+            report
+        }
         Err(error) => Report::failed(&error, status, polls),
     }
 }
