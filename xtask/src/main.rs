@@ -7,6 +7,7 @@
 
 mod checks;
 mod conformance;
+mod demo;
 mod steps;
 
 use std::env;
@@ -37,7 +38,7 @@ const SUBCOMMANDS: &[Subcommand] = &[
     },
     Subcommand {
         name: "demo",
-        about: "run the demo (for now the `custom_backoff` example of lro-core)",
+        about: "run the tour against the embedded mock service (both pollers, both transports, the lro CLI)",
         run: demo,
     },
 ];
@@ -92,22 +93,7 @@ fn print_usage(out: &mut dyn Write) {
 
 /// `cargo xtask demo`.
 fn demo(ctx: &Ctx) -> ExitCode {
-    println!(
-        "demo: the full demo against the embedded mock service arrives with the transports \
-         issue; for now, running the custom_backoff example of lro-core."
-    );
-    let args = [
-        "run",
-        "--quiet",
-        "-p",
-        "lro-core",
-        "--example",
-        "custom_backoff",
-        "--features",
-        "test-util",
-    ];
-    println!("==> cargo {}", args.join(" "));
-    match run(ctx.cargo().args(args)) {
+    match demo::run_demo(ctx) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("FAILED: demo ({})", failure.describe_code());
