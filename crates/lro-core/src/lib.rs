@@ -66,11 +66,6 @@ pub mod test_util;
 mod token;
 mod transport;
 
-/// The workspace README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;
-
 /// `docs/transports.md`, compiled and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/transports.md")]

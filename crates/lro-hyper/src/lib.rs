@@ -27,6 +27,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+/// The workspace README's examples (both transports, against the mock service), compiled and
+/// run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
