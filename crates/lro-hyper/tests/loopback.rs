@@ -190,3 +190,23 @@ async fn an_operation_runs_to_completion_over_loopback() {
     assert_eq!(polls.load(Ordering::SeqCst), 3);
     assert_eq!(server.connections(), 1);
 }
+
+#[tokio::test]
+async fn a_user_supplied_hyper_client_is_wrapped_with_its_own_connector() {
+    let server = serve(Arc::new(|_req: &Request<_>| text(200, "custom")), None).await;
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let inner = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Full<Bytes>>(connector);
+    let client = HyperClient::from_client_with(inner, Some(Duration::from_secs(5)), 4);
+    let error = bounded(client.send(get(&server.url("/")))).await.unwrap_err();
+    assert_eq!(
+        error.kind(),
+        TransportErrorKind::BodyTooLarge,
+        "the 4-byte cap applies to a wrapped client"
+    );
+    let roomy = HyperClient::from_client(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build::<_, Full<Bytes>>(hyper_util::client::legacy::connect::HttpConnector::new()),
+    );
+    assert_eq!(bounded(roomy.send(get(&server.url("/")))).await.unwrap().body(), "custom");
+}
