@@ -37,7 +37,8 @@ pub struct AlreadyComplete;
 /// status and callbacks are available from any thread meanwhile.
 ///
 /// Unlike Python, dropping the poller stops polling: the thread is told to stop (a wait in
-/// progress ends at once) and is joined. `result(Some(timeout))` that runs out returns
+/// progress ends at once) and is joined — a request already in flight is allowed to finish, so
+/// a drop can take up to the transport's request timeout. `result(Some(timeout))` that runs out returns
 /// [`LroError::Timeout`] with a continuation token instead of a partial resource; polling goes
 /// on, and a later `result` can still succeed.
 ///
