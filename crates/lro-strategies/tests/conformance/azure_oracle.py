@@ -14,63 +14,41 @@ Prints one line per scenario (``ok NAME`` or one ``MISMATCH NAME: FIELD expected
 per difference) and ends with ``oracle: N passed, M failed``. Exits 0 when every selected scenario
 matches in both modes, 1 otherwise (also when ``--only`` selects nothing), 2 on bad usage.
 
-Depends on the standard library, azure-core and azure-mgmt-core only (the versions the table was
-verified against are azure-core 1.41.0 and azure-mgmt-core 1.6.0; the versions used are printed).
+The fake transports, the client and the JSON deserialization callback are those of
+``fake_azure.py`` (next to this file). Depends on the standard library, azure-core and
+azure-mgmt-core only (the versions the table was verified against are azure-core 1.41.0 and
+azure-mgmt-core 1.6.0; the versions used are printed).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import json
 from urllib.parse import urlsplit
 import os
-import platform
+from pathlib import Path
 import sys
-import threading
 import traceback
 
-try:
-    from importlib.metadata import version as _dist_version
-except ImportError:  # pragma: no cover - Python < 3.8
-    _dist_version = None
+# The shared fake transports live next to this script, in fake_azure.py (on the path even under
+# python -P); keep its bytecode out of the source tree.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.dont_write_bytecode = True
 
 try:
-    from azure.core import AsyncPipelineClient, PipelineClient
     from azure.core.exceptions import DecodeError, HttpResponseError, ServiceRequestError
-    from azure.core.pipeline.policies import RequestIdPolicy
-    from azure.core.pipeline.transport import AsyncHttpTransport, HttpTransport
-    from azure.core.polling import AsyncLROPoller, AsyncNoPolling, LROPoller, NoPolling
-    from azure.core.polling.async_base_polling import AsyncLROBasePolling
-    from azure.core.polling.base_polling import LROBasePolling
+    from azure.core.polling import AsyncLROPoller, LROPoller
     from azure.core.rest import HttpRequest
-    from azure.core.rest._http_response_impl import HttpResponseImpl
-    from azure.core.rest._http_response_impl_async import AsyncHttpResponseImpl
-    from azure.core.utils import case_insensitive_dict
-    from azure.mgmt.core.polling.arm_polling import ARMPolling
-    from azure.mgmt.core.polling.async_arm_polling import AsyncARMPolling
+
+    import fake_azure
+    from fake_azure import ORIGINAL_URL, REPLAY_TIMEOUT, ScriptError, deserialize, make_client
 except ImportError as _import_error:  # pragma: no cover - environment problem
     sys.stderr.write(
         "azure_oracle.py: cannot import azure-core / azure-mgmt-core ({}).\n"
         "Install them first: pip install azure-core==1.41.0 azure-mgmt-core==1.6.0\n".format(_import_error)
     )
     sys.exit(2)
-
-BASE_URL = "http://host"
-ORIGINAL_URL = BASE_URL + "/resource"
-
-#: Scenario ``match`` names and the URLs they stand for.
-URLS = {
-    "operation-location": BASE_URL + "/op",
-    "location": BASE_URL + "/loc",
-    "location-2": BASE_URL + "/loc2",
-    "azure-async-operation": BASE_URL + "/async",
-    "resource-location": BASE_URL + "/resloc",
-    "original-uri": ORIGINAL_URL,
-    "other-origin": "http://other.example/op",
-}
-NAMES = {url: name for name, url in URLS.items()}
 
 #: Expectation keys this oracle knows how to observe.
 EXPECT_KEYS = (
@@ -93,82 +71,41 @@ POLLING_ERRORS = ("BadStatus", "BadResponse", "OperationFailed")
 #: The versions the table was verified against (others only get a warning).
 VERIFIED_VERSIONS = {"azure-core": "1.41.0", "azure-mgmt-core": "1.6.0"}
 
-#: How long one replay may take before it is declared hung (nothing really sleeps).
-REPLAY_TIMEOUT = 60.0
 
-
-class ScriptError(Exception):
-    """A request the scenario did not script (wrong URL or method, or after the script ended)."""
-
-
-def url_name(url):
-    return NAMES.get(url, "unknown:" + url)
-
-
-def body_bytes(entry):
-    """The body of a scripted response: ``raw_body`` text, else compact JSON, else empty."""
-    if entry.get("raw_body") is not None:
-        return entry["raw_body"].encode("utf-8")
-    if entry.get("body") is None:
-        return b""
-    return json.dumps(entry["body"], separators=(",", ":")).encode("utf-8")
-
-
-class Script:
-    """The scripted exchange shared by the sync and async fake transports.
+class Script(fake_azure.Script):
+    """The scenario's exchange (``fake_azure.Script``), failing where a real transport would.
 
     The first request must be the initial request (scenario method, original URI); the following
-    requests are served from ``polls`` in order. Every request is recorded.
+    requests are served from ``polls`` in order. Every request is recorded, with whether it is the
+    final GET. Besides the shared script's checks: only ``azure.core.rest.HttpRequest`` is served,
+    a poll to a relative URL and a poll entry with ``network_error`` raise ``ServiceRequestError``,
+    and the scenario's ``match`` names include ``other-origin``.
     """
 
+    #: Scenario ``match`` names and the URLs they stand for: the shared ones and another origin.
+    names = {**fake_azure.NAMES, "http://other.example/op": "other-origin"}
+
     def __init__(self, method, initial, polls):
-        self.initial_method = method
-        self.initial = initial
-        self.pending = list(polls)
-        self.initial_sent = False
-        self.requests = []  # (match name, x-ms-client-request-id, is final GET) after the initial one
-        self.sleeps = []
-        self.problems = []
+        super().__init__(method, initial, polls)
         self.polling_method = None  # set once the polling method exists: tells a final GET apart
-        self._lock = threading.Lock()
 
     def respond(self, request):
-        """Returns ``(status, headers, body bytes)`` for ``request`` or raises."""
-        with self._lock:
-            name = url_name(request.url)
-            if not self.initial_sent:
-                self.initial_sent = True
-                if request.method != self.initial_method or request.url != ORIGINAL_URL:
-                    self.problems.append(
-                        "initial request was {} {}, expected {} {}".format(
-                            request.method, request.url, self.initial_method, ORIGINAL_URL
-                        )
-                    )
-                    raise ScriptError(self.problems[-1])
-                entry = self.initial
-                return entry["status"], dict(entry.get("headers") or {}), body_bytes(entry)
-            if not urlsplit(request.url).scheme:
-                # A real transport cannot send a URL without scheme and host (requests raises
-                # MissingSchema, which azure-core turns into ServiceRequestError): do the same.
-                raise ServiceRequestError("cannot send a request to the relative URL {!r}".format(request.url))
-            self.requests.append((name, request.headers.get("x-ms-client-request-id"), self._in_final_get()))
-            if request.method != "GET":
-                self.problems.append("request #{} is {} {}, not a GET".format(len(self.requests), request.method, name))
-                raise ScriptError(self.problems[-1])
-            if not self.pending:
-                self.problems.append(
-                    "unexpected request #{} to {} after the scripted polls were used up".format(len(self.requests), name)
-                )
-                raise ScriptError(self.problems[-1])
-            entry = self.pending.pop(0)
-            if entry["match"] != name:
-                self.problems.append(
-                    "request #{} went to {}, the script expected {}".format(len(self.requests), name, entry["match"])
-                )
-                raise ScriptError(self.problems[-1])
-            if entry.get("network_error"):
-                raise ServiceRequestError("scripted network error for {}".format(name))
-            return entry["status"], dict(entry.get("headers") or {}), body_bytes(entry)
+        if not isinstance(request, HttpRequest):
+            raise ScriptError("the fake transport only serves azure.core.rest.HttpRequest, got {!r}".format(request))
+        return super().respond(request)
+
+    def poll_record(self, request, name):
+        """``(match name, x-ms-client-request-id, is final GET)``."""
+        if not urlsplit(request.url).scheme:
+            # A real transport cannot send a URL without scheme and host (requests raises
+            # MissingSchema, which azure-core turns into ServiceRequestError): do the same.
+            raise ServiceRequestError("cannot send a request to the relative URL {!r}".format(request.url))
+        return name, request.headers.get("x-ms-client-request-id"), self._in_final_get()
+
+    def serve_poll(self, entry, name):
+        if entry.get("network_error"):
+            raise ServiceRequestError("scripted network error for {}".format(name))
+        return super().serve_poll(entry, name)
 
     def _in_final_get(self):
         # Status polls are only sent while the status is not terminal; the final GET is sent
@@ -181,118 +118,6 @@ class Script:
         except Exception:  # pylint: disable=broad-except
             return False
 
-    def record_sleep(self, seconds):
-        with self._lock:
-            self.sleeps.append(seconds)
-
-    def leftovers(self):
-        return [entry["match"] for entry in self.pending]
-
-
-class _ClosedInternal:
-    def close(self):
-        pass
-
-
-class _AsyncClosedInternal:
-    async def close(self):
-        pass
-
-
-def _response_kwargs(request, status, headers, internal):
-    headers = case_insensitive_dict(headers)
-    return dict(
-        request=request,
-        internal_response=internal,
-        status_code=status,
-        reason=http.client.responses.get(status, ""),
-        content_type=headers.get("content-type"),
-        headers=headers,
-        stream_download_generator=None,
-    )
-
-
-class FakeResponse(HttpResponseImpl):
-    """An azure.core.rest.HttpResponse with its body already in memory."""
-
-    def __init__(self, request, status, headers, content):
-        super().__init__(**_response_kwargs(request, status, headers, _ClosedInternal()))
-        self._content = content
-
-
-class AsyncFakeResponse(AsyncHttpResponseImpl):
-    """An azure.core.rest.AsyncHttpResponse with its body already in memory."""
-
-    def __init__(self, request, status, headers, content):
-        super().__init__(**_response_kwargs(request, status, headers, _AsyncClosedInternal()))
-        self._content = content
-
-
-def _check_rest(request):
-    if not isinstance(request, HttpRequest):
-        raise ScriptError("the fake transport only serves azure.core.rest.HttpRequest, got {!r}".format(request))
-
-
-class FakeTransport(HttpTransport):
-    """Sync transport serving a Script; sleep() is recorded, not slept."""
-
-    def __init__(self, script):
-        self.script = script
-
-    def send(self, request, **kwargs):
-        _check_rest(request)
-        status, headers, content = self.script.respond(request)
-        return FakeResponse(request, status, headers, content)
-
-    def open(self):
-        pass
-
-    def close(self):
-        pass
-
-    def __exit__(self, *args):
-        self.close()
-
-    def sleep(self, duration):
-        self.script.record_sleep(duration)
-
-
-class AsyncFakeTransport(AsyncHttpTransport):
-    """Async transport serving a Script; sleep() is recorded, not slept."""
-
-    def __init__(self, script):
-        self.script = script
-
-    async def send(self, request, **kwargs):
-        _check_rest(request)
-        status, headers, content = self.script.respond(request)
-        return AsyncFakeResponse(request, status, headers, content)
-
-    async def open(self):
-        pass
-
-    async def close(self):
-        pass
-
-    async def __aexit__(self, *args):
-        await self.close()
-
-    async def sleep(self, duration):
-        self.script.record_sleep(duration)
-
-
-def deserialize(pipeline_response):
-    """The deserialization callback: the body parsed as JSON (azure-core does not call it for an
-    empty body, except NoPolling, which gets None here too)."""
-    response = pipeline_response.http_response
-    text = response.text()
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError as error:
-        raise DecodeError("Impossible to deserialize", response=response, error=error) from error
-
 
 def make_polling_method(options, is_async):
     """The polling method the scenario's options describe."""
@@ -301,29 +126,13 @@ def make_polling_method(options, is_async):
     if unknown:
         raise ValueError("unknown option(s): {}".format(", ".join(unknown)))
     if options.get("polling") is False:
-        return AsyncNoPolling() if is_async else NoPolling()
-    flavour = options.get("flavour")
-    classes = {
-        ("base", False): LROBasePolling,
-        ("base", True): AsyncLROBasePolling,
-        ("arm", False): ARMPolling,
-        ("arm", True): AsyncARMPolling,
-    }
-    if (flavour, is_async) not in classes:
-        raise ValueError("unknown flavour {!r}".format(flavour))
+        return fake_azure.no_polling(is_async)
     kwargs = {}
-    if options.get("final_state_via") is not None:
-        kwargs["lro_options"] = {"final-state-via": options["final_state_via"]}
     if options.get("request_id") is not None:
         kwargs["request_id"] = options["request_id"]
-    return classes[(flavour, is_async)](options.get("polling_interval", 30), **kwargs)
-
-
-def make_client(transport, is_async):
-    # RequestIdPolicy only: it gives the initial request the x-ms-client-request-id that polls
-    # re-use. No retry policy (a network error must not be retried), no ContentDecodePolicy.
-    client_class = AsyncPipelineClient if is_async else PipelineClient
-    return client_class(BASE_URL, transport=transport, policies=[RequestIdPolicy()])
+    return fake_azure.polling_method(
+        options.get("flavour"), is_async, options.get("polling_interval", 30), options.get("final_state_via"), **kwargs
+    )
 
 
 def error_kind(error):
@@ -397,7 +206,7 @@ def replay_sync(scenario, polls):
     script = Script(scenario["method"], scenario["initial"], polls)
     replay = Replay(script)
     options = scenario["options"]
-    client = make_client(FakeTransport(script), is_async=False)
+    client = make_client(script, is_async=False)
     initial = client.send_request(
         HttpRequest(scenario["method"], ORIGINAL_URL), _return_pipeline_response=True, stream=False
     )
@@ -432,7 +241,7 @@ async def _replay_async(scenario, polls):
     script = Script(scenario["method"], scenario["initial"], polls)
     replay = Replay(script)
     options = scenario["options"]
-    client = make_client(AsyncFakeTransport(script), is_async=True)
+    client = make_client(script, is_async=True)
     initial = await client.send_request(
         HttpRequest(scenario["method"], ORIGINAL_URL), _return_pipeline_response=True, stream=False
     )
@@ -528,15 +337,6 @@ def run_mode(scenario, mode):
     return observed, mismatches, None
 
 
-def dist_version(name):
-    if _dist_version is None:
-        return None
-    try:
-        return _dist_version(name)
-    except Exception:  # pylint: disable=broad-except
-        return None
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description="Replay the conformance scenarios through the real Python azure-core (sync and async pollers)."
@@ -551,11 +351,7 @@ def main(argv=None):
     if args.only is not None:
         scenarios = [scenario for scenario in scenarios if args.only in scenario["name"]]
 
-    versions = {
-        "python": platform.python_version(),
-        "azure-core": dist_version("azure-core"),
-        "azure-mgmt-core": dist_version("azure-mgmt-core"),
-    }
+    versions = fake_azure.versions()
     # Only the final summary line starts with "oracle:", for CI output parsers.
     print(
         "azure_oracle: replaying {} scenario(s) from {} (sync and async pollers); {}".format(

@@ -7,7 +7,8 @@ Usage:
 
 ``make``: for every case of CASES_JSON, sends the case's initial request through a real
 ``azure.core.PipelineClient`` (``RequestIdPolicy`` only, over a fake transport that answers with the
-case's ``initial`` response, as ``tests/conformance/azure_oracle.py`` does), initializes the case's
+case's ``initial`` response; the transports are ``tests/conformance/fake_azure.py``'s, shared with
+``tests/conformance/azure_oracle.py``), initializes the case's
 polling method (``LROBasePolling``, ``ARMPolling`` with ``lro_options={"final-state-via": ...}``, or
 ``NoPolling``) with that response, takes ``get_continuation_token()`` and writes OUT_JSON, a JSON
 list of ``{"name", "token"}``. Every token is base64-decoded (and so is the response content inside
@@ -33,8 +34,9 @@ Prints one line per case (``ok``, ``known`` or ``FAILED``) and ends with
 which writes OUT_JSON only when nothing failed). Exits 0 when nothing failed, 1 otherwise, 2 on bad
 usage.
 
-Depends on the standard library, azure-core and azure-mgmt-core only (the pinned versions are
-azure-core 1.41.0 and azure-mgmt-core 1.6.0, as for the conformance oracle).
+Depends on the standard library, azure-core, azure-mgmt-core and ``../conformance/fake_azure.py``
+only (the pinned versions are azure-core 1.41.0 and azure-mgmt-core 1.6.0, as for the conformance
+oracle).
 """
 
 from __future__ import annotations
@@ -42,33 +44,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import http.client
 import json
 import os
-import platform
+from pathlib import Path
 import sys
-import threading
 import traceback
 
-try:
-    from importlib.metadata import version as _dist_version
-except ImportError:  # pragma: no cover - Python < 3.8
-    _dist_version = None
+# The shared fake transports live in tests/conformance/fake_azure.py; keep its bytecode out of
+# the source tree.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "conformance"))
+sys.dont_write_bytecode = True
 
 try:
-    from azure.core import AsyncPipelineClient, PipelineClient
-    from azure.core.exceptions import DecodeError
-    from azure.core.pipeline.policies import RequestIdPolicy
-    from azure.core.pipeline.transport import AsyncHttpTransport, HttpTransport
-    from azure.core.polling import AsyncLROPoller, AsyncNoPolling, LROPoller, NoPolling
-    from azure.core.polling.async_base_polling import AsyncLROBasePolling
-    from azure.core.polling.base_polling import LROBasePolling
+    from azure.core.polling import AsyncLROPoller, LROPoller
     from azure.core.rest import HttpRequest
-    from azure.core.rest._http_response_impl import HttpResponseImpl
-    from azure.core.rest._http_response_impl_async import AsyncHttpResponseImpl
-    from azure.core.utils import case_insensitive_dict
-    from azure.mgmt.core.polling.arm_polling import ARMPolling
-    from azure.mgmt.core.polling.async_arm_polling import AsyncARMPolling
+
+    import fake_azure
+    from fake_azure import ORIGINAL_URL, REPLAY_TIMEOUT, ScriptError, deserialize, make_client
 except ImportError as _import_error:  # pragma: no cover - environment problem
     sys.stderr.write(
         "python_tokens.py: cannot import azure-core / azure-mgmt-core ({}).\n"
@@ -76,212 +68,27 @@ except ImportError as _import_error:  # pragma: no cover - environment problem
     )
     sys.exit(2)
 
-BASE_URL = "http://host"
-ORIGINAL_URL = BASE_URL + "/resource"
-
-#: Poll ``match`` names and the URLs they stand for (as in the conformance table).
-URLS = {
-    "operation-location": BASE_URL + "/op",
-    "location": BASE_URL + "/loc",
-    "location-2": BASE_URL + "/loc2",
-    "azure-async-operation": BASE_URL + "/async",
-    "resource-location": BASE_URL + "/resloc",
-    "original-uri": ORIGINAL_URL,
-}
-NAMES = {url: name for name, url in URLS.items()}
-
 #: Words that must never appear in a token (the cases put them in credentials).
 FORBIDDEN = ("secret", "Bearer")
-
-#: How long one resumed operation may take before it is declared hung (nothing really sleeps).
-REPLAY_TIMEOUT = 60.0
 
 PYTHON_TO_RUST = "python-to-rust"
 RUST_TO_PYTHON = "rust-to-python"
 
 
-class ScriptError(Exception):
-    """A request the case did not script."""
-
-
-def url_name(url):
-    return NAMES.get(url, "unknown:" + url)
-
-
-def body_bytes(entry):
-    """A scripted body: ``raw_body`` text, else the JSON ``body`` as UTF-8 (not ASCII-escaped, so
-    that non-ASCII text reaches the token as multi-byte UTF-8), else empty."""
-    if entry.get("raw_body") is not None:
-        return entry["raw_body"].encode("utf-8")
-    if entry.get("body") is None:
-        return b""
-    return json.dumps(entry["body"], separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-class Script:
+class Script(fake_azure.Script):
     """What the fake transports serve: the initial response to the initial request (``make``), or
-    the case's polls in order (``resume``). Records every request after the initial one."""
+    the case's polls in order (``resume``); see ``fake_azure.Script``. JSON bodies are UTF-8, not
+    ASCII-escaped, so that non-ASCII text reaches the token as multi-byte UTF-8."""
 
-    def __init__(self, initial_method=None, initial=None, polls=()):
-        self.initial_method = initial_method
-        self.initial = initial
-        self.initial_sent = initial is None
-        self.pending = list(polls)
-        self.requests = []  # (match name, x-ms-client-request-id)
-        self.problems = []
-        self._lock = threading.Lock()
-
-    def respond(self, request):
-        with self._lock:
-            if not self.initial_sent:
-                self.initial_sent = True
-                if request.method != self.initial_method or request.url != ORIGINAL_URL:
-                    return self._problem(
-                        "initial request was {} {}, expected {} {}".format(
-                            request.method, request.url, self.initial_method, ORIGINAL_URL
-                        )
-                    )
-                entry = self.initial
-                return entry["status"], dict(entry.get("headers") or {}), body_bytes(entry)
-            name = url_name(request.url)
-            self.requests.append((name, request.headers.get("x-ms-client-request-id")))
-            if request.method != "GET":
-                return self._problem("request #{} is {} {}, not a GET".format(len(self.requests), request.method, name))
-            if not self.pending:
-                return self._problem(
-                    "unexpected request #{} to {} after the scripted polls were used up".format(len(self.requests), name)
-                )
-            entry = self.pending.pop(0)
-            if entry["match"] != name:
-                return self._problem(
-                    "request #{} went to {}, the script expected {}".format(len(self.requests), name, entry["match"])
-                )
-            return entry["status"], dict(entry.get("headers") or {}), body_bytes(entry)
-
-    def _problem(self, text):
-        self.problems.append(text)
-        raise ScriptError(text)
-
-    def leftovers(self):
-        return [entry["match"] for entry in self.pending]
-
-
-class _ClosedInternal:
-    def close(self):
-        pass
-
-
-class _AsyncClosedInternal:
-    async def close(self):
-        pass
-
-
-def _response_kwargs(request, status, headers, internal):
-    headers = case_insensitive_dict(headers)
-    return dict(
-        request=request,
-        internal_response=internal,
-        status_code=status,
-        reason=http.client.responses.get(status, ""),
-        content_type=headers.get("content-type"),
-        headers=headers,
-        stream_download_generator=None,
-    )
-
-
-class FakeResponse(HttpResponseImpl):
-    def __init__(self, request, status, headers, content):
-        super().__init__(**_response_kwargs(request, status, headers, _ClosedInternal()))
-        self._content = content
-
-
-class AsyncFakeResponse(AsyncHttpResponseImpl):
-    def __init__(self, request, status, headers, content):
-        super().__init__(**_response_kwargs(request, status, headers, _AsyncClosedInternal()))
-        self._content = content
-
-
-class FakeTransport(HttpTransport):
-    """Sync transport serving a Script; sleep() does nothing."""
-
-    def __init__(self, script):
-        self.script = script
-
-    def send(self, request, **kwargs):
-        status, headers, content = self.script.respond(request)
-        return FakeResponse(request, status, headers, content)
-
-    def open(self):
-        pass
-
-    def close(self):
-        pass
-
-    def __exit__(self, *args):
-        self.close()
-
-    def sleep(self, duration):
-        pass
-
-
-class AsyncFakeTransport(AsyncHttpTransport):
-    """Async transport serving a Script; sleep() does nothing."""
-
-    def __init__(self, script):
-        self.script = script
-
-    async def send(self, request, **kwargs):
-        status, headers, content = self.script.respond(request)
-        return AsyncFakeResponse(request, status, headers, content)
-
-    async def open(self):
-        pass
-
-    async def close(self):
-        pass
-
-    async def __aexit__(self, *args):
-        await self.close()
-
-    async def sleep(self, duration):
-        pass
-
-
-def deserialize(pipeline_response):
-    """The deserialization callback: the body parsed as JSON, None when empty (the oracle's)."""
-    response = pipeline_response.http_response
-    text = response.text()
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError as error:
-        raise DecodeError("Impossible to deserialize", response=response, error=error) from error
-
-
-def make_client(script, is_async):
-    # RequestIdPolicy only, as in the oracle: it gives a request without x-ms-client-request-id one.
-    if is_async:
-        return AsyncPipelineClient(BASE_URL, transport=AsyncFakeTransport(script), policies=[RequestIdPolicy()])
-    return PipelineClient(BASE_URL, transport=FakeTransport(script), policies=[RequestIdPolicy()])
+    ensure_ascii = False
 
 
 def make_polling_method(case, is_async):
+    """The case's polling method (``flavour`` ``none``, ``base`` or ``arm``), polling interval 0."""
     flavour = case["flavour"]
     if flavour == "none":
-        return AsyncNoPolling() if is_async else NoPolling()
-    classes = {
-        ("base", False): LROBasePolling,
-        ("base", True): AsyncLROBasePolling,
-        ("arm", False): ARMPolling,
-        ("arm", True): AsyncARMPolling,
-    }
-    if (flavour, is_async) not in classes:
-        raise ValueError("unknown flavour {!r}".format(flavour))
-    kwargs = {}
-    if case.get("final_state_via") is not None:
-        kwargs["lro_options"] = {"final-state-via": case["final_state_via"]}
-    return classes[(flavour, is_async)](0, **kwargs)
+        return fake_azure.no_polling(is_async)
+    return fake_azure.polling_method(flavour, is_async, 0, case.get("final_state_via"))
 
 
 def known_difference(case, direction):
@@ -492,15 +299,6 @@ def resume(cases, tokens):
     return 0 if failed == 0 else 1
 
 
-def dist_version(name):
-    if _dist_version is None:
-        return None
-    try:
-        return _dist_version(name)
-    except Exception:  # pylint: disable=broad-except
-        return None
-
-
 def load(path):
     with open(path, encoding="utf-8") as file:
         return json.load(file)
@@ -518,14 +316,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     cases = load(args.cases)
-    versions = ", ".join(
-        "{} {}".format(name, value)
-        for name, value in (
-            ("python", platform.python_version()),
-            ("azure-core", dist_version("azure-core")),
-            ("azure-mgmt-core", dist_version("azure-mgmt-core")),
-        )
-    )
+    versions = ", ".join("{} {}".format(name, value) for name, value in fake_azure.versions().items())
     if args.command == "make":
         print("python_tokens: making azure-core tokens for {} case(s) from {}; {}".format(len(cases), args.cases, versions))
         sys.stdout.flush()
