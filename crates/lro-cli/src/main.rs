@@ -49,9 +49,6 @@ struct StartArgs {
     /// URL of the initial request.
     #[arg(long)]
     url: String,
-    /// A request header, as 'Name: value' (repeatable).
-    #[arg(long = "header", value_name = "'NAME: VALUE'")]
-    headers: Vec<String>,
     /// The request body, as JSON.
     #[arg(long, value_name = "JSON", conflicts_with = "body_file")]
     body: Option<String>,
@@ -83,6 +80,10 @@ struct ResumeArgs {
 /// How to poll: the options `start` and `resume` share.
 #[derive(Debug, Args)]
 struct PollingArgs {
+    /// A request header, as 'Name: value' (repeatable). Sent on the initial request and on
+    /// every poll (polls only go to trusted origins), e.g. an Authorization header.
+    #[arg(long = "header", value_name = "'NAME: VALUE'")]
+    headers: Vec<String>,
     /// Polling algorithms: azure-core's base polling, or ARM's.
     #[arg(long, value_enum, default_value_t = Flavour::Base)]
     flavour: Flavour,

@@ -2,7 +2,7 @@
 //! JSON object of `--output json`).
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -136,10 +136,9 @@ impl Report {
             }
             _ => "error",
         };
-        let resource = match error {
-            LroError::OperationFailed(details) => resource_value(details.body()),
-            _ => Value::Null,
-        };
+        // The service's own words (an error body) are the most useful thing to show.
+        let resource =
+            error.response().map_or(Value::Null, |details| resource_value(details.body()));
         let kind = match error.kind_name() {
             // The CLI's schema has no word for a stopped poller; it can only be a policy here.
             "stopped" => "policy",
@@ -180,36 +179,40 @@ impl Report {
     }
 
     /// Prints the report: JSON on stdout, or text (result on stdout, explanations on stderr).
-    pub(crate) fn print(&self, output: Output, token_file: Option<&Path>) {
+    pub(crate) fn print(&self, output: Output, resume_hint: &str) {
         if output == Output::Json {
             println!("{}", self.to_json());
             return;
         }
         let status = self.status.as_deref().unwrap_or("none");
-        match &self.error {
-            None => {
-                eprintln!("succeeded: status {status} after {} polls", self.polls);
-                if !self.resource.is_null() {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&self.resource).unwrap_or_default()
-                    );
-                }
+        let Some(error) = &self.error else {
+            eprintln!("succeeded: status {status} after {} polls", self.polls);
+            if !self.resource.is_null() {
+                println!("{}", serde_json::to_string_pretty(&self.resource).unwrap_or_default());
             }
-            Some(error) => {
-                eprintln!("{}: {}", self.outcome, error.message);
-                if self.outcome == "error" && self.continuation_token.is_some() {
-                    match token_file {
-                        Some(path) => {
-                            eprintln!("resume with: lro resume --token-file {}", path.display())
-                        }
-                        None => eprintln!(
-                            "resume with: lro resume --token {}",
-                            self.continuation_token.as_deref().unwrap_or_default()
-                        ),
-                    }
-                }
-            }
+            return;
+        };
+        eprintln!("{}: {}", self.outcome, error.message);
+        if !self.resource.is_null() {
+            eprintln!("the service said: {}", self.resource);
         }
+        let advice = match (self.outcome, error.kind) {
+            ("error", _) if self.continuation_token.is_some() => {
+                format!("resume with: {resume_hint}")
+            }
+            ("error", "transport") => {
+                "check the URL and that the service is reachable, then run the command again"
+                    .to_owned()
+            }
+            ("error", "invalid_token") => {
+                "check the token: it must come from lro or from Python azure-core 1.38 or later"
+                    .to_owned()
+            }
+            ("error", _) => {
+                "the service refused the request; fix it and run the command again".to_owned()
+            }
+            _ => "the operation ended on the service side; nothing to resume".to_owned(),
+        };
+        eprintln!("{advice}");
     }
 }

@@ -42,6 +42,7 @@ impl AsyncTimer for Counting {
 
 /// The polling options, checked.
 struct Settings {
+    headers: http::HeaderMap,
     flavour: Flavour,
     final_state_via: Option<FinalStateVia>,
     interval: Option<Duration>,
@@ -76,11 +77,13 @@ impl Settings {
         }
         let timeout = seconds(args.timeout, "timeout")?;
         Ok(Settings {
+            headers: parse_headers(&args.headers)?,
             flavour: args.flavour,
             final_state_via,
             interval: seconds(args.interval, "interval")?,
             timeout,
-            deadline: timeout.map(|t| Instant::now().checked_add(t).unwrap_or_else(Instant::now)),
+            // A deadline too far away to represent is no deadline at all.
+            deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
             origins,
             output: args.output,
         })
@@ -100,11 +103,47 @@ impl Settings {
         if let Some(interval) = self.interval {
             builder = builder.interval(interval);
         }
+        for (name, value) in &self.headers {
+            // Headers about the initial request's body make no sense on a GET.
+            if name != http::header::CONTENT_TYPE && name != http::header::CONTENT_LENGTH {
+                builder = builder.header(name.clone(), value.clone());
+            }
+        }
         let origins = self.origins.clone();
         builder
             .poll_options(|o| o.origins(origins))
             .build()
             .observe(move |event| progress.update(event))
+    }
+
+    /// The `lro resume` command that continues with these options.
+    fn resume_hint(&self, args: &PollingArgs, token: &str) -> String {
+        let mut hint = format!("lro resume {token}");
+        if self.flavour == Flavour::Arm {
+            hint.push_str(" --flavour arm");
+        }
+        if let Some(via) = self.final_state_via {
+            hint.push_str(&format!(" --final-state-via {via}"));
+        }
+        if let Some(interval) = args.interval {
+            hint.push_str(&format!(" --interval {interval}"));
+        }
+        for origin in &args.allow_origin {
+            hint.push_str(&format!(" --allow-origin {origin}"));
+        }
+        for (name, value) in &self.headers {
+            if name == http::header::CONTENT_TYPE || name == http::header::CONTENT_LENGTH {
+                continue;
+            }
+            // Never print a credential: the hint then needs it filled in again.
+            let secret =
+                matches!(name.as_str(), "authorization" | "proxy-authorization" | "cookie")
+                    || name.as_str().contains("key")
+                    || name.as_str().contains("token");
+            let value = if secret { "…" } else { value.to_str().unwrap_or("…") };
+            hint.push_str(&format!(" --header '{}: {}'", name, value.replace('\'', "'\\''")));
+        }
+        hint
     }
 
     fn remaining(&self) -> Option<Duration> {
@@ -119,7 +158,25 @@ fn client() -> Result<Arc<Counting>, LroError> {
     Ok(Arc::new(Counting { inner, polls: AtomicU64::new(0) }))
 }
 
-fn initial_request(args: &StartArgs) -> Result<Request<Bytes>, UsageError> {
+fn parse_headers(headers: &[String]) -> Result<http::HeaderMap, UsageError> {
+    let mut map = http::HeaderMap::new();
+    for header in headers {
+        let (name, value) = header.split_once(':').ok_or_else(|| {
+            UsageError(format!("--header {header:?} must look like 'Name: value'"))
+        })?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| UsageError(format!("--header {header:?}: invalid header name")))?;
+        let value = HeaderValue::from_str(value.trim())
+            .map_err(|_| UsageError(format!("--header {header:?}: invalid header value")))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+fn initial_request(
+    args: &StartArgs,
+    headers: &http::HeaderMap,
+) -> Result<Request<Bytes>, UsageError> {
     let method = Method::from_bytes(args.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| UsageError(format!("--method {:?} is not an HTTP method", args.method)))?;
     let uri: http::Uri = args
@@ -147,16 +204,7 @@ fn initial_request(args: &StartArgs) -> Result<Request<Bytes>, UsageError> {
     let mut request = Request::new(body);
     *request.method_mut() = method;
     *request.uri_mut() = uri;
-    for header in &args.headers {
-        let (name, value) = header.split_once(':').ok_or_else(|| {
-            UsageError(format!("--header {header:?} must look like 'Name: value'"))
-        })?;
-        let name = HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| UsageError(format!("--header {header:?}: invalid header name")))?;
-        let value = HeaderValue::from_str(value.trim())
-            .map_err(|_| UsageError(format!("--header {header:?}: invalid header value")))?;
-        request.headers_mut().append(name, value);
-    }
+    request.headers_mut().extend(headers.clone());
     // Like azure-core's pipeline, give every operation a client request id: polls repeat it, and
     // Python azure-core cannot resume a token without one.
     if !request.headers().contains_key("x-ms-client-request-id") {
@@ -183,8 +231,8 @@ fn initial_request(args: &StartArgs) -> Result<Request<Bytes>, UsageError> {
 
 /// `lro start`.
 pub(crate) async fn start(args: StartArgs) -> Result<ExitCode, UsageError> {
-    let request = initial_request(&args)?;
     let settings = Settings::new(&args.polling)?;
+    let request = initial_request(&args, &settings.headers)?;
     let progress = Arc::new(Progress::new(settings.output, args.token_file.clone()));
     let report = match client() {
         Err(error) => Report::failed(&error, None, 0),
@@ -216,7 +264,9 @@ pub(crate) async fn start(args: StartArgs) -> Result<ExitCode, UsageError> {
             }
         }
     };
-    Ok(finish(&progress, report, settings.output, args.token_file.as_deref()))
+    let hint =
+        settings.resume_hint(&args.polling, &token_source(args.token_file.as_deref(), &report));
+    Ok(finish(&progress, report, settings.output, &hint))
 }
 
 /// `lro resume`.
@@ -244,7 +294,17 @@ pub(crate) async fn resume(args: ResumeArgs) -> Result<ExitCode, UsageError> {
             }
         }
     };
-    Ok(finish(&progress, report, settings.output, args.token_file.as_deref()))
+    let hint =
+        settings.resume_hint(&args.polling, &token_source(args.token_file.as_deref(), &report));
+    Ok(finish(&progress, report, settings.output, &hint))
+}
+
+/// How the resume hint names the token: the token file when there is one, else the token.
+fn token_source(token_file: Option<&std::path::Path>, report: &Report) -> String {
+    match token_file {
+        Some(path) => format!("--token-file {}", path.display()),
+        None => format!("--token {}", report.continuation_token.as_deref().unwrap_or_default()),
+    }
 }
 
 type Poller = AsyncLroPoller<Bytes, StrategyPolling<lro_strategies::LroBasePolling, Bytes>>;
@@ -273,12 +333,12 @@ fn finish(
     progress: &Progress,
     report: Report,
     output: crate::Output,
-    token_file: Option<&std::path::Path>,
+    resume_hint: &str,
 ) -> ExitCode {
     progress.finish();
     if let Some(problem) = progress.token_error() {
         eprintln!("warning: {problem}");
     }
-    report.print(output, token_file);
+    report.print(output, resume_hint);
     report.exit_code()
 }

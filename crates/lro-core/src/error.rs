@@ -125,12 +125,15 @@ impl LroError {
 
     /// A [`BadStatus`](LroError::BadStatus) error for `response`.
     pub fn bad_status(response: &Response<Bytes>, method: &http::Method) -> Self {
-        let message = format!(
-            "invalid return status {} for '{}' operation",
-            response.status().as_u16(),
-            method
+        let mut error = HttpResponseError::new(response, String::new());
+        error.message = format!(
+            "invalid return status {} for '{method}' operation",
+            response.status().as_u16()
         );
-        LroError::BadStatus(Box::new(HttpResponseError::new(response, message)))
+        if let Some(service) = error.service_error() {
+            error.message = format!("{}: {service}", error.message);
+        }
+        LroError::BadStatus(Box::new(error))
     }
 
     /// A [`BadResponse`](LroError::BadResponse) error for `response`.

@@ -15,7 +15,7 @@ use crate::urls::resolve;
 pub(crate) const NO_BODY: &str =
     "The response from long running operation does not contain a body.";
 pub(crate) const NO_STATUS: &str = "No status found in body";
-const NOT_JSON: &str = "Error occurred in deserializing the response body.";
+const NOT_JSON: &str = "error occurred in deserializing the response body";
 
 /// One way of following an operation. [`LroBasePolling`](crate::LroBasePolling) tries its
 /// algorithms in order and keeps the first that applies to the initial response.
