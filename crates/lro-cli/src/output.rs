@@ -41,7 +41,7 @@ impl Progress {
             Output::Json => Style::Quiet,
             Output::Text if std::io::stderr().is_terminal() => {
                 let bar = ProgressBar::new_spinner();
-                if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}") {
+                if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} · {elapsed}") {
                     bar.set_style(style);
                 }
                 bar.enable_steady_tick(Duration::from_millis(120));
@@ -62,13 +62,14 @@ impl Progress {
             }
         }
         let status = event.status.to_string();
-        let line = format!("{status} · {} polls · {:.1?}", event.polls, self.started.elapsed());
+        let polls = format!("{status} · {} polls", event.polls);
         match &self.style {
             Style::Quiet => {}
-            Style::Spinner(bar) => bar.set_message(line),
+            // The spinner shows the elapsed time itself, live.
+            Style::Spinner(bar) => bar.set_message(polls),
             Style::Lines => {
                 if state.last_status.as_deref() != Some(status.as_str()) {
-                    eprintln!("status: {line}");
+                    eprintln!("status: {polls} · {:.1?}", self.started.elapsed());
                 }
             }
         }
