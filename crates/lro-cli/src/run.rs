@@ -129,7 +129,7 @@ impl Settings {
             hint.push_str(&format!(" --interval {interval}"));
         }
         for origin in &args.allow_origin {
-            hint.push_str(&format!(" --allow-origin {origin}"));
+            hint.push_str(&format!(" --allow-origin {}", shell_quote(origin)));
         }
         for (name, value) in &self.headers {
             if name == http::header::CONTENT_TYPE || name == http::header::CONTENT_LENGTH {
@@ -141,13 +141,23 @@ impl Settings {
                     || name.as_str().contains("key")
                     || name.as_str().contains("token");
             let value = if secret { "…" } else { value.to_str().unwrap_or("…") };
-            hint.push_str(&format!(" --header '{}: {}'", name, value.replace('\'', "'\\''")));
+            hint.push_str(&format!(" --header {}", shell_quote(&format!("{name}: {value}"))));
         }
         hint
     }
 
     fn remaining(&self) -> Option<Duration> {
         self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// `word` as one word for a POSIX shell: as it is when it is plain, else in single quotes.
+fn shell_quote(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:=@,+%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 
@@ -302,7 +312,7 @@ pub(crate) async fn resume(args: ResumeArgs) -> Result<ExitCode, UsageError> {
 /// How the resume hint names the token: the token file when there is one, else the token.
 fn token_source(token_file: Option<&std::path::Path>, report: &Report) -> String {
     match token_file {
-        Some(path) => format!("--token-file {}", path.display()),
+        Some(path) => format!("--token-file {}", shell_quote(&path.display().to_string())),
         None => format!("--token {}", report.continuation_token.as_deref().unwrap_or_default()),
     }
 }
@@ -341,4 +351,18 @@ fn finish(
     }
     report.print(output, resume_hint);
     report.exit_code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn hint_words_are_quoted_only_when_a_shell_needs_it() {
+        assert_eq!(shell_quote("/tmp/op.token"), "/tmp/op.token");
+        assert_eq!(shell_quote("/tmp/with space/op.token"), "'/tmp/with space/op.token'");
+        assert_eq!(shell_quote("x-mock-polls: 20"), "'x-mock-polls: 20'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
 }

@@ -19,8 +19,8 @@ use lro_mock::scripted::{ScriptedServer, Step};
 use lro_mock::{MockConfig, MockServer};
 use serde_json::{Value, json};
 use support::{
-    TempDir, arg, base64, gets_after_initial, lro, raw_request, run, token_envelope, wait_limited,
-    wait_until, widget,
+    TempDir, arg, base64, gets_after_initial, lro_line, raw_request, run, run_line, shell_words,
+    spawn_line, token_envelope, wait_limited, wait_until, widget,
 };
 
 fn mock() -> MockServer {
@@ -46,21 +46,10 @@ fn token(json: &Value) -> String {
 fn start_arm_put_succeeds_with_the_exact_json_schema() {
     let server = mock();
     let url = widget(&server.base_url(), "w1");
-    let run = run(&[
-        "start",
-        "--method",
-        "PUT",
-        "--url",
-        &url,
-        "--flavour",
-        "arm",
-        "--body",
-        r#"{"properties": {"color": "blue"}}"#,
-        "--interval",
-        "0",
-        "--output",
-        "json",
-    ]);
+    let run = run_line(&format!(
+        r#"start --method PUT --url {url} --flavour arm
+           --body '{{"properties": {{"color": "blue"}}}}' --interval 0 --output json"#
+    ));
     let json = run.outcome("succeeded");
     assert_eq!(
         run.stdout.trim().lines().count(),
@@ -94,21 +83,11 @@ fn start_arm_put_succeeds_with_the_exact_json_schema() {
 #[test]
 fn start_post_job_with_final_state_via_operation_location_returns_the_monitor_body() {
     let server = mock();
-    let run = run(&[
-        "start",
-        "--method",
-        "POST",
-        "--url",
-        &server.url("/jobs"),
-        "--body",
-        r#"{"task": "render"}"#,
-        "--final-state-via",
-        "operation-location",
-        "--interval",
-        "0",
-        "--output",
-        "json",
-    ]);
+    let run = run_line(&format!(
+        r#"start --method POST --url {url} --body '{{"task": "render"}}'
+           --final-state-via operation-location --interval 0 --output json"#,
+        url = server.url("/jobs")
+    ));
     let json = run.outcome("succeeded");
     let resource = &json["resource"];
     assert_eq!(json["status"], "Succeeded");
@@ -127,19 +106,11 @@ fn start_post_job_with_final_state_via_operation_location_returns_the_monitor_bo
 #[test]
 fn start_post_job_by_default_returns_the_job_from_resource_location() {
     let server = mock();
-    let run = run(&[
-        "start",
-        "--method",
-        "POST",
-        "--url",
-        &server.url("/jobs"),
-        "--body",
-        r#"{"task": "render"}"#,
-        "--interval",
-        "0",
-        "--output",
-        "json",
-    ]);
+    let run = run_line(&format!(
+        r#"start --method POST --url {url} --body '{{"task": "render"}}' --interval 0
+           --output json"#,
+        url = server.url("/jobs")
+    ));
     let json = run.outcome("succeeded");
     let resource = &json["resource"];
     assert_eq!(json["status"], "Succeeded");
@@ -164,19 +135,11 @@ fn body_file_is_sent_as_the_request_body() {
     let dir = TempDir::new("body");
     let body = dir.join("body.json");
     std::fs::write(&body, r#"{"from": "a file", "n": [1, 2, 3]}"#).unwrap();
-    let run = run(&[
-        "start",
-        "--method",
-        "POST",
-        "--url",
-        &server.url("/jobs"),
-        "--body-file",
-        arg(&body),
-        "--interval",
-        "0",
-        "--output",
-        "json",
-    ]);
+    let run = run_line(&format!(
+        "start --method POST --url {url} --body-file '{body}' --interval 0 --output json",
+        url = server.url("/jobs"),
+        body = arg(&body)
+    ));
     let json = run.outcome("succeeded");
     assert_eq!(
         json["resource"]["input"],
@@ -194,37 +157,15 @@ fn start_delete_reports_a_null_resource() {
     let server = mock();
     for flavour in ["arm", "base"] {
         let url = widget(&server.base_url(), &format!("doomed-{flavour}"));
-        let created = run(&[
-            "start",
-            "--method",
-            "PUT",
-            "--url",
-            &url,
-            "--flavour",
-            "arm",
-            "--body",
-            "{}",
-            "--interval",
-            "0",
-            "--output",
-            "json",
-        ]);
+        let created = run_line(&format!(
+            "start --method PUT --url {url} --flavour arm --body '{{}}' --interval 0 --output json"
+        ));
         created.outcome("succeeded");
         let before = server.log().len();
 
-        let run = run(&[
-            "start",
-            "--method",
-            "DELETE",
-            "--url",
-            &url,
-            "--flavour",
-            flavour,
-            "--interval",
-            "0",
-            "--output",
-            "json",
-        ]);
+        let run = run_line(&format!(
+            "start --method DELETE --url {url} --flavour {flavour} --interval 0 --output json"
+        ));
         let json = run.outcome("succeeded");
         assert!(json["resource"].is_null(), "an empty final body is null\n{}", run.describe());
         assert_eq!(json["status"], "Succeeded", "{}", run.describe());
@@ -242,23 +183,10 @@ fn start_delete_reports_a_null_resource() {
 fn a_failed_operation_exits_1_with_the_service_error_body() {
     let server = mock();
     let url = widget(&server.base_url(), "broken");
-    let run = run(&[
-        "start",
-        "--method",
-        "PUT",
-        "--url",
-        &url,
-        "--flavour",
-        "arm",
-        "--body",
-        "{}",
-        "--header",
-        "x-mock-outcome: Failed",
-        "--interval",
-        "0",
-        "--output",
-        "json",
-    ]);
+    let run = run_line(&format!(
+        "start --method PUT --url {url} --flavour arm --body '{{}}' \
+         --header 'x-mock-outcome: Failed' --interval 0 --output json"
+    ));
     let json = run.outcome("failed");
     assert_eq!(json["status"], "Failed", "{}", run.describe());
     assert_eq!(json["error"]["kind"], "operation_failed");
@@ -272,19 +200,11 @@ fn a_failed_operation_exits_1_with_the_service_error_body() {
 #[test]
 fn a_canceled_operation_exits_1_with_outcome_canceled() {
     let server = mock();
-    let run = run(&[
-        "start",
-        "--method",
-        "POST",
-        "--url",
-        &server.url("/jobs"),
-        "--header",
-        "x-mock-outcome: Canceled",
-        "--interval",
-        "0",
-        "--output",
-        "json",
-    ]);
+    let run = run_line(&format!(
+        "start --method POST --url {url} --header 'x-mock-outcome: Canceled' --interval 0 \
+         --output json",
+        url = server.url("/jobs")
+    ));
     let json = run.outcome("canceled");
     assert_eq!(json["status"], "Canceled", "{}", run.describe());
     assert_eq!(json["error"]["kind"], "operation_failed");
@@ -307,19 +227,10 @@ fn a_non_json_final_body_is_a_json_string() {
         Step::get("/ops/1").json(r#"{"status": "succeeded"}"#),
         Step::get("/things/t1").header("content-type", "text/plain").body("thing t1 is ready"),
     ]);
-    let run = run(&[
-        "start",
-        "--method",
-        "PUT",
-        "--url",
-        &server.url("/things/t1"),
-        "--body",
-        "{}",
-        "--interval",
-        "0",
-        "--output",
-        "json",
-    ]);
+    let run = run_line(&format!(
+        "start --method PUT --url {url} --body '{{}}' --interval 0 --output json",
+        url = server.url("/things/t1")
+    ));
     let json = run.outcome("succeeded");
     assert_eq!(json["resource"], "thing t1 is ready", "{}", run.describe());
     assert_eq!(
@@ -352,26 +263,17 @@ fn a_poll_answering_500_is_bad_status_with_a_token_that_resumes() {
         Step::get("/ops/2").json(r#"{"status": "Succeeded"}"#),
         Step::get("/things/t2").json(r#"{"name": "t2"}"#),
     ]);
-    let start = run(&[
-        "start",
-        "--method",
-        "PUT",
-        "--url",
-        &server.url("/things/t2"),
-        "--body",
-        "{}",
-        "--interval",
-        "0",
-        "--output",
-        "json",
-    ]);
+    let start = run_line(&format!(
+        "start --method PUT --url {url} --body '{{}}' --interval 0 --output json",
+        url = server.url("/things/t2")
+    ));
     let json = start.error("bad_status");
     assert_eq!(json["error"]["http_status"], 500, "{}", start.describe());
     assert_eq!(json["polls"], 1, "{}", start.describe());
     let token = token(&json);
     token.parse::<ContinuationToken>().expect("the token parses");
 
-    let resume = run(&["resume", "--token", &token, "--interval", "0", "--output", "json"]);
+    let resume = run_line(&format!("resume --token {token} --interval 0 --output json"));
     let json = resume.outcome("succeeded");
     assert_eq!(json["resource"], json!({"name": "t2"}), "{}", resume.describe());
     assert_eq!(json["polls"], 2, "the resumed run's own GETs\n{}", resume.describe());
@@ -390,21 +292,9 @@ fn bad_status_reports_the_service_error_body_as_resource() {
     // Refused at once: PATCH of a widget that does not exist.
     let server = mock();
     let url = widget(&server.base_url(), "absent");
-    let refused = run(&[
-        "start",
-        "--method",
-        "PATCH",
-        "--url",
-        &url,
-        "--flavour",
-        "arm",
-        "--body",
-        "{}",
-        "--interval",
-        "0",
-        "--output",
-        "json",
-    ]);
+    let refused = run_line(&format!(
+        "start --method PATCH --url {url} --flavour arm --body '{{}}' --interval 0 --output json"
+    ));
     let json = refused.error("bad_status");
     assert_eq!(json["error"]["http_status"], 404, "{}", refused.describe());
     assert_eq!(
@@ -419,17 +309,10 @@ fn bad_status_reports_the_service_error_body_as_resource() {
         Step::new("PUT", "/things/t4").status(201).header("Operation-Location", "{base}/ops/4"),
         Step::get("/ops/4").status(500).json(r#"{"error": {"code": "Boom", "message": "oops"}}"#),
     ]);
-    let failed = run(&[
-        "start",
-        "--method",
-        "PUT",
-        "--url",
-        &server.url("/things/t4"),
-        "--interval",
-        "0",
-        "--output",
-        "json",
-    ]);
+    let failed = run_line(&format!(
+        "start --method PUT --url {url} --interval 0 --output json",
+        url = server.url("/things/t4")
+    ));
     let json = failed.error("bad_status");
     assert_eq!(
         json["resource"],
@@ -449,19 +332,9 @@ fn a_closed_port_is_a_transport_error() {
         listener.local_addr().unwrap()
     }; // closed again
     let url = format!("http://{addr}/things/t3");
-    let run = run(&[
-        "start",
-        "--method",
-        "PUT",
-        "--url",
-        &url,
-        "--body",
-        "{}",
-        "--timeout",
-        "5",
-        "--output",
-        "json",
-    ]);
+    let run = run_line(&format!(
+        "start --method PUT --url {url} --body '{{}}' --timeout 5 --output json"
+    ));
     let json = run.error("transport");
     assert!(json["status"].is_null(), "no status without a response\n{}", run.describe());
     assert!(json["resource"].is_null());
@@ -476,17 +349,10 @@ fn a_connection_reset_while_polling_is_a_transport_error_with_a_token() {
         Step::new("POST", "/tasks").status(202).header("Operation-Location", "{base}/ops/3"),
         Step::get("/ops/3").reset(),
     ]);
-    let run = run(&[
-        "start",
-        "--method",
-        "POST",
-        "--url",
-        &server.url("/tasks"),
-        "--interval",
-        "0",
-        "--output",
-        "json",
-    ]);
+    let run = run_line(&format!(
+        "start --method POST --url {url} --interval 0 --output json",
+        url = server.url("/tasks")
+    ));
     let json = run.error("transport");
     token(&json).parse::<ContinuationToken>().expect("the token parses");
     assert!(json["error"]["http_status"].is_null());
@@ -504,23 +370,10 @@ fn malformed_unusable_and_cross_origin_polls_are_decode_bad_response_and_policy(
         ("cross-origin=1,initial=true", "policy"),
     ] {
         let url = widget(&server.base_url(), "faulty");
-        let run = run(&[
-            "start",
-            "--method",
-            "PUT",
-            "--url",
-            &url,
-            "--flavour",
-            "arm",
-            "--body",
-            "{}",
-            "--header",
-            &format!("x-mock-faults: {faults}"),
-            "--interval",
-            "0",
-            "--output",
-            "json",
-        ]);
+        let run = run_line(&format!(
+            "start --method PUT --url {url} --flavour arm --body '{{}}' \
+             --header 'x-mock-faults: {faults}' --interval 0 --output json"
+        ));
         let json = run.error(kind);
         token(&json).parse::<ContinuationToken>().expect("the token parses");
     }
@@ -536,23 +389,11 @@ fn malformed_unusable_and_cross_origin_polls_are_decode_bad_response_and_policy(
 #[test]
 fn timeout_reports_a_token_that_resume_finishes() {
     let server = mock();
-    let run1 = run(&[
-        "start",
-        "--method",
-        "POST",
-        "--url",
-        &server.url("/jobs"),
-        "--body",
-        r#"{"task": "slow"}"#,
-        "--header",
-        "x-mock-polls: 50",
-        "--interval",
-        "0.05",
-        "--timeout",
-        "0.3",
-        "--output",
-        "json",
-    ]);
+    let run1 = run_line(&format!(
+        r#"start --method POST --url {url} --body '{{"task": "slow"}}'
+           --header 'x-mock-polls: 50' --interval 0.05 --timeout 0.3 --output json"#,
+        url = server.url("/jobs")
+    ));
     let json = run1.error("timeout");
     assert!(run1.elapsed >= Duration::from_millis(300), "{}", run1.describe());
     assert!(
@@ -568,7 +409,7 @@ fn timeout_reports_a_token_that_resume_finishes() {
     assert!(polls(&json).abs_diff(seen) <= 1, "polls ~ GETs seen ({seen})\n{}", run1.describe());
     let token = token(&json);
 
-    let run2 = run(&["resume", "--token", &token, "--interval", "0", "--output", "json"]);
+    let run2 = run_line(&format!("resume --token {token} --interval 0 --output json"));
     let json = run2.outcome("succeeded");
     assert_eq!(json["status"], "Succeeded");
     assert_eq!(json["resource"]["input"], json!({"task": "slow"}), "{}", run2.describe());
@@ -586,29 +427,21 @@ fn resume_token_file_after_a_timed_out_start() {
     let server = mock();
     let dir = TempDir::new("timeout-file");
     let file = dir.join("op.token");
-    let run1 = run(&[
-        "start",
-        "--method",
-        "POST",
-        "--url",
-        &server.url("/jobs"),
-        "--header",
-        "x-mock-polls: 50",
-        "--interval",
-        "0.05",
-        "--timeout",
-        "0.3",
-        "--token-file",
-        arg(&file),
-        "--output",
-        "json",
-    ]);
+    let run1 = run_line(&format!(
+        "start --method POST --url {url} --header 'x-mock-polls: 50' --interval 0.05 \
+         --timeout 0.3 --token-file '{file}' --output json",
+        url = server.url("/jobs"),
+        file = arg(&file)
+    ));
     let json = run1.error("timeout");
     let in_file = std::fs::read_to_string(&file).expect("the token file exists");
     assert_eq!(in_file.trim(), token(&json), "the file holds the token of the report");
     assert_eq!(dir.names(), ["op.token"], "no temporary file is left");
 
-    let run2 = run(&["resume", "--token-file", arg(&file), "--interval", "0", "--output", "json"]);
+    let run2 = run_line(&format!(
+        "resume --token-file '{file}' --interval 0 --output json",
+        file = arg(&file)
+    ));
     let json = run2.outcome("succeeded");
     assert!(json["resource"]["result"].is_object(), "the finished job\n{}", run2.describe());
     assert_eq!(dir.names(), ["op.token"], "no temporary file is left");
@@ -617,21 +450,11 @@ fn resume_token_file_after_a_timed_out_start() {
 #[test]
 fn timeout_ends_the_run_even_when_retry_after_asks_for_longer() {
     let server = mock();
-    let run = run(&[
-        "start",
-        "--method",
-        "POST",
-        "--url",
-        &server.url("/jobs"),
-        "--header",
-        "x-mock-retry-after: 30",
-        "--interval",
-        "0",
-        "--timeout",
-        "0.3",
-        "--output",
-        "json",
-    ]);
+    let run = run_line(&format!(
+        "start --method POST --url {url} --header 'x-mock-retry-after: 30' --interval 0 \
+         --timeout 0.3 --output json",
+        url = server.url("/jobs")
+    ));
     let json = run.error("timeout");
     assert!(run.elapsed < Duration::from_secs(3), "{}", run.describe());
     token(&json).parse::<ContinuationToken>().expect("the token parses");
@@ -640,19 +463,11 @@ fn timeout_ends_the_run_even_when_retry_after_asks_for_longer() {
 #[test]
 fn timeout_covers_the_initial_request() {
     let server = mock();
-    let run = run(&[
-        "start",
-        "--method",
-        "POST",
-        "--url",
-        &server.url("/jobs"),
-        "--header",
-        "x-mock-faults: slow=1:3s,initial=true",
-        "--timeout",
-        "0.3",
-        "--output",
-        "json",
-    ]);
+    let run = run_line(&format!(
+        "start --method POST --url {url} --header 'x-mock-faults: slow=1:3s,initial=true' \
+         --timeout 0.3 --output json",
+        url = server.url("/jobs")
+    ));
     let json = run.error("timeout");
     assert!(run.elapsed < Duration::from_millis(2500), "{}", run.describe());
     assert!(json["status"].is_null(), "no response, no status\n{}", run.describe());
@@ -665,21 +480,11 @@ fn timeout_covers_the_initial_request() {
 #[test]
 fn a_huge_timeout_is_not_an_immediate_deadline() {
     let server = mock();
-    let run = run(&[
-        "start",
-        "--method",
-        "POST",
-        "--url",
-        &server.url("/jobs"),
-        "--header",
-        "x-mock-polls: 3",
-        "--interval",
-        "0.05",
-        "--timeout",
-        "1e19",
-        "--output",
-        "json",
-    ]);
+    let run = run_line(&format!(
+        "start --method POST --url {url} --header 'x-mock-polls: 3' --interval 0.05 \
+         --timeout 1e19 --output json",
+        url = server.url("/jobs")
+    ));
     if run.code() == Some(2) {
         return; // refused as a usage error: fine too
     }
@@ -695,23 +500,11 @@ fn token_file_holds_a_resumable_token_and_no_temporary_file() {
     let dir = TempDir::new("token-file");
     let file = dir.join("op.token");
     let url = widget(&server.base_url(), "tf");
-    let run1 = run(&[
-        "start",
-        "--method",
-        "PUT",
-        "--url",
-        &url,
-        "--flavour",
-        "arm",
-        "--body",
-        "{}",
-        "--interval",
-        "0",
-        "--token-file",
-        arg(&file),
-        "--output",
-        "json",
-    ]);
+    let run1 = run_line(&format!(
+        "start --method PUT --url {url} --flavour arm --body '{{}}' --interval 0 \
+         --token-file '{file}' --output json",
+        file = arg(&file)
+    ));
     run1.outcome("succeeded");
     assert_eq!(dir.names(), ["op.token"], "only the token file, no temporary file");
 
@@ -722,17 +515,10 @@ fn token_file_holds_a_resumable_token_and_no_temporary_file() {
     assert_eq!(envelope["data"]["request"]["method"], "PUT");
     assert_eq!(envelope["data"]["request"]["url"], url.as_str());
 
-    let run2 = run(&[
-        "resume",
-        "--token-file",
-        arg(&file),
-        "--flavour",
-        "arm",
-        "--interval",
-        "0",
-        "--output",
-        "json",
-    ]);
+    let run2 = run_line(&format!(
+        "resume --token-file '{file}' --flavour arm --interval 0 --output json",
+        file = arg(&file)
+    ));
     let json = run2.outcome("succeeded");
     assert_eq!(json["resource"]["name"], "tf", "{}", run2.describe());
     assert_eq!(dir.names(), ["op.token"], "no temporary file after resume either");
@@ -745,31 +531,11 @@ fn token_file_is_written_after_the_initial_response_before_any_poll() {
     let file = dir.join("op.token");
     let url = widget(&server.base_url(), "first");
     // Every poll is answered after 3 s: only the initial response can have written the file.
-    let mut child = lro()
-        .args([
-            "start",
-            "--method",
-            "PUT",
-            "--url",
-            &url,
-            "--flavour",
-            "arm",
-            "--body",
-            "{}",
-            "--header",
-            "x-mock-faults: slow=1:3s",
-            "--interval",
-            "0",
-            "--token-file",
-            arg(&file),
-            "--output",
-            "json",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_line(&format!(
+        "start --method PUT --url {url} --flavour arm --body '{{}}' \
+         --header 'x-mock-faults: slow=1:3s' --interval 0 --token-file '{file}' --output json",
+        file = arg(&file)
+    ));
     let written = wait_until(Duration::from_secs(2), || file.exists());
     let running = child.try_wait().unwrap().is_none();
     let _ = child.kill();
@@ -788,31 +554,11 @@ fn token_file_is_updated_while_polling_and_a_killed_run_resumes() {
     let dir = TempDir::new("killed");
     let file = dir.join("op.token");
     let url = widget(&server.base_url(), "killed");
-    let mut child = lro()
-        .args([
-            "start",
-            "--method",
-            "PUT",
-            "--url",
-            &url,
-            "--flavour",
-            "arm",
-            "--body",
-            "{}",
-            "--header",
-            "x-mock-polls: 20",
-            "--interval",
-            "0.05",
-            "--token-file",
-            arg(&file),
-            "--output",
-            "json",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_line(&format!(
+        "start --method PUT --url {url} --flavour arm --body '{{}}' --header 'x-mock-polls: 20' \
+         --interval 0.05 --token-file '{file}' --output json",
+        file = arg(&file)
+    ));
     let appeared = wait_until(Duration::from_secs(3), || file.exists());
     let first = std::fs::read_to_string(&file).unwrap_or_default();
     let changed = wait_until(Duration::from_secs(3), || {
@@ -826,17 +572,10 @@ fn token_file_is_updated_while_polling_and_a_killed_run_resumes() {
     assert!(still_running, "killed mid-operation (the test needs more polls)");
     assert!(!status.success());
 
-    let run = run(&[
-        "resume",
-        "--token-file",
-        arg(&file),
-        "--flavour",
-        "arm",
-        "--interval",
-        "0",
-        "--output",
-        "json",
-    ]);
+    let run = run_line(&format!(
+        "resume --token-file '{file}' --flavour arm --interval 0 --output json",
+        file = arg(&file)
+    ));
     let json = run.outcome("succeeded");
     assert_eq!(
         json["resource"]["properties"]["provisioningState"],
@@ -861,27 +600,12 @@ fn token_file_is_never_seen_half_written() {
     let server = mock();
     let dir = TempDir::new("atomic");
     let file = dir.join("op.token");
-    let mut child = lro()
-        .args([
-            "start",
-            "--method",
-            "POST",
-            "--url",
-            &server.url("/jobs"),
-            "--header",
-            "x-mock-polls: 300",
-            "--interval",
-            "0",
-            "--token-file",
-            arg(&file),
-            "--output",
-            "json",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_line(&format!(
+        "start --method POST --url {url} --header 'x-mock-polls: 300' --interval 0 \
+         --token-file '{file}' --output json",
+        url = server.url("/jobs"),
+        file = arg(&file)
+    ));
     let deadline = Instant::now() + Duration::from_secs(8);
     let mut reads = 0;
     let mut distinct = std::collections::BTreeSet::new();
@@ -913,19 +637,10 @@ fn token_file_is_never_seen_half_written() {
 #[test]
 fn interval_zero_polls_at_once() {
     let server = mock();
-    let run = run(&[
-        "start",
-        "--method",
-        "POST",
-        "--url",
-        &server.url("/jobs"),
-        "--header",
-        "x-mock-polls: 5",
-        "--interval",
-        "0",
-        "--output",
-        "json",
-    ]);
+    let run = run_line(&format!(
+        "start --method POST --url {url} --header 'x-mock-polls: 5' --interval 0 --output json",
+        url = server.url("/jobs")
+    ));
     run.outcome("succeeded");
     // The default interval is 30 s; even one second per poll would take 5 s.
     assert!(run.elapsed < Duration::from_secs(3), "{}", run.describe());
@@ -934,19 +649,10 @@ fn interval_zero_polls_at_once() {
 #[test]
 fn interval_sets_the_wait_between_polls_without_retry_after() {
     let server = mock();
-    let run = run(&[
-        "start",
-        "--method",
-        "POST",
-        "--url",
-        &server.url("/jobs"),
-        "--header",
-        "x-mock-polls: 2",
-        "--interval",
-        "0.15",
-        "--output",
-        "json",
-    ]);
+    let run = run_line(&format!(
+        "start --method POST --url {url} --header 'x-mock-polls: 2' --interval 0.15 --output json",
+        url = server.url("/jobs")
+    ));
     run.outcome("succeeded");
     // Two in-progress polls, each followed by a 150 ms wait.
     assert!(run.elapsed >= Duration::from_millis(300), "{}", run.describe());
@@ -956,21 +662,11 @@ fn interval_sets_the_wait_between_polls_without_retry_after() {
 #[test]
 fn interval_zero_still_honours_retry_after() {
     let server = mock();
-    let run = run(&[
-        "start",
-        "--method",
-        "POST",
-        "--url",
-        &server.url("/jobs"),
-        "--header",
-        "x-mock-polls: 2",
-        "--header",
-        "x-mock-retry-after: ms:200",
-        "--interval",
-        "0",
-        "--output",
-        "json",
-    ]);
+    let run = run_line(&format!(
+        "start --method POST --url {url} --header 'x-mock-polls: 2' \
+         --header 'x-mock-retry-after: ms:200' --interval 0 --output json",
+        url = server.url("/jobs")
+    ));
     run.outcome("succeeded");
     // Two in-progress polls, each asking for 200 ms.
     assert!(run.elapsed >= Duration::from_millis(400), "{}", run.describe());
@@ -1035,9 +731,9 @@ fn invalid_tokens_are_invalid_token_errors() {
     std::fs::write(&file, "definitely not a token\n").unwrap();
     let version_2 = base64(br#"{"version": 2, "data": {}}"#);
     let not_json = base64(b"hello");
-    let mut runs = vec![run(&["resume", "--token-file", arg(&file), "--output", "json"])];
+    let mut runs = vec![run_line(&format!("resume --token-file '{}' --output json", arg(&file)))];
     for token in ["garbage!", not_json.as_str(), version_2.as_str()] {
-        runs.push(run(&["resume", "--token", token, "--interval", "0", "--output", "json"]));
+        runs.push(run_line(&format!("resume --token {token} --interval 0 --output json")));
     }
     for run in runs {
         let json = run.error("invalid_token");
@@ -1076,17 +772,7 @@ fn resume_accepts_a_python_azure_core_token() {
     });
     let token = base64(json!({"version": 1, "data": data}).to_string().as_bytes());
 
-    let run = run(&[
-        "resume",
-        "--token",
-        &token,
-        "--flavour",
-        "arm",
-        "--interval",
-        "0",
-        "--output",
-        "json",
-    ]);
+    let run = run_line(&format!("resume --token {token} --flavour arm --interval 0 --output json"));
     let json = run.outcome("succeeded");
     assert_eq!(json["resource"]["properties"]["size"], 3, "{}", run.describe());
     assert_eq!(json["resource"]["properties"]["provisioningState"], "Succeeded");
@@ -1105,19 +791,9 @@ fn resume_accepts_a_python_azure_core_token() {
 fn text_output_shows_plain_status_lines_and_the_result() {
     let server = mock();
     let url = widget(&server.base_url(), "texty");
-    let run = run(&[
-        "start",
-        "--method",
-        "PUT",
-        "--url",
-        &url,
-        "--flavour",
-        "arm",
-        "--body",
-        "{}",
-        "--interval",
-        "0",
-    ]);
+    let run = run_line(&format!(
+        "start --method PUT --url {url} --flavour arm --body '{{}}' --interval 0"
+    ));
     assert_eq!(run.code(), Some(0), "{}", run.describe());
     let lines: Vec<&str> = run.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(
@@ -1140,38 +816,23 @@ fn text_output_on_timeout_says_how_to_resume() {
     let server = mock();
     let dir = TempDir::new("text-timeout");
     let file = dir.join("op.token");
-    let with_file = run(&[
-        "start",
-        "--method",
-        "POST",
-        "--url",
-        &server.url("/jobs"),
-        "--header",
-        "x-mock-polls: 50",
-        "--interval",
-        "0.05",
-        "--timeout",
-        "0.3",
-        "--token-file",
-        arg(&file),
-    ]);
+    let with_file = run_line(&format!(
+        "start --method POST --url {url} --header 'x-mock-polls: 50' --interval 0.05 \
+         --timeout 0.3 --token-file '{file}'",
+        url = server.url("/jobs"),
+        file = arg(&file)
+    ));
     assert_eq!(with_file.code(), Some(1), "{}", with_file.describe());
-    let hint = format!("resume with: lro resume --token-file {}", file.display());
+    let path = file.display().to_string();
+    // The hint quotes the path when a shell needs it (e.g. a space in TMPDIR).
+    let path = if path.contains(' ') { format!("'{path}'") } else { path };
+    let hint = format!("resume with: lro resume --token-file {path}");
     assert!(with_file.stderr.contains(&hint), "{hint:?}\n{}", with_file.describe());
 
-    let without_file = run(&[
-        "start",
-        "--method",
-        "POST",
-        "--url",
-        &server.url("/jobs"),
-        "--header",
-        "x-mock-polls: 50",
-        "--interval",
-        "0.05",
-        "--timeout",
-        "0.3",
-    ]);
+    let without_file = run_line(&format!(
+        "start --method POST --url {url} --header 'x-mock-polls: 50' --interval 0.05 --timeout 0.3",
+        url = server.url("/jobs")
+    ));
     assert_eq!(without_file.code(), Some(1), "{}", without_file.describe());
     let line = without_file
         .stderr
@@ -1196,38 +857,7 @@ fn follow_the_hint(failed: &support::Run) -> support::Run {
             args.extend([option.to_owned(), value.to_owned()]);
         }
     }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&args)
-}
-
-/// Splits a command line the way a POSIX shell splits words with single quotes (enough for the
-/// hints, which quote header values).
-fn shell_words(line: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let (mut quoted, mut started) = (false, false);
-    for c in line.chars() {
-        match c {
-            '\'' => {
-                quoted = !quoted;
-                started = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if started {
-                    words.push(std::mem::take(&mut word));
-                    started = false;
-                }
-            }
-            c => {
-                word.push(c);
-                started = true;
-            }
-        }
-    }
-    if started {
-        words.push(word);
-    }
-    words
 }
 
 /// The hint after a timeout must be a command that resumes the operation; with `--flavour arm`
@@ -1238,25 +868,11 @@ fn the_resume_hint_after_an_arm_timeout_resumes_the_operation() {
     let dir = TempDir::new("hint-arm");
     let file = dir.join("op.token");
     let url = widget(&server.base_url(), "hinted");
-    let failed = run(&[
-        "start",
-        "--method",
-        "PUT",
-        "--url",
-        &url,
-        "--flavour",
-        "arm",
-        "--body",
-        "{}",
-        "--header",
-        "x-mock-polls: 20",
-        "--interval",
-        "0.05",
-        "--timeout",
-        "0.3",
-        "--token-file",
-        arg(&file),
-    ]);
+    let failed = run_line(&format!(
+        "start --method PUT --url {url} --flavour arm --body '{{}}' --header 'x-mock-polls: 20' \
+         --interval 0.05 --timeout 0.3 --token-file '{file}'",
+        file = arg(&file)
+    ));
     assert_eq!(failed.code(), Some(1), "{}", failed.describe());
     let resumed = follow_the_hint(&failed);
     let json = resumed.outcome("succeeded");
@@ -1270,23 +886,12 @@ fn the_resume_hint_after_a_timeout_keeps_final_state_via() {
     let server = mock();
     let dir = TempDir::new("hint-fsv");
     let file = dir.join("op.token");
-    let failed = run(&[
-        "start",
-        "--method",
-        "POST",
-        "--url",
-        &server.url("/jobs"),
-        "--final-state-via",
-        "operation-location",
-        "--header",
-        "x-mock-polls: 20",
-        "--interval",
-        "0.05",
-        "--timeout",
-        "0.3",
-        "--token-file",
-        arg(&file),
-    ]);
+    let failed = run_line(&format!(
+        "start --method POST --url {url} --final-state-via operation-location \
+         --header 'x-mock-polls: 20' --interval 0.05 --timeout 0.3 --token-file '{file}'",
+        url = server.url("/jobs"),
+        file = arg(&file)
+    ));
     assert_eq!(failed.code(), Some(1), "{}", failed.describe());
     let resumed = follow_the_hint(&failed);
     let json = resumed.outcome("succeeded");
@@ -1303,8 +908,7 @@ fn the_resume_hint_after_a_timeout_keeps_final_state_via() {
 
 #[test]
 fn mock_command_prints_its_base_url_first_and_serves() {
-    let mut child = lro()
-        .args(["mock", "--port", "0"])
+    let mut child = lro_line("mock --port 0")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -1320,21 +924,10 @@ fn mock_command_prints_its_base_url_first_and_serves() {
     let first = receiver.recv_timeout(Duration::from_secs(5));
     let outcome = first.as_ref().ok().map(|base| {
         let base = base.trim();
-        let run = run(&[
-            "start",
-            "--method",
-            "PUT",
-            "--url",
-            &widget(base, "served"),
-            "--flavour",
-            "arm",
-            "--body",
-            "{}",
-            "--interval",
-            "0",
-            "--output",
-            "json",
-        ]);
+        let run = run_line(&format!(
+            "start --method PUT --url {url} --flavour arm --body '{{}}' --interval 0 --output json",
+            url = widget(base, "served")
+        ));
         (base.to_owned(), run)
     });
     // Stop it: Ctrl-C where we can send it, else kill.
@@ -1364,7 +957,7 @@ fn mock_command_prints_its_base_url_first_and_serves() {
 
 #[test]
 fn mock_command_rejects_a_bogus_fault_spec_with_exit_2() {
-    let run = run(&["mock", "--port", "0", "--faults", "bogus"]);
+    let run = run_line("mock --port 0 --faults bogus");
     assert_eq!(run.code(), Some(2), "{}", run.describe());
     assert!(run.stdout.trim().is_empty(), "no base URL\n{}", run.describe());
 }
@@ -1376,25 +969,11 @@ fn mock_command_rejects_a_bogus_fault_spec_with_exit_2() {
 fn header_values_reach_the_service() {
     let server = mock();
     let url = widget(&server.base_url(), "headers");
-    let run = run(&[
-        "start",
-        "--method",
-        "PUT",
-        "--url",
-        &url,
-        "--flavour",
-        "arm",
-        "--body",
-        "{}",
-        "--header",
-        "x-ms-client-request-id: cli-test-42",
-        "--header",
-        "X-Custom-Thing:  yes ",
-        "--interval",
-        "0",
-        "--output",
-        "json",
-    ]);
+    let run = run_line(&format!(
+        "start --method PUT --url {url} --flavour arm --body '{{}}' \
+         --header 'x-ms-client-request-id: cli-test-42' --header 'X-Custom-Thing:  yes ' \
+         --interval 0 --output json"
+    ));
     run.outcome("succeeded");
     let log = server.log();
     assert!(log.len() > 1);
@@ -1417,25 +996,13 @@ fn credentials_given_with_header_stay_out_of_the_token() {
     let server = mock();
     let dir = TempDir::new("secret");
     let file = dir.join("op.token");
-    let run = run(&[
-        "start",
-        "--method",
-        "POST",
-        "--url",
-        &server.url("/jobs"),
-        "--header",
-        "Authorization: Bearer secret-value-123",
-        "--header",
-        "x-mock-polls: 20",
-        "--interval",
-        "0.05",
-        "--timeout",
-        "0.2",
-        "--token-file",
-        arg(&file),
-        "--output",
-        "json",
-    ]);
+    let run = run_line(&format!(
+        "start --method POST --url {url} --header 'Authorization: Bearer secret-value-123' \
+         --header 'x-mock-polls: 20' --interval 0.05 --timeout 0.2 --token-file '{file}' \
+         --output json",
+        url = server.url("/jobs"),
+        file = arg(&file)
+    ));
     let json = run.error("timeout");
     assert!(server.log()[0].authorization, "the header reached the service");
     for token in [token(&json), std::fs::read_to_string(&file).unwrap()] {
@@ -1451,21 +1018,9 @@ fn a_client_request_id_is_added_when_none_is_given() {
     for name in ["id-1", "id-2"] {
         let url = widget(&server.base_url(), name);
         let before = server.log().len();
-        let run = run(&[
-            "start",
-            "--method",
-            "PUT",
-            "--url",
-            &url,
-            "--flavour",
-            "arm",
-            "--body",
-            "{}",
-            "--interval",
-            "0",
-            "--output",
-            "json",
-        ]);
+        let run = run_line(&format!(
+            "start --method PUT --url {url} --flavour arm --body '{{}}' --interval 0 --output json"
+        ));
         run.outcome("succeeded");
         let log = server.log();
         let id = log[before].client_request_id.clone().expect("an x-ms-client-request-id");

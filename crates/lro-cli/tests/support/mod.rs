@@ -86,6 +86,58 @@ pub(crate) fn run<S: AsRef<str>>(args: &[S]) -> Run {
     run_limited(args, RUN_LIMIT)
 }
 
+/// Runs `lro` with the words of a command line (see [`shell_words`]), like [`run`]: `line` is
+/// what follows `lro` in a shell, e.g. `start --url {url} --header 'x-mock-polls: 2'`.
+pub(crate) fn run_line(line: &str) -> Run {
+    run(&shell_words(line))
+}
+
+/// The `lro` command with the words of a command line (see [`shell_words`]) as its arguments.
+pub(crate) fn lro_line(line: &str) -> Command {
+    let mut command = lro();
+    command.args(shell_words(line));
+    command
+}
+
+/// Starts `lro` with the words of a command line (see [`lro_line`]) and leaves it running, with
+/// stdin, stdout and stderr all null.
+pub(crate) fn spawn_line(line: &str) -> Child {
+    lro_line(line).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+}
+
+/// Splits a command line the way a POSIX shell splits words with single quotes: white space
+/// (newlines too) separates words, except between single quotes, which are removed; `''` is an
+/// empty word. Nothing else is special (so a word cannot hold a single quote). Enough for the
+/// hints, which quote header values, and for the tests' own command lines, which quote values
+/// with spaces (paths too: `'{path}'`).
+pub(crate) fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let (mut quoted, mut started) = (false, false);
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                started = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            c => {
+                word.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    words
+}
+
 /// Runs `lro args…` to its end, killing it and failing the test after `limit`.
 pub(crate) fn run_limited<S: AsRef<str>>(args: &[S], limit: Duration) -> Run {
     let args: Vec<String> = args.iter().map(|a| a.as_ref().to_owned()).collect();
