@@ -9,6 +9,13 @@
 //! ```
 //!
 //! Exit codes: 0 succeeded, 1 failed / canceled / error, 2 usage error.
+//!
+//! `--output json` prints one object on stdout: `outcome` (`succeeded`, `failed`, `canceled`,
+//! `error`), `status` (the last status word as the service sent it, `null` if none was read),
+//! `resource` (the final body — or, for a failure, the service's error body — as JSON, as a JSON
+//! string when it is not JSON, `null` when empty), `error` (`null`, or `kind`, `message`,
+//! `http_status`), `polls` (GET requests sent after the initial one, final GET included) and
+//! `continuation_token` (to resume, `null` on success).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
