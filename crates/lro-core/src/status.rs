@@ -1,5 +1,6 @@
 //! The status of an operation, as the service reports it, and how it is classified.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -114,26 +115,28 @@ impl fmt::Debug for Status {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusVocabulary {
-    words: Vec<(Box<str>, StatusKind)>,
+    // azure-core's words are static: the default vocabulary costs every poller nothing.
+    words: Cow<'static, [(Cow<'static, str>, StatusKind)]>,
 }
+
+const AZURE_WORDS: &[(Cow<'static, str>, StatusKind)] = &[
+    (Cow::Borrowed("succeeded"), StatusKind::Succeeded),
+    (Cow::Borrowed("failed"), StatusKind::Failed),
+    (Cow::Borrowed("canceled"), StatusKind::Canceled),
+];
 
 impl StatusVocabulary {
     /// azure-core's vocabulary: `succeeded`, `failed`, `canceled` (any case) are terminal.
     pub fn azure() -> Self {
-        StatusVocabulary {
-            words: vec![
-                ("succeeded".into(), StatusKind::Succeeded),
-                ("failed".into(), StatusKind::Failed),
-                ("canceled".into(), StatusKind::Canceled),
-            ],
-        }
+        StatusVocabulary { words: Cow::Borrowed(AZURE_WORDS) }
     }
 
     /// Adds (or redefines) a word. Later definitions of the same word win.
     #[must_use]
     pub fn with(mut self, word: &str, kind: StatusKind) -> Self {
-        self.words.retain(|(w, _)| !w.eq_ignore_ascii_case(word));
-        self.words.push((word.into(), kind));
+        let words = self.words.to_mut();
+        words.retain(|(w, _)| !w.eq_ignore_ascii_case(word));
+        words.push((Cow::Owned(word.to_owned()), kind));
         self
     }
 
