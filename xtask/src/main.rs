@@ -33,7 +33,8 @@ const SUBCOMMANDS: &[Subcommand] = &[
     Subcommand {
         name: "conformance",
         about: "replay the conformance table through Python azure-core (pinned, in a venv under \
-                target/; pip uses PyPI), then through the Rust pollers",
+                target/; pip uses PyPI), then through the Rust pollers; then continuation tokens \
+                both ways between azure-core and this library",
         run: conformance::command,
     },
     Subcommand {
