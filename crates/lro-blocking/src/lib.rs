@@ -70,8 +70,10 @@ impl BlockingClient {
         }
     }
 
-    /// Wraps an agent you configured yourself. Make it return error statuses as responses
-    /// (`http_status_as_error(false)`): the pollers judge statuses themselves.
+    /// Wraps an agent you configured yourself. Whatever its configuration, every request is
+    /// sent with error statuses returned as responses and no redirect followed: the pollers
+    /// judge statuses and links themselves, and a followed redirect would carry the request's
+    /// headers (api keys included) to whatever host the service names.
     pub fn from_agent(agent: ureq::Agent, max_body: usize) -> Self {
         BlockingClient { agent, max_body }
     }
@@ -81,6 +83,14 @@ impl HttpClient for BlockingClient {
     fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
         let (parts, body) = request.into_parts();
         let request = Request::from_parts(parts, body.as_ref());
+        // Enforced per request, so that an agent from `from_agent` cannot follow redirects or
+        // turn statuses into errors either.
+        let request = self
+            .agent
+            .configure_request(request)
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .build();
         let response = self.agent.run(request).map_err(transport_error)?;
         let (parts, body) = response.into_parts();
         let limit = u64::try_from(self.max_body).unwrap_or(u64::MAX);
@@ -202,6 +212,10 @@ impl BlockingClientBuilder {
             .build();
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // Never follow redirects: a 3xx goes back to the engine as a response, which judges
+            // it (ureq would otherwise re-send the poll, with the caller's api-key headers, to
+            // whatever host the Location names).
+            .max_redirects(0)
             .timeout_connect(self.connect_timeout)
             .timeout_global(self.request_timeout)
             .tls_config(tls)

@@ -4,8 +4,8 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// What the server does with a request for `path`.
@@ -22,9 +22,19 @@ pub enum Reply {
 
 pub type Handler = Arc<dyn Fn(&str) -> Reply + Send + Sync>;
 
+/// A request as the server saw it: path and headers (names lower-cased).
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
 pub struct Server {
     pub addr: SocketAddr,
     connections: Arc<AtomicUsize>,
+    log: Log,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -35,7 +45,8 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (count, halt) = (connections.clone(), stop.clone());
+        let log: Log = Arc::default();
+        let (count, halt, seen) = (connections.clone(), stop.clone(), log.clone());
         let thread = std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if halt.load(Ordering::SeqCst) {
@@ -45,16 +56,18 @@ impl Server {
                 count.fetch_add(1, Ordering::SeqCst);
                 let handler = handler.clone();
                 let tls = tls.clone();
+                let seen = seen.clone();
                 std::thread::spawn(move || match tls {
-                    None => serve_connection(stream, &handler),
+                    None => serve_connection(stream, &handler, &seen),
                     Some(config) => {
                         let connection = rustls::ServerConnection::new(config).unwrap();
-                        serve_connection(rustls::StreamOwned::new(connection, stream), &handler);
+                        let stream = rustls::StreamOwned::new(connection, stream);
+                        serve_connection(stream, &handler, &seen);
                     }
                 });
             }
         });
-        Server { addr, connections, stop, thread: Some(thread) }
+        Server { addr, connections, log, stop, thread: Some(thread) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -63,6 +76,11 @@ impl Server {
 
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Every request received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.log.lock().unwrap().clone()
     }
 }
 
@@ -76,7 +94,7 @@ impl Drop for Server {
     }
 }
 
-fn serve_connection<S: Read + Write>(stream: S, handler: &Handler) {
+fn serve_connection<S: Read + Write>(stream: S, handler: &Handler, log: &Log) {
     let mut reader = BufReader::new(stream);
     loop {
         let mut request_line = String::new();
@@ -84,6 +102,7 @@ fn serve_connection<S: Read + Write>(stream: S, handler: &Handler) {
             return;
         }
         let mut content_length = 0usize;
+        let mut headers = Vec::new();
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -93,6 +112,7 @@ fn serve_connection<S: Read + Write>(stream: S, handler: &Handler) {
                 break;
             }
             if let Some((name, value)) = line.split_once(':') {
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
                 if name.eq_ignore_ascii_case("content-length") {
                     content_length = value.trim().parse().unwrap_or(0);
                 }
@@ -103,6 +123,7 @@ fn serve_connection<S: Read + Write>(stream: S, handler: &Handler) {
             return;
         }
         let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+        log.lock().unwrap().push(Seen { path: path.clone(), headers });
         let stream = reader.get_mut();
         match handler(&path) {
             Reply::Full(status, headers, body) => {
