@@ -100,6 +100,11 @@ struct PollingArgs {
     /// Seconds between polls when the service sends no Retry-After (default 30; 0 polls again at once).
     #[arg(long, value_name = "SECONDS")]
     interval: Option<f64>,
+    /// How many times a poll, a final GET or an idempotent initial request (PUT, DELETE) that
+    /// failed for a transient reason (connection error, timeout, 408, 429, 5xx) is sent again,
+    /// with jittered exponential backoff. 0 turns retries off.
+    #[arg(long, value_name = "N", default_value_t = lro_core::DEFAULT_MAX_RETRIES)]
+    retries: u32,
     /// Overall deadline of the whole operation, in seconds.
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Response};
 use lro_core::{
     AsyncHttpClient, AsyncLroPoller, AsyncTimer, BoxFuture, ContinuationToken, InitialResponse,
-    LroError, OriginPolicy, StrategyPolling, Timestamp, TransportError, deserialize,
+    LroError, OriginPolicy, RetryPolicy, StrategyPolling, Timestamp, TransportError, deserialize,
 };
 use lro_hyper::HyperClient;
 use lro_strategies::{ArmPolling, FinalStateVia, LroBasePolling};
@@ -48,6 +48,7 @@ struct Settings {
     interval: Option<Duration>,
     timeout: Option<Duration>,
     deadline: Option<Instant>,
+    retry: RetryPolicy,
     origins: OriginPolicy,
     output: crate::Output,
 }
@@ -84,6 +85,7 @@ impl Settings {
             timeout,
             // A deadline too far away to represent is no deadline at all.
             deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
+            retry: RetryPolicy::builder().max_retries(args.retries).build(),
             origins,
             output: args.output,
         })
@@ -111,6 +113,7 @@ impl Settings {
         }
         let origins = self.origins.clone();
         builder
+            .retry(self.retry.clone())
             .poll_options(|o| o.origins(origins))
             .build()
             .observe(move |event| progress.update(event))
@@ -127,6 +130,9 @@ impl Settings {
         }
         if let Some(interval) = args.interval {
             hint.push_str(&format!(" --interval {interval}"));
+        }
+        if args.retries != lro_core::DEFAULT_MAX_RETRIES {
+            hint.push_str(&format!(" --retries {}", args.retries));
         }
         for origin in &args.allow_origin {
             hint.push_str(&format!(" --allow-origin {}", shell_quote(origin)));
@@ -247,19 +253,21 @@ pub(crate) async fn start(args: StartArgs) -> Result<ExitCode, UsageError> {
     let report = match client() {
         Err(error) => Report::failed(&error, None, 0),
         Ok(client) => {
+            let send = InitialResponse::send_async_with_retry(
+                &client.inner,
+                &client.inner,
+                request,
+                &settings.retry,
+            );
             let sent = match settings.remaining() {
-                None => InitialResponse::send_async(&client.inner, request).await,
-                Some(limit) => {
-                    tokio::time::timeout(limit, InitialResponse::send_async(&client.inner, request))
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(LroError::timeout(
-                                "the initial request did not finish in time",
-                                Some(limit),
-                                0,
-                            ))
-                        })
-                }
+                None => send.await,
+                Some(limit) => tokio::time::timeout(limit, send).await.unwrap_or_else(|_| {
+                    Err(LroError::timeout(
+                        "the initial request did not finish in time",
+                        Some(limit),
+                        0,
+                    ))
+                }),
             };
             match sent {
                 Err(error) => Report::failed(&error, None, 0),

@@ -264,7 +264,7 @@ fn a_poll_answering_500_is_bad_status_with_a_token_that_resumes() {
         Step::get("/things/t2").json(r#"{"name": "t2"}"#),
     ]);
     let start = run_line(&format!(
-        "start --method PUT --url {url} --body '{{}}' --interval 0 --output json",
+        "start --method PUT --url {url} --body '{{}}' --interval 0 --retries 0 --output json",
         url = server.url("/things/t2")
     ));
     let json = start.error("bad_status");
@@ -310,7 +310,7 @@ fn bad_status_reports_the_service_error_body_as_resource() {
         Step::get("/ops/4").status(500).json(r#"{"error": {"code": "Boom", "message": "oops"}}"#),
     ]);
     let failed = run_line(&format!(
-        "start --method PUT --url {url} --interval 0 --output json",
+        "start --method PUT --url {url} --interval 0 --retries 0 --output json",
         url = server.url("/things/t4")
     ));
     let json = failed.error("bad_status");
@@ -350,7 +350,7 @@ fn a_connection_reset_while_polling_is_a_transport_error_with_a_token() {
         Step::get("/ops/3").reset(),
     ]);
     let run = run_line(&format!(
-        "start --method POST --url {url} --interval 0 --output json",
+        "start --method POST --url {url} --interval 0 --retries 0 --output json",
         url = server.url("/tasks")
     ));
     let json = run.error("transport");
@@ -1032,4 +1032,26 @@ fn a_client_request_id_is_added_when_none_is_given() {
         ids.push(id);
     }
     assert_ne!(ids[0], ids[1], "a fresh id per operation");
+}
+
+#[test]
+fn transient_faults_while_polling_are_retried_by_default() {
+    let server = scripted(vec![
+        Step::new("PUT", "/things/t9")
+            .status(201)
+            .header("Operation-Location", "{base}/ops/9")
+            .json(r#"{"status": "Running"}"#),
+        Step::get("/ops/9").status(503).header("Retry-After", "0").json("{}"),
+        Step::get("/ops/9").status(429).header("Retry-After", "0").json("{}"),
+        Step::get("/ops/9").json(r#"{"status": "Succeeded"}"#),
+        Step::get("/things/t9").json(r#"{"name": "t9"}"#),
+    ]);
+    let run = run_line(&format!(
+        "start --method PUT --url {url} --body '{{}}' --interval 0 --output json",
+        url = server.url("/things/t9")
+    ));
+    let json = run.outcome("succeeded");
+    assert_eq!(json["resource"], json!({"name": "t9"}), "{}", run.describe());
+    assert_eq!(json["polls"], 4, "every GET sent, retries included\n{}", run.describe());
+    assert!(server.is_complete(), "left: {:?}", server.remaining());
 }

@@ -6,7 +6,10 @@
 //! code or a header.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::Response;
@@ -259,6 +262,10 @@ impl<S: Strategy, T> PollingMethod<T> for StrategyPolling<S, T> {
         self.deserialize()
     }
 
+    fn polls(&self) -> u32 {
+        StrategyPolling::polls(self)
+    }
+
     fn continuation_token(&self) -> Result<ContinuationToken, LroError> {
         StrategyPolling::continuation_token(self)
     }
@@ -286,9 +293,15 @@ impl<S: Strategy, T> AsyncPollingMethod<T> for StrategyPolling<S, T> {
 
     /// The async driver.
     async fn run(&self, timer: &dyn AsyncTimer) -> Result<(), LroError> {
+        let mut sent = false;
         loop {
             match self.next(timer.now())? {
                 (Action::SendRequest(request), Client::Async(client)) => {
+                    // Let the runtime run other tasks (and a surrounding timeout fire) between
+                    // requests, even when the transport answers without ever being pending.
+                    if std::mem::replace(&mut sent, true) {
+                        YieldOnce::default().await;
+                    }
                     let result = client.send(request).await;
                     self.feed(timer.now(), result);
                 }
@@ -309,6 +322,10 @@ impl<S: Strategy, T> AsyncPollingMethod<T> for StrategyPolling<S, T> {
 
     fn resource(&self) -> Result<T, LroError> {
         self.deserialize()
+    }
+
+    fn polls(&self) -> u32 {
+        StrategyPolling::polls(self)
     }
 
     fn continuation_token(&self) -> Result<ContinuationToken, LroError> {
@@ -342,5 +359,22 @@ impl<S: Strategy, T> fmt::Debug for StrategyPolling<S, T> {
                 .finish(),
             State::Vacant => f.write_str("StrategyPolling(vacant)"),
         }
+    }
+}
+
+/// A future that is pending once (waking itself at once), then ready: a yield to the runtime.
+#[derive(Debug, Default)]
+pub(crate) struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }

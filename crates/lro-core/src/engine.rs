@@ -18,6 +18,10 @@
 //!     any transport error, strategy error or exhausted limit ──────► Done(Err)
 //! ```
 //!
+//! A poll or final GET that fails for a transient reason (connection error, timeout, 408, 429,
+//! 5xx) is sent again after a backoff, as the options' [`RetryPolicy`](crate::RetryPolicy) says;
+//! a failed attempt changes neither the status nor the latest response.
+//!
 //! The engine never reads a clock, sleeps or performs I/O: the caller passes the time in and
 //! carries out the returned [`Action`]. [`poll`](Engine::poll) does not change the state, so
 //! a driver that is dropped halfway (an async poller whose future is dropped) can call it again
@@ -34,6 +38,7 @@ use crate::delay::DelayContext;
 use crate::error::LroError;
 use crate::initial::InitialResponse;
 use crate::options::PollOptions;
+use crate::retry::RetryPolicy;
 use crate::status::{Status, StatusKind};
 use crate::strategy::Strategy;
 use crate::token::{ContinuationToken, TokenState};
@@ -68,8 +73,26 @@ enum Phase {
 #[derive(Debug, Serialize, Deserialize)]
 struct Progress {
     polls: u32,
+    /// The last status word read, so a resumed poller shows it before its first poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     strategy: Option<serde_json::Value>,
+}
+
+/// The next request is due `wait` after `from`. Kept as a pair rather than an instant, so that
+/// no wait, however large, can overflow into "now".
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    from: Instant,
+    wait: Duration,
+}
+
+impl Due {
+    /// What is left to wait at `now` (zero once due).
+    fn remaining(&self, now: Instant) -> Duration {
+        self.wait.saturating_sub(now.saturating_duration_since(self.from))
+    }
 }
 
 /// The sans-IO state machine of one long-running operation.
@@ -109,7 +132,10 @@ pub struct Engine<S> {
     phase: Phase,
     polls: u32,
     started: Option<Instant>,
-    next_poll: Option<Instant>,
+    next_poll: Option<Due>,
+    /// Retries made of the current request.
+    retries: u32,
+    rng: fastrand::Rng,
 }
 
 impl<S: Strategy> Engine<S> {
@@ -127,6 +153,7 @@ impl<S: Strategy> Engine<S> {
     ) -> Result<Self, LroError> {
         let word = strategy.start(&initial)?;
         let status = options.vocabulary.status(word);
+        let rng = options.retry.rng();
         let mut engine = Engine {
             strategy,
             options,
@@ -137,6 +164,8 @@ impl<S: Strategy> Engine<S> {
             polls: 0,
             started: None,
             next_poll: None,
+            retries: 0,
+            rng,
         };
         if engine.status.is_terminal() {
             engine.on_terminal();
@@ -164,44 +193,70 @@ impl<S: Strategy> Engine<S> {
                 engine.strategy.restore(saved)?;
             }
             engine.polls = progress.polls;
+            if let (Some(word), Phase::Polling) = (progress.status, &engine.phase) {
+                // Shown until the first poll answers; polling decides nothing from it.
+                engine.status = engine.options.vocabulary.status(Arc::<str>::from(word));
+            }
         }
         Ok(engine)
     }
 
     /// What to do next, given the current time.
     pub fn poll(&mut self, now: Timestamp) -> Action {
+        if matches!(self.phase, Phase::Done(_)) {
+            return Action::Done;
+        }
+        self.started.get_or_insert(now.instant);
+        if let Some(due) = self.next_poll {
+            let wait = due.remaining(now.instant);
+            if !wait.is_zero() {
+                return Action::Wait(wait);
+            }
+        }
         match &self.phase {
             Phase::Done(_) => Action::Done,
             Phase::Final(uri) => {
                 let uri = uri.clone();
                 self.request_or_fail(uri)
             }
-            Phase::Polling => {
-                self.started.get_or_insert(now.instant);
-                if let Some(due) = self.next_poll {
-                    let wait = due.saturating_duration_since(now.instant);
-                    if !wait.is_zero() {
-                        return Action::Wait(wait);
-                    }
+            Phase::Polling => match self.strategy.poll_uri() {
+                Some(uri) => self.request_or_fail(uri),
+                None => {
+                    let error = LroError::bad_response(
+                        self.latest_response(),
+                        "unable to find status link for polling",
+                    );
+                    self.fail(error);
+                    Action::Done
                 }
-                match self.strategy.poll_uri() {
-                    Some(uri) => self.request_or_fail(uri),
-                    None => {
-                        let error = LroError::bad_response(
-                            self.latest_response(),
-                            "unable to find status link for polling",
-                        );
-                        self.fail(error);
-                        Action::Done
-                    }
-                }
-            }
+            },
         }
     }
 
     /// Feeds the response to the request of the last [`Action::SendRequest`].
+    ///
+    /// A transient status (408, 429, 5xx) within the retry budget schedules the same request
+    /// again and changes nothing else.
     pub fn handle_response(&mut self, now: Timestamp, response: Response<Bytes>) {
         let started = *self.started.get_or_insert(now.instant);
+        if matches!(self.phase, Phase::Done(_)) {
+            return;
+        }
+        let transient = RetryPolicy::is_transient_status(response.status());
+        if transient {
+            let hint = if RetryPolicy::honours_retry_after(response.status()) {
+                self.strategy.retry_after(&response, now.wall)
+            } else {
+                None
+            };
+            if self.retry_later(now.instant, started, hint) {
+                return;
+            }
+        }
+        let attempts = std::mem::take(&mut self.retries).saturating_add(1);
+        // With retries on, an exhausted budget keeps the last known status: the operation may
+        // well still be running. With retries off, azure-core's rule applies (see `fail`).
+        let keep_status = transient && self.options.retry.max_retries() > 0;
         match self.phase {
             Phase::Done(_) => {}
             Phase::Final(_) => {
@@ -210,7 +265,7 @@ impl<S: Strategy> Engine<S> {
                 self.latest = Some(response);
                 match checked {
                     Ok(()) => self.phase = Phase::Done(Ok(())),
-                    Err(error) => self.fail(error),
+                    Err(error) => self.fail_after(error.with_attempts(attempts), keep_status),
                 }
             }
             Phase::Polling => {
@@ -219,7 +274,7 @@ impl<S: Strategy> Engine<S> {
                 let hint = self.strategy.retry_after(&response, now.wall);
                 self.latest = Some(response);
                 match read {
-                    Err(error) => self.fail(error),
+                    Err(error) => self.fail_after(error.with_attempts(attempts), keep_status),
                     Ok(word) => {
                         self.status = self.options.vocabulary.status(word);
                         if self.status.is_terminal() {
@@ -234,12 +289,37 @@ impl<S: Strategy> Engine<S> {
     }
 
     /// Reports that the request of the last [`Action::SendRequest`] failed in the transport.
-    /// The operation ends with [`LroError::Transport`], carrying a continuation token.
+    ///
+    /// Within the retry budget (and the deadline) the request is scheduled again; otherwise the
+    /// operation ends with [`LroError::Transport`], carrying a continuation token. The status is
+    /// kept either way.
     pub fn handle_transport_error(&mut self, now: Timestamp, error: TransportError) {
-        let _ = now;
-        if !matches!(self.phase, Phase::Done(_)) {
-            self.fail(LroError::transport(error));
+        let started = *self.started.get_or_insert(now.instant);
+        if matches!(self.phase, Phase::Done(_)) {
+            return;
         }
+        if RetryPolicy::is_transient_error(&error) && self.retry_later(now.instant, started, None) {
+            return;
+        }
+        let attempts = std::mem::take(&mut self.retries).saturating_add(1);
+        self.fail(LroError::transport(error).with_attempts(attempts));
+    }
+
+    /// Schedules another attempt of the current request, if the retry budget and the deadline
+    /// allow one. `hint` is the service's `Retry-After`, when it is to be honoured.
+    fn retry_later(&mut self, now: Instant, started: Instant, hint: Option<Duration>) -> bool {
+        let limits = (self.options.min_delay, self.options.max_delay);
+        let Some(delay) = self.options.retry.next_wait(self.retries, hint, limits, &mut self.rng)
+        else {
+            return false;
+        };
+        let elapsed = now.saturating_duration_since(started);
+        if self.options.max_elapsed.is_some_and(|max| elapsed.saturating_add(delay) > max) {
+            return false;
+        }
+        self.retries = self.retries.saturating_add(1);
+        self.next_poll = Some(Due { from: now, wait: delay });
+        true
     }
 
     /// The latest status (the initial one until a poll answered).
@@ -283,7 +363,11 @@ impl<S: Strategy> Engine<S> {
 
     /// A token to resume this operation, in another process if need be.
     pub fn continuation_token(&self) -> Result<ContinuationToken, LroError> {
-        let progress = Progress { polls: self.polls, strategy: self.strategy.save() };
+        let progress = Progress {
+            polls: self.polls,
+            status: Some(self.status.as_str().to_owned()),
+            strategy: self.strategy.save(),
+        };
         let progress = serde_json::to_value(progress)
             .map_err(|e| LroError::invalid_token(format!("progress is not serializable: {e}")))?;
         ContinuationToken::encode(&TokenState::new(&self.initial, Some(progress)))
@@ -296,6 +380,7 @@ impl<S: Strategy> Engine<S> {
             self.fail(error);
             return;
         }
+        self.next_poll = None; // the final GET goes at once
         match self.strategy.final_uri(self.latest_response()) {
             Ok(Some(uri)) => self.phase = Phase::Final(uri),
             Ok(None) => self.phase = Phase::Done(Ok(())),
@@ -317,7 +402,12 @@ impl<S: Strategy> Engine<S> {
             }
         }
         let ctx = DelayContext::new(self.polls, elapsed, hint);
-        let delay = self.options.delay.next_delay(&ctx).min(self.options.max_delay);
+        let mut delay = self.options.delay.next_delay(&ctx);
+        if hint.is_some_and(|hint| !hint.is_zero()) {
+            // The service asked for a wait: however small it asked, never poll in a hot loop.
+            delay = delay.max(self.options.min_delay);
+        }
+        let delay = delay.min(self.options.max_delay);
         if let Some(max) = self.options.max_elapsed {
             if elapsed.saturating_add(delay) > max {
                 let message = format!(
@@ -329,7 +419,7 @@ impl<S: Strategy> Engine<S> {
                 return;
             }
         }
-        self.next_poll = Some(now.checked_add(delay).unwrap_or(now));
+        self.next_poll = Some(Due { from: now, wait: delay });
     }
 
     /// The GET for `uri`, or the end of polling if the URI is not trusted.
@@ -344,6 +434,13 @@ impl<S: Strategy> Engine<S> {
     }
 
     fn build_request(&self, uri: Uri) -> Result<Request<Bytes>, LroError> {
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            // Never a credential we send, and a sign of tampering: refused even on the origin.
+            return Err(LroError::policy(format!(
+                "refusing to poll a URL on {} that carries user information (user:password@)",
+                origin_text(&uri)
+            )));
+        }
         let start = self.initial.request().uri();
         if !self.options.origins.permits(start, &uri) {
             return Err(LroError::policy(format!(
@@ -368,7 +465,17 @@ impl<S: Strategy> Engine<S> {
 
     /// Ends polling with `error`, attaching a continuation token.
     fn fail(&mut self, error: LroError) {
-        if matches!(error, LroError::BadStatus(_) | LroError::BadResponse(_)) {
+        self.fail_after(error, false);
+    }
+
+    /// As [`fail`](Self::fail); `keep_status` keeps the last known status whatever the error.
+    fn fail_after(&mut self, error: LroError, keep_status: bool) {
+        let unusable = matches!(error, LroError::BadStatus(_) | LroError::BadResponse(_))
+            // A final GET that policy refuses: the result can never be fetched, so the status
+            // must not go on saying `Succeeded`. (A refused poll keeps the status: the operation
+            // may be running still.)
+            || matches!((&error, &self.phase), (LroError::Policy(_), Phase::Final(_)));
+        if unusable && !keep_status {
             // As azure-core: a response that cannot be used marks the operation failed.
             self.status = Status::new(Arc::<str>::from("Failed"), StatusKind::Failed);
         }
@@ -380,9 +487,13 @@ impl<S: Strategy> Engine<S> {
     }
 }
 
+/// `scheme://host[:port]` of `uri`: never its user information or path.
 fn origin_text(uri: &Uri) -> String {
-    match (uri.scheme_str(), uri.authority()) {
-        (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
-        _ => format!("the relative URL {uri:?}"),
+    match (uri.scheme_str(), uri.host()) {
+        (Some(scheme), Some(host)) => match uri.port_u16() {
+            Some(port) => format!("{scheme}://{host}:{port}"),
+            None => format!("{scheme}://{host}"),
+        },
+        _ => "a relative URL".to_owned(),
     }
 }

@@ -97,6 +97,31 @@ impl LroError {
         self
     }
 
+    /// Records that the request behind this error was sent `attempts` times (the first try and
+    /// its retries). Only errors about one request (HTTP status, response, transport) keep it.
+    #[must_use]
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        match &mut self {
+            LroError::BadStatus(e) | LroError::BadResponse(e) | LroError::OperationFailed(e) => {
+                e.attempts = attempts;
+            }
+            LroError::Transport(e) => e.attempts = attempts,
+            _ => {}
+        }
+        self
+    }
+
+    /// How many times the request behind this error was sent, for errors about one request.
+    pub fn attempts(&self) -> Option<u32> {
+        match self {
+            LroError::BadStatus(e) | LroError::BadResponse(e) | LroError::OperationFailed(e) => {
+                Some(e.attempts)
+            }
+            LroError::Transport(e) => Some(e.attempts),
+            _ => None,
+        }
+    }
+
     /// The HTTP response details, for the variants that have them.
     pub fn response(&self) -> Option<&HttpResponseError> {
         match self {
@@ -174,7 +199,11 @@ impl LroError {
 
     /// A [`Transport`](LroError::Transport) error.
     pub fn transport(error: TransportError) -> Self {
-        LroError::Transport(Box::new(TransportFailure { error, continuation_token: None }))
+        LroError::Transport(Box::new(TransportFailure {
+            error,
+            attempts: 1,
+            continuation_token: None,
+        }))
     }
 
     /// An [`InvalidContinuationToken`](LroError::InvalidContinuationToken) error.
@@ -227,6 +256,7 @@ pub struct HttpResponseError {
     body: Bytes,
     message: String,
     operation_status: Option<Status>,
+    attempts: u32,
     continuation_token: Option<ContinuationToken>,
 }
 
@@ -241,8 +271,14 @@ impl HttpResponseError {
             body: body.slice(..body.len().min(MAX_ERROR_BODY)),
             message: message.into(),
             operation_status: None,
+            attempts: 1,
             continuation_token: None,
         }
+    }
+
+    /// How many times the request was sent (1 unless transient failures were retried).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
     }
 
     /// The HTTP status code of the response.
@@ -293,8 +329,13 @@ impl fmt::Display for HttpResponseError {
         if let Some(reason) = self.reason() {
             write!(f, " {reason}")?;
         }
-        f.write_str(")")
+        f.write_str(")")?;
+        write_attempts(f, self.attempts)
     }
+}
+
+fn write_attempts(f: &mut fmt::Formatter<'_>, attempts: u32) -> fmt::Result {
+    if attempts > 1 { write!(f, ", after {attempts} attempts") } else { Ok(()) }
 }
 
 impl fmt::Debug for HttpResponseError {
@@ -413,19 +454,26 @@ impl fmt::Display for TimeoutError {
 #[derive(Debug, Clone)]
 pub struct TransportFailure {
     error: TransportError,
+    attempts: u32,
     continuation_token: Option<ContinuationToken>,
 }
 
 impl TransportFailure {
-    /// The transport's error.
+    /// The transport's error (of the last attempt).
     pub fn error(&self) -> &TransportError {
         &self.error
+    }
+
+    /// How many times the request was sent (1 unless transient failures were retried).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
     }
 }
 
 impl fmt::Display for TransportFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "request failed: {}", self.error)
+        write!(f, "request failed: {}", self.error)?;
+        write_attempts(f, self.attempts)
     }
 }
 

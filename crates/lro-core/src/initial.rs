@@ -3,6 +3,11 @@
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, Uri};
 
+use crate::error::LroError;
+use crate::options::{DEFAULT_MAX_DELAY, DEFAULT_MIN_DELAY};
+use crate::retry::RetryPolicy;
+use crate::transport::{AsyncHttpClient, AsyncTimer, HttpClient, Interrupt, Timer, TransportError};
+
 /// What polling needs to know of the request that started an operation: method, URL, headers.
 ///
 /// The body is not kept (polls never resend it).
@@ -38,6 +43,61 @@ impl RequestHead {
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
     }
+
+    /// A request with this head and `body`.
+    fn request(&self, body: Bytes) -> Request<Bytes> {
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
+
+/// The retry decisions for one initial request (sans-IO: the senders above wait and send).
+struct Attempts<'p> {
+    policy: &'p RetryPolicy,
+    repeatable: bool,
+    retries: u32,
+    rng: fastrand::Rng,
+}
+
+enum Judged {
+    Done(Result<Response<Bytes>, LroError>),
+    Retry(std::time::Duration),
+}
+
+impl<'p> Attempts<'p> {
+    fn new(policy: &'p RetryPolicy, head: &RequestHead) -> Self {
+        let repeatable = policy.retries_initial(head.method(), head.headers());
+        Attempts { policy, repeatable, retries: 0, rng: policy.rng() }
+    }
+
+    fn judge(
+        &mut self,
+        outcome: Result<Response<Bytes>, TransportError>,
+        now: std::time::SystemTime,
+    ) -> Judged {
+        let (transient, hint) = match &outcome {
+            Ok(response) => {
+                let status = response.status();
+                let hint = RetryPolicy::honours_retry_after(status)
+                    .then(|| crate::delay::retry_after(response.headers(), now))
+                    .flatten();
+                (RetryPolicy::is_transient_status(status), hint)
+            }
+            Err(error) => (RetryPolicy::is_transient_error(error), None),
+        };
+        if transient && self.repeatable {
+            let limits = (DEFAULT_MIN_DELAY, DEFAULT_MAX_DELAY);
+            if let Some(wait) = self.policy.next_wait(self.retries, hint, limits, &mut self.rng) {
+                self.retries = self.retries.saturating_add(1);
+                return Judged::Retry(wait);
+            }
+        }
+        let attempts = self.retries.saturating_add(1);
+        Judged::Done(outcome.map_err(|e| LroError::transport(e).with_attempts(attempts)))
+    }
 }
 
 /// The request that started an operation and the service's first response: what a polling
@@ -71,24 +131,82 @@ impl InitialResponse {
         Self::new(RequestHead::of(request), response)
     }
 
-    /// Sends `request` through a blocking client and pairs it with the response.
-    pub fn send(
-        client: &dyn crate::HttpClient,
-        request: Request<Bytes>,
-    ) -> Result<Self, crate::LroError> {
+    /// Sends `request` through a blocking client and pairs it with the response. No retry: the
+    /// initial request is the caller's, and may not be safe to send twice (see
+    /// [`send_with_retry`](Self::send_with_retry)).
+    pub fn send(client: &dyn HttpClient, request: Request<Bytes>) -> Result<Self, LroError> {
         let head = RequestHead::of(&request);
-        let response = client.send(request).map_err(crate::LroError::transport)?;
+        let response = client.send(request).map_err(LroError::transport)?;
         Ok(Self::new(head, response))
     }
 
-    /// Sends `request` through an async client and pairs it with the response.
+    /// Sends `request` through an async client and pairs it with the response. No retry (see
+    /// [`send_async_with_retry`](Self::send_async_with_retry)).
     pub async fn send_async(
-        client: &dyn crate::AsyncHttpClient,
+        client: &dyn AsyncHttpClient,
         request: Request<Bytes>,
-    ) -> Result<Self, crate::LroError> {
+    ) -> Result<Self, LroError> {
         let head = RequestHead::of(&request);
-        let response = client.send(request).await.map_err(crate::LroError::transport)?;
+        let response = client.send(request).await.map_err(LroError::transport)?;
         Ok(Self::new(head, response))
+    }
+
+    /// As [`send`](Self::send), retrying transient failures (connection errors, timeouts, 408,
+    /// 429, 5xx) as `policy` says — but only when the request may be repeated: an idempotent
+    /// method (PUT, DELETE, GET, HEAD), a `Repeatability-Request-ID` or `Operation-Id` header,
+    /// or a policy built with [`any_initial_method`](crate::RetryPolicyBuilder::any_initial_method).
+    /// Waits go through `timer`; the last answer (or transport error) is returned when the
+    /// budget is spent. Request extensions are not carried over to retries.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use lro_core::test_util::{ScriptedTransport, json_response};
+    /// use lro_core::{InitialResponse, RetryPolicy};
+    ///
+    /// let transport = ScriptedTransport::new();
+    /// transport.push("PUT", "http://svc/w/1", json_response(503, ""));
+    /// transport.push("PUT", "http://svc/w/1", json_response(201, r#"{"status":"Running"}"#));
+    /// let request = http::Request::put("http://svc/w/1").body(Bytes::new())?;
+    /// let initial = InitialResponse::send_with_retry(&transport, &transport, request, &RetryPolicy::default())?;
+    /// assert_eq!(initial.response().status(), 201);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_with_retry(
+        client: &dyn HttpClient,
+        timer: &dyn Timer,
+        request: Request<Bytes>,
+        policy: &RetryPolicy,
+    ) -> Result<Self, LroError> {
+        let head = RequestHead::of(&request);
+        let body = request.into_body();
+        let mut attempts = Attempts::new(policy, &head);
+        let interrupt = Interrupt::new();
+        loop {
+            let outcome = client.send(head.request(body.clone()));
+            match attempts.judge(outcome, timer.now().wall) {
+                Judged::Done(result) => return result.map(|r| Self::new(head, r)),
+                Judged::Retry(wait) => timer.sleep(wait, &interrupt),
+            }
+        }
+    }
+
+    /// The async twin of [`send_with_retry`](Self::send_with_retry).
+    pub async fn send_async_with_retry(
+        client: &dyn AsyncHttpClient,
+        timer: &dyn AsyncTimer,
+        request: Request<Bytes>,
+        policy: &RetryPolicy,
+    ) -> Result<Self, LroError> {
+        let head = RequestHead::of(&request);
+        let body = request.into_body();
+        let mut attempts = Attempts::new(policy, &head);
+        loop {
+            let outcome = client.send(head.request(body.clone())).await;
+            match attempts.judge(outcome, timer.now().wall) {
+                Judged::Done(result) => return result.map(|r| Self::new(head, r)),
+                Judged::Retry(wait) => timer.sleep(wait).await,
+            }
+        }
     }
 
     /// The request that started the operation.

@@ -59,6 +59,7 @@ mod initial;
 mod method;
 mod options;
 mod poller;
+mod retry;
 mod status;
 mod strategy;
 #[cfg(feature = "test-util")]
@@ -86,8 +87,14 @@ pub use error::{
 };
 pub use initial::{InitialResponse, RequestHead};
 pub use method::{AsyncPollingMethod, PollingMethod, RunContext};
-pub use options::{DEFAULT_MAX_DELAY, OriginPolicy, PollOptions, PollOptionsBuilder};
+pub use options::{
+    DEFAULT_MAX_DELAY, DEFAULT_MIN_DELAY, OriginPolicy, PollOptions, PollOptionsBuilder,
+};
 pub use poller::{AlreadyComplete, AsyncLroPoller, CallbackId, LroPoller, Progress, async_poller};
+pub use retry::{
+    DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_RETRIES, RetryPolicy,
+    RetryPolicyBuilder,
+};
 pub use status::{Status, StatusKind, StatusVocabulary};
 pub use strategy::Strategy;
 pub use token::{

@@ -96,6 +96,12 @@ pub trait PollingMethod<T>: Send + Sync {
     /// The deserialized resource from the latest response.
     fn resource(&self) -> Result<T, LroError>;
 
+    /// How many polls (status polls and final GET) have been answered, for progress and error
+    /// reports. Default: 0 (unknown).
+    fn polls(&self) -> u32 {
+        0
+    }
+
     /// A token to resume the operation later. Default: not supported.
     fn continuation_token(&self) -> Result<ContinuationToken, LroError> {
         Err(unsupported_token())
@@ -142,6 +148,12 @@ pub trait AsyncPollingMethod<T>: Send + Sync {
     /// The deserialized resource from the latest response.
     fn resource(&self) -> Result<T, LroError>;
 
+    /// How many polls (status polls and final GET) have been answered, for progress and error
+    /// reports. Default: 0 (unknown).
+    fn polls(&self) -> u32 {
+        0
+    }
+
     /// A token to resume the operation later. Default: not supported.
     fn continuation_token(&self) -> Result<ContinuationToken, LroError> {
         Err(unsupported_token())
@@ -185,6 +197,9 @@ impl<T, M: PollingMethod<T> + ?Sized> PollingMethod<T> for Box<M> {
     fn resource(&self) -> Result<T, LroError> {
         (**self).resource()
     }
+    fn polls(&self) -> u32 {
+        (**self).polls()
+    }
     fn continuation_token(&self) -> Result<ContinuationToken, LroError> {
         (**self).continuation_token()
     }
@@ -219,6 +234,9 @@ impl<T, M: AsyncPollingMethod<T> + ?Sized> AsyncPollingMethod<T> for Box<M> {
     }
     fn resource(&self) -> Result<T, LroError> {
         (**self).resource()
+    }
+    fn polls(&self) -> u32 {
+        (**self).polls()
     }
     fn continuation_token(&self) -> Result<ContinuationToken, LroError> {
         (**self).continuation_token()

@@ -5,6 +5,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
 use crate::delay::{DelayPolicy, FixedInterval};
+use crate::retry::RetryPolicy;
 use crate::status::StatusVocabulary;
 
 /// Longest wait between two polls unless configured otherwise: 10 minutes.
@@ -12,6 +13,13 @@ use crate::status::StatusVocabulary;
 /// azure-core has no cap (a `Retry-After: 1e12` sleeps for 31,000 years); here a server's
 /// absurd hint cannot park an operation for longer than this.
 pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(600);
+
+/// Shortest wait when the service asks for one, unless configured otherwise: 100 ms.
+///
+/// azure-core sleeps whatever the service says, so `Retry-After: 1e-9` (or `retry-after-ms:
+/// 0.000001`) polls in a hot loop; here such a hint waits at least this long. It applies only
+/// when the service gives a non-zero hint: an interval of zero with no hint still polls at once.
+pub const DEFAULT_MIN_DELAY: Duration = Duration::from_millis(100);
 
 /// Which hosts polls and final GETs may go to.
 ///
@@ -108,6 +116,8 @@ impl OriginPolicy {
 pub struct PollOptions {
     pub(crate) delay: Box<dyn DelayPolicy>,
     pub(crate) max_delay: Duration,
+    pub(crate) min_delay: Duration,
+    pub(crate) retry: RetryPolicy,
     pub(crate) max_polls: Option<u32>,
     pub(crate) max_elapsed: Option<Duration>,
     pub(crate) origins: OriginPolicy,
@@ -121,6 +131,8 @@ impl Default for PollOptions {
         PollOptions {
             delay: Box::new(FixedInterval::default()),
             max_delay: DEFAULT_MAX_DELAY,
+            min_delay: DEFAULT_MIN_DELAY,
+            retry: RetryPolicy::default(),
             max_polls: None,
             max_elapsed: None,
             origins: OriginPolicy::default(),
@@ -140,6 +152,11 @@ impl PollOptions {
     /// The status words in use.
     pub fn vocabulary(&self) -> &StatusVocabulary {
         &self.vocabulary
+    }
+
+    /// The retry policy in use.
+    pub fn retry(&self) -> &RetryPolicy {
+        &self.retry
     }
 }
 
@@ -166,6 +183,20 @@ impl PollOptionsBuilder {
     /// Caps every wait, whatever the service or the policy asks (default: 10 minutes).
     pub fn max_delay(mut self, max: Duration) -> Self {
         self.options.max_delay = max;
+        self
+    }
+
+    /// The shortest wait when the service asks for a non-zero one (default: 100 ms). A tiny
+    /// `Retry-After` is raised to this, so no service can make the poller spin.
+    pub fn min_delay(mut self, min: Duration) -> Self {
+        self.options.min_delay = min;
+        self
+    }
+
+    /// How transient failures of polls and final GETs are retried (default: azure-core's
+    /// 3 retries with exponential backoff; [`RetryPolicy::none`] turns retries off).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.options.retry = policy;
         self
     }
 

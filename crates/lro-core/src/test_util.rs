@@ -159,6 +159,8 @@ pub struct SeenRequest {
     pub uri: Uri,
     /// Headers.
     pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
 }
 
 #[derive(Debug)]
@@ -211,6 +213,11 @@ impl ScriptedTransport {
     /// Expects `GET uri` next and fails it with `error`.
     pub fn push_error(&self, uri: &str, error: TransportError) -> &Self {
         self.push_step("GET", uri, Err(error), None)
+    }
+
+    /// Expects `method uri` next and fails it with `error`.
+    pub fn push_failure(&self, method: &str, uri: &str, error: TransportError) -> &Self {
+        self.push_step(method, uri, Err(error), None)
     }
 
     /// Expects `GET uri` next and answers `response` only once the returned gate is opened.
@@ -273,6 +280,7 @@ impl ScriptedTransport {
             method: request.method().clone(),
             uri: request.uri().clone(),
             headers: request.headers().clone(),
+            body: request.body().clone(),
         });
         let mut script = lock(&self.script);
         let wanted = request.uri().to_string();

@@ -176,6 +176,9 @@ macro_rules! forward_clients {
 }
 forward_clients!(&T, Arc<T>, Box<T>);
 
+/// How far ahead "the far future" is when a duration overflows a clock: about a century.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// A reading of the clocks, handed to the engine instead of letting it read a clock itself.
 ///
 /// `instant` measures delays; `wall` resolves `Retry-After` HTTP dates.
@@ -193,12 +196,21 @@ impl Timestamp {
         Timestamp { instant, wall }
     }
 
-    /// This timestamp moved forward by `by` (saturating at the far future).
+    /// This timestamp moved forward by `by`, saturating at the far future (about a century
+    /// ahead) when `by` overflows the clock, so time always moves forward.
     #[must_use]
     pub fn advanced(self, by: Duration) -> Self {
         Timestamp {
-            instant: self.instant.checked_add(by).unwrap_or(self.instant),
-            wall: self.wall.checked_add(by).unwrap_or(self.wall),
+            instant: self
+                .instant
+                .checked_add(by)
+                .or_else(|| self.instant.checked_add(FAR_FUTURE))
+                .unwrap_or(self.instant),
+            wall: self
+                .wall
+                .checked_add(by)
+                .or_else(|| self.wall.checked_add(FAR_FUTURE))
+                .unwrap_or(self.wall),
         }
     }
 }
@@ -355,9 +367,11 @@ mod tests {
     }
 
     #[test]
-    fn timestamp_advance_saturates() {
+    fn timestamp_advance_saturates_at_the_far_future_never_at_now() {
         let t = system_now();
-        assert_eq!(t.advanced(Duration::MAX), t);
+        let far = t.advanced(Duration::MAX);
+        assert!(far.instant.saturating_duration_since(t.instant) >= FAR_FUTURE);
+        assert!(far.wall.duration_since(t.wall).unwrap_or_default() >= FAR_FUTURE);
     }
 
     #[test]

@@ -200,3 +200,133 @@ async fn invalid_tokens_are_rejected_before_any_request() {
     assert!(matches!(error, LroError::InvalidContinuationToken(_)));
     assert!(transport.requests().is_empty());
 }
+
+/// A script whose second poll is held until the returned gate opens.
+fn held_put(transport: &ScriptedTransport) -> lro_core::test_util::Gate {
+    transport.push_get(OP, status("Running"));
+    let gate = transport.push_held(OP, status("Succeeded"));
+    transport.push_get(RESOURCE, json_response(200, r#"{"name":"w1"}"#));
+    gate
+}
+
+/// Yields to the runtime a few times, then opens `gate`.
+async fn open_later(gate: lro_core::test_util::Gate) {
+    for _ in 0..5 {
+        tokio::task::yield_now().await;
+    }
+    gate.open();
+}
+
+#[tokio::test]
+async fn two_tasks_awaiting_one_poller_share_one_run_and_its_outcome() {
+    let transport = Arc::new(ScriptedTransport::new());
+    let gate = held_put(&transport);
+    let poller = poller(&transport, "PUT");
+    let (first, second, ()) =
+        tokio::join!(poller.result(None), poller.result(None), open_later(gate));
+    assert_eq!(first.unwrap()["name"], "w1");
+    assert_eq!(second.unwrap()["name"], "w1", "the final resource, never a status body");
+    assert_eq!(transport.urls(), [OP, OP, RESOURCE], "no request was sent twice");
+}
+
+#[tokio::test]
+async fn progress_and_result_at_once_send_each_request_once() {
+    let transport = Arc::new(ScriptedTransport::new());
+    let gate = held_put(&transport);
+    let poller = poller(&transport, "PUT");
+    let mut progress = poller.progress();
+    let watch = async {
+        let mut seen = Vec::new();
+        while let Some(update) = next(&mut progress).await {
+            seen.push(update.unwrap().to_string());
+        }
+        seen
+    };
+    let (result, seen, ()) = tokio::join!(poller.result(None), watch, open_later(gate));
+    assert_eq!(result.unwrap()["name"], "w1");
+    assert_eq!(seen.last().map(String::as_str), Some("Succeeded"), "{seen:?}");
+    assert_eq!(transport.urls(), [OP, OP, RESOURCE], "no request was sent twice");
+}
+
+#[tokio::test]
+async fn when_the_driving_task_is_dropped_a_waiting_one_takes_over() {
+    let transport = Arc::new(ScriptedTransport::new());
+    transport.push_get(OP, status("Running"));
+    let _abandoned = transport.push_held(OP, status("Running"));
+    transport.push_get(OP, status("Succeeded"));
+    transport.push_get(RESOURCE, json_response(200, r#"{"name":"w1"}"#));
+    let poller = poller(&transport, "PUT");
+    let mut first = Box::pin(poller.result(None));
+    for _ in 0..10 {
+        if transport.urls().len() == 2 {
+            break;
+        }
+        assert!(poll_once(first.as_mut()).is_pending());
+    }
+    assert_eq!(transport.urls(), [OP, OP], "the first task is held on its second poll");
+    let mut second = Box::pin(poller.result(None));
+    assert!(poll_once(second.as_mut()).is_pending(), "waits for the first run");
+    assert_eq!(transport.urls(), [OP, OP], "the second task sent nothing while the first drove");
+    drop(first);
+    assert_eq!(second.await.unwrap()["name"], "w1");
+    assert_eq!(transport.urls(), [OP, OP, OP, RESOURCE], "the abandoned poll is sent again, once");
+}
+
+#[tokio::test]
+async fn a_timed_out_wait_reports_the_polls_made_so_far() {
+    let transport = Arc::new(ScriptedTransport::new());
+    transport.push_get(OP, status("Running"));
+    let _held = transport.push_held(OP, status("Running"));
+    let poller = poller(&transport, "POST");
+    let error = poller.result(Some(Duration::from_secs(60))).await.expect_err("timed out");
+    let LroError::Timeout(timeout) = &error else { panic!("{error:?}") };
+    assert_eq!(timeout.polls(), 1);
+    assert!(error.to_string().contains("within 60s"), "{error}");
+    assert!(!error.to_string().contains("Some("), "{error}");
+}
+
+/// A transport that answers at once without ever being pending, forever `Running`. It panics
+/// past 1,000 requests, so that a driver that never yields fails the test instead of hanging it.
+struct Synchronous(std::sync::atomic::AtomicUsize);
+
+impl Synchronous {
+    fn sent(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl lro_core::AsyncHttpClient for Synchronous {
+    async fn send(
+        &self,
+        _: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, TransportError> {
+        let sent = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert!(sent < 1000, "the driver polled 1,000 times without yielding");
+        Ok(status("Running"))
+    }
+}
+
+impl lro_core::AsyncTimer for Synchronous {
+    fn sleep(&self, _: Duration) -> lro_core::BoxFuture<'static, ()> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
+#[test]
+fn the_async_driver_yields_between_polls_even_when_nothing_is_ever_pending() {
+    let transport = Arc::new(Synchronous(Default::default()));
+    let method = StrategyPolling::with_options(
+        Monitor::default(),
+        lro_core::PollOptions::builder().interval(Duration::ZERO).build(),
+    );
+    let poller: Poller =
+        AsyncLroPoller::new(transport.clone(), started("POST", ""), deserialize::json(), method)
+            .unwrap();
+    let mut result = Box::pin(poller.result(None));
+    for round in 1..=5 {
+        assert!(poll_once(result.as_mut()).is_pending());
+        // One request per turn of the runtime: a surrounding timeout or another task gets its turn.
+        assert_eq!(transport.sent(), round);
+    }
+}

@@ -204,7 +204,7 @@ impl HttpClient for RealTime {
 impl Timer for RealTime {}
 
 #[test]
-fn dropping_the_poller_interrupts_a_long_wait_and_joins_the_thread() {
+fn dropping_the_poller_interrupts_a_long_wait_and_the_thread_ends() {
     let transport = ScriptedTransport::new();
     transport.push_get(OP, status("Running").with_retry_after("3600"));
     let transport = Arc::new(RealTime(transport));
@@ -226,7 +226,68 @@ fn dropping_the_poller_interrupts_a_long_wait_and_joins_the_thread() {
     });
     rx.recv_timeout(Duration::from_secs(20))
         .expect("drop returned without waiting out the hour-long Retry-After");
-    assert_eq!(Arc::strong_count(&transport), 1, "the polling thread has ended");
+    wait_until_only_owner(&transport);
+    assert_eq!(transport.0.requests().len(), 1, "nothing sent after the drop");
+}
+
+/// Waits (a bounded number of yields) until the polling thread has let go of `shared`.
+fn wait_until_only_owner<T>(shared: &Arc<T>) {
+    for _ in 0..50_000_000u64 {
+        if Arc::strong_count(shared) == 1 {
+            return;
+        }
+        std::thread::yield_now();
+    }
+    panic!("the polling thread never ended");
+}
+
+/// A transport whose requests hang until released, as a stalled server would.
+struct Stalled {
+    entered: mpsc::SyncSender<()>,
+    release: std::sync::Mutex<mpsc::Receiver<()>>,
+    sent: std::sync::atomic::AtomicUsize,
+}
+
+impl HttpClient for Stalled {
+    fn send(
+        &self,
+        _: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, TransportError> {
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.entered.send(()).ok();
+        self.release.lock().unwrap().recv().ok();
+        Ok(status("Running"))
+    }
+}
+impl Timer for Stalled {}
+
+#[test]
+fn dropping_the_poller_never_waits_for_a_request_in_flight() {
+    let (entered, in_flight) = mpsc::sync_channel(1);
+    let (release, released) = mpsc::channel();
+    let transport = Arc::new(Stalled {
+        entered,
+        release: std::sync::Mutex::new(released),
+        sent: Default::default(),
+    });
+    let poller: Poller = LroPoller::new(
+        transport.clone(),
+        started("POST", ""),
+        deserialize::json(),
+        StrategyPolling::new(Monitor::default()),
+    )
+    .unwrap();
+    in_flight.recv_timeout(Duration::from_secs(20)).expect("the first poll went out");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        drop(poller);
+        tx.send(()).ok();
+    });
+    // The request is still held: the drop must return anyway.
+    rx.recv_timeout(Duration::from_secs(20)).expect("drop returned while a request hung");
+    release.send(()).ok(); // the abandoned request completes; its response is not used
+    wait_until_only_owner(&transport);
+    assert_eq!(transport.sent.load(std::sync::atomic::Ordering::SeqCst), 1, "nothing sent after");
 }
 
 /// A polling method that panics: the poller must report it, not hang.

@@ -10,7 +10,7 @@ use http::Response;
 use lro_core::test_util::{WithHeader, json_response};
 use lro_core::{
     Action, ContinuationToken, Engine, InitialResponse, LroError, OriginPolicy, PollOptions,
-    StatusKind, StatusVocabulary, Timestamp, TransportError,
+    RetryPolicy, StatusKind, StatusVocabulary, Timestamp, TransportError,
 };
 use support::{Immediate, Monitor, OP, RESOURCE, started, status};
 
@@ -168,7 +168,8 @@ fn an_operation_finished_at_start_needs_no_request() {
 #[test]
 fn transport_errors_end_polling_with_a_token_and_keep_the_status() {
     let now = t0();
-    let mut engine = start("POST");
+    let options = PollOptions::builder().retry(RetryPolicy::none()).build();
+    let mut engine = Engine::start(Monitor::default(), options, started("POST", "")).unwrap();
     expect_get(engine.poll(now));
     engine.handle_response(now, status("Running"));
     let later = now.advanced(Duration::from_secs(30));
@@ -183,7 +184,9 @@ fn transport_errors_end_polling_with_a_token_and_keep_the_status() {
 #[test]
 fn bad_status_marks_the_operation_failed_like_azure_core() {
     let now = t0();
-    let mut engine = start("POST");
+    // Without retries, as azure-core's polling methods (its pipeline retries before them).
+    let options = PollOptions::builder().retry(RetryPolicy::none()).build();
+    let mut engine = Engine::start(Monitor::default(), options, started("POST", "")).unwrap();
     expect_get(engine.poll(now));
     engine.handle_response(now, json_response(500, ""));
     assert!(matches!(engine.outcome(), Err(LroError::BadStatus(_))));
@@ -345,4 +348,96 @@ fn responses_after_the_end_are_ignored() {
     engine.handle_response(now, Response::new(Bytes::from_static(b"late")));
     engine.handle_transport_error(now, TransportError::other("late"));
     assert_eq!(engine.outcome().unwrap().status(), 202);
+}
+
+#[test]
+fn an_overflowing_retry_after_waits_in_the_far_future_never_now() {
+    let now = t0();
+    for hint in ["inf", "1e308", "99999999999999999999"] {
+        let options = PollOptions::builder().max_delay(Duration::MAX).build();
+        let mut engine = Engine::start(Monitor::default(), options, started("POST", "")).unwrap();
+        expect_get(engine.poll(now));
+        engine.handle_response(now, status("Running").with_header("retry-after", hint));
+        let century = Duration::from_secs(100 * 365 * 24 * 3600);
+        assert!(expect_wait(engine.poll(now)) >= century, "{hint}");
+        // However much time passes on a clock that cannot represent the due time, still a wait.
+        assert!(expect_wait(engine.poll(now.advanced(Duration::MAX))) > Duration::ZERO, "{hint}");
+    }
+}
+
+#[test]
+fn a_tiny_retry_after_waits_at_least_the_minimum_delay() {
+    let now = t0();
+    let options = PollOptions::builder().interval(Duration::ZERO).build();
+    let mut engine = Engine::start(Monitor::default(), options, started("POST", "")).unwrap();
+    expect_get(engine.poll(now));
+    engine.handle_response(now, status("Running").with_header("retry-after", "1e-9"));
+    assert_eq!(expect_wait(engine.poll(now)), lro_core::DEFAULT_MIN_DELAY);
+    let next = now.advanced(lro_core::DEFAULT_MIN_DELAY);
+    expect_get(engine.poll(next));
+    engine.handle_response(next, status("Running").with_header("retry-after-ms", "0.000001"));
+    assert_eq!(expect_wait(engine.poll(next)), lro_core::DEFAULT_MIN_DELAY);
+
+    let custom = PollOptions::builder().interval(Duration::ZERO).min_delay(Duration::from_secs(2));
+    let mut engine =
+        Engine::start(Monitor::default(), custom.build(), started("POST", "")).unwrap();
+    expect_get(engine.poll(now));
+    engine.handle_response(now, status("Running").with_header("retry-after", "0.001"));
+    assert_eq!(expect_wait(engine.poll(now)), Duration::from_secs(2));
+}
+
+#[test]
+fn a_zero_interval_without_a_hint_still_polls_at_once() {
+    let now = t0();
+    let options = PollOptions::builder().interval(Duration::ZERO).build();
+    let mut engine = Engine::start(Monitor::default(), options, started("POST", "")).unwrap();
+    expect_get(engine.poll(now));
+    engine.handle_response(now, status("Running"));
+    expect_get(engine.poll(now));
+    engine.handle_response(now, status("Running").with_header("retry-after", "0"));
+    expect_get(engine.poll(now));
+}
+
+#[test]
+fn a_polling_url_with_user_information_is_refused_even_on_the_same_origin() {
+    let initial = InitialResponse::new(
+        lro_core::test_util::ScriptedTransport::request_head("POST", RESOURCE),
+        json_response(202, "").with_header("operation-location", "http://user:hunter2@svc/op"),
+    );
+    let mut engine = Engine::start(Monitor::default(), options(), initial).unwrap();
+    assert!(matches!(engine.poll(t0()), Action::Done));
+    let error = engine.outcome().expect_err("refused");
+    assert!(matches!(error, LroError::Policy(_)), "{error:?}");
+    assert!(error.to_string().contains("user information"), "{error}");
+    assert!(!error.to_string().contains("hunter2"), "the message repeats the password: {error}");
+}
+
+#[test]
+fn a_refused_final_get_marks_the_status_failed() {
+    let now = t0();
+    // The monitor is on the pinned origin, the PUT URL (the final GET) is not.
+    let evil = InitialResponse::new(
+        lro_core::test_util::ScriptedTransport::request_head("PUT", "https://evil.example/w/1"),
+        json_response(201, "").with_header("operation-location", "https://svc.example/op"),
+    );
+    let pinned = OriginPolicy::pinned("https://svc.example").unwrap();
+    let mut engine =
+        Engine::start(Monitor::default(), PollOptions::builder().origins(pinned).build(), evil)
+            .unwrap();
+    expect_get(engine.poll(now));
+    engine.handle_response(now, status("Succeeded"));
+    assert!(matches!(engine.poll(now), Action::Done), "the final GET is refused");
+    assert!(matches!(engine.outcome(), Err(LroError::Policy(_))));
+    assert_eq!(engine.status().kind(), StatusKind::Failed, "status agrees with the outcome");
+}
+
+#[test]
+fn a_resumed_engine_shows_the_saved_status_before_its_first_poll() {
+    let now = t0();
+    let mut engine = start("POST");
+    expect_get(engine.poll(now));
+    engine.handle_response(now, status("Provisioning"));
+    let token = engine.continuation_token().unwrap();
+    let resumed = Engine::resume(Monitor::default(), options(), &token).unwrap();
+    assert_eq!(resumed.status().as_str(), "Provisioning");
 }

@@ -136,7 +136,10 @@ impl Scenario {
             LroBasePolling::builder()
         };
         let interval = self.option("polling_interval").as_f64().unwrap_or(0.0);
-        builder = builder.interval(std::time::Duration::from_secs_f64(interval));
+        // azure-core's polling methods, replayed here, do not retry (its pipeline does).
+        builder = builder
+            .interval(std::time::Duration::from_secs_f64(interval))
+            .retry(lro_core::RetryPolicy::none());
         if let Some(via) = self.option("final_state_via").as_str() {
             builder = builder
                 .final_state_via(via.parse::<FinalStateVia>().expect("known final-state-via"));

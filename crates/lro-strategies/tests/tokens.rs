@@ -546,7 +546,9 @@ fn forged(
 }
 
 fn base_method(origins: Option<OriginPolicy>) -> StrategyPolling<Box<dyn Strategy>, Value> {
-    let mut builder = LroBasePolling::builder().interval(std::time::Duration::ZERO);
+    let mut builder = LroBasePolling::builder()
+        .interval(std::time::Duration::ZERO)
+        .retry(lro_core::RetryPolicy::none());
     if let Some(origins) = origins {
         builder = builder.poll_options(|o| o.origins(origins));
     }

@@ -37,8 +37,9 @@ pub struct AlreadyComplete;
 /// status and callbacks are available from any thread meanwhile.
 ///
 /// Unlike Python, dropping the poller stops polling: the thread is told to stop (a wait in
-/// progress ends at once) and is joined — a request already in flight is allowed to finish, so
-/// a drop can take up to the transport's request timeout. `result(Some(timeout))` that runs out returns
+/// progress ends at once) and sends nothing more. The drop itself never waits: a request
+/// already in flight is abandoned to the thread, which finishes it and exits on its own (its
+/// response is not used). `result(Some(timeout))` that runs out returns
 /// [`LroError::Timeout`] with a continuation token instead of a partial resource; polling goes
 /// on, and a later `result` can still succeed.
 ///
@@ -188,10 +189,11 @@ where
         };
         if !state.done {
             drop(state);
-            let message = format!(
-                "the operation did not finish within {timeout:?}; it is still being polled"
-            );
-            return Err(self.shared.with_token(LroError::timeout(message, timeout, 0)));
+            let limit = timeout.unwrap_or_default();
+            let message =
+                format!("the operation did not finish within {limit:?}; it is still being polled");
+            let polls = self.shared.method.polls();
+            return Err(self.shared.with_token(LroError::timeout(message, timeout, polls)));
         }
         match &state.error {
             Some(error) => Err(error.clone()),
@@ -308,12 +310,11 @@ where
     M: PollingMethod<T> + 'static,
 {
     fn drop(&mut self) {
+        // Stop the thread, but never wait for it: it may be inside a request that takes up to
+        // the transport's timeout. It holds its own reference to the shared state, sends nothing
+        // after this, and exits once its current step is over.
         self.shared.interrupt.set();
-        if let Some(thread) = self.thread.take() {
-            if thread.thread().id() != std::thread::current().id() {
-                let _ = thread.join();
-            }
-        }
+        drop(self.thread.take());
     }
 }
 

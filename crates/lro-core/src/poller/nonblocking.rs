@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures_core::Stream;
 
 use crate::deserialize::Deserializer;
+use crate::drivers::YieldOnce;
 use crate::error::LroError;
 use crate::initial::InitialResponse;
 use crate::method::AsyncPollingMethod;
@@ -23,6 +24,10 @@ use crate::transport::{AsyncHttpClient, AsyncTimer, BoxFuture};
 /// No thread and no spawned task: polling happens while the poller (or its
 /// [`progress`](AsyncLroPoller::progress) stream) is awaited, and stops when the future is
 /// dropped. Awaiting again continues where it stopped.
+///
+/// The poller may be shared by several tasks (`&self` methods): only one of them drives the
+/// operation at a time, the others wait for that run and get the same outcome, and no request
+/// is sent twice. If the task that drives is dropped, a waiting one takes over.
 ///
 /// ```
 /// # async fn example() -> Result<(), lro_core::LroError> {
@@ -49,6 +54,8 @@ where
 {
     method: Arc<M>,
     timer: Arc<dyn AsyncTimer>,
+    /// Held by whoever drives the method: one driver at a time.
+    driving: Arc<async_lock::Mutex<()>>,
     _resource: PhantomData<fn() -> T>,
 }
 
@@ -88,7 +95,12 @@ where
     }
 
     fn assemble(method: M, timer: Arc<dyn AsyncTimer>) -> Self {
-        AsyncLroPoller { method: Arc::new(method), timer, _resource: PhantomData }
+        AsyncLroPoller {
+            method: Arc::new(method),
+            timer,
+            driving: Arc::new(async_lock::Mutex::new(())),
+            _resource: PhantomData,
+        }
     }
 
     /// Polls until the operation ends (at most `timeout`, measured by the timer), then returns
@@ -103,7 +115,10 @@ where
     /// When `timeout` runs out, polling pauses and [`LroError::Timeout`] is returned with a
     /// continuation token; calling `wait` or `result` again continues.
     pub async fn wait(&self, timeout: Option<Duration>) -> Result<(), LroError> {
-        let run = self.method.run(&*self.timer);
+        let run: BoxFuture<'_, Result<(), LroError>> = Box::pin(async {
+            let _driving = self.driving.lock().await;
+            self.method.run(&*self.timer).await
+        });
         let outcome = match timeout {
             None => run.await,
             Some(limit) => match (Race { work: run, deadline: self.timer.sleep(limit) }).await {
@@ -113,7 +128,7 @@ where
                         "the operation did not finish within {limit:?}; await it again to continue"
                     ),
                     Some(limit),
-                    0,
+                    self.method.polls(),
                 )),
             },
         };
@@ -147,8 +162,12 @@ where
         let method = Arc::clone(&self.method);
         let timer = YieldingTimer(Arc::clone(&self.timer));
         let reader = Arc::clone(&self.method);
+        let driving = Arc::clone(&self.driving);
         Progress {
-            run: Some(Box::pin(async move { method.run(&timer).await })),
+            run: Some(Box::pin(async move {
+                let _driving = driving.lock_arc().await;
+                method.run(&timer).await
+            })),
             method: reader,
             last: None,
             _resource: PhantomData,
@@ -277,24 +296,9 @@ impl AsyncTimer for YieldingTimer {
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
         let sleep = self.0.sleep(duration);
         Box::pin(async move {
-            YieldOnce(false).await;
+            YieldOnce::default().await;
             sleep.await;
         })
-    }
-}
-
-struct YieldOnce(bool);
-
-impl Future for YieldOnce {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
     }
 }
 

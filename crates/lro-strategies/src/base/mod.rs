@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Response, StatusCode, Uri};
 use lro_core::{
-    DelayPolicy, InitialResponse, LroError, PollOptions, PollOptionsBuilder, Strategy,
+    DelayPolicy, InitialResponse, LroError, PollOptions, PollOptionsBuilder, RetryPolicy, Strategy,
     StrategyPolling,
 };
 use serde::{Deserialize, Serialize};
@@ -256,6 +256,13 @@ impl PollingBuilder {
     /// polling started (default: no limit).
     pub fn max_elapsed(mut self, max: Duration) -> Self {
         self.options = self.options.max_elapsed(max);
+        self
+    }
+
+    /// How transient failures of polls and final GETs are retried (default: 3 retries with
+    /// jittered exponential backoff; [`RetryPolicy::none`] turns them off).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.options = self.options.retry(policy);
         self
     }
 
