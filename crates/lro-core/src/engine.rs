@@ -41,7 +41,7 @@ use crate::options::PollOptions;
 use crate::retry::RetryPolicy;
 use crate::status::{Status, StatusKind};
 use crate::strategy::Strategy;
-use crate::token::{ContinuationToken, TokenState};
+use crate::token::{ContinuationToken, TokenIntegrity, TokenState};
 use crate::transport::{Timestamp, TransportError};
 
 const CLIENT_REQUEST_ID: &str = "x-ms-client-request-id";
@@ -178,13 +178,36 @@ impl<S: Strategy> Engine<S> {
     /// The strategy re-reads the token's initial response, then restores its saved progress;
     /// polling continues with an immediate poll. A token written by Python azure-core has no
     /// progress and resumes from the initial response, as it would in Python.
+    ///
+    /// A token is untrusted input, and it names the origin polls go to. So when the polls would
+    /// carry credentials ([`PollOptions::sends_credentials`]), the token's origin must be one
+    /// the user vouched for ([`OriginPolicy::vouches_for`](crate::OriginPolicy::vouches_for)),
+    /// or the token must carry a valid signature from the configured
+    /// [`token_key`](crate::PollOptionsBuilder::token_key); otherwise this fails with
+    /// [`LroError::Policy`] before anything is sent. With a key, a token whose signature does
+    /// not match is refused whatever the origin.
     pub fn resume(
         strategy: S,
         options: PollOptions,
         token: &ContinuationToken,
     ) -> Result<Self, LroError> {
-        let state: TokenState = token.decode()?;
+        let (state, integrity): (TokenState, _) = match &options.token_key {
+            Some(key) => token.decode_verified(key)?,
+            None => (token.decode()?, TokenIntegrity::Unsigned),
+        };
         let initial = state.initial_response()?;
+        let origin = initial.request().uri();
+        if integrity != TokenIntegrity::Verified
+            && options.sends_credentials()
+            && !options.origins.vouches_for(origin)
+        {
+            return Err(LroError::policy(format!(
+                "refusing to resume: the token names {} and polls would carry credentials, but \
+                 nothing vouches for that origin (trust it by name with an allowed or pinned \
+                 origin, or resume only tokens signed with your token key)",
+                origin_text(origin)
+            )));
+        }
         let mut engine = Engine::start(strategy, options, initial)?;
         if let Some(saved) = state.progress {
             let progress: Progress = serde_json::from_value(saved)
@@ -370,7 +393,11 @@ impl<S: Strategy> Engine<S> {
         };
         let progress = serde_json::to_value(progress)
             .map_err(|e| LroError::invalid_token(format!("progress is not serializable: {e}")))?;
-        ContinuationToken::encode(&TokenState::new(&self.initial, Some(progress)))
+        let state = TokenState::new(&self.initial, Some(progress));
+        match &self.options.token_key {
+            Some(key) => ContinuationToken::encode_signed(&state, key),
+            None => ContinuationToken::encode(&state),
+        }
     }
 
     /// The status is terminal: fail, finish, or go for the final GET.

@@ -89,6 +89,7 @@ pub use initial::{InitialResponse, RequestHead};
 pub use method::{AsyncPollingMethod, PollingMethod, RunContext};
 pub use options::{
     DEFAULT_MAX_DELAY, DEFAULT_MIN_DELAY, OriginPolicy, PollOptions, PollOptionsBuilder,
+    is_credential,
 };
 pub use poller::{AlreadyComplete, AsyncLroPoller, CallbackId, LroPoller, Progress, async_poller};
 pub use retry::{
@@ -98,8 +99,9 @@ pub use retry::{
 pub use status::{Status, StatusKind, StatusVocabulary};
 pub use strategy::Strategy;
 pub use token::{
-    ContinuationToken, MAX_TOKEN_LEN, RequestRecord, ResponseRecord, TOKEN_REQUEST_HEADERS,
-    TOKEN_RESPONSE_HEADERS, TOKEN_VERSION, TokenState,
+    ContinuationToken, KeyTooShort, MAX_PROGRESS_LEN, MAX_TOKEN_HEADERS, MAX_TOKEN_LEN,
+    RequestRecord, ResponseRecord, TOKEN_REQUEST_HEADERS, TOKEN_RESPONSE_HEADERS, TOKEN_VERSION,
+    TokenIntegrity, TokenKey, TokenState,
 };
 pub use transport::{
     AsyncHttpClient, AsyncTimer, BoxError, BoxFuture, HttpClient, Interrupt, SystemTimer, Timer,

@@ -7,6 +7,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use crate::delay::{DelayPolicy, FixedInterval};
 use crate::retry::RetryPolicy;
 use crate::status::StatusVocabulary;
+use crate::token::TokenKey;
 
 /// Longest wait between two polls unless configured otherwise: 10 minutes.
 ///
@@ -84,6 +85,20 @@ impl OriginPolicy {
         Some(self)
     }
 
+    /// Whether the user vouched for the origin of `url` by name: [`any`](Self::any), the
+    /// [`pinned`](Self::pinned) origin, or one [`allow`](Self::allow)ed. (The default policy
+    /// trusts "the origin of the initial request", which for a resumed operation is whatever
+    /// the token says: that vouches for nothing.)
+    pub fn vouches_for(&self, url: &Uri) -> bool {
+        if self.any {
+            return true;
+        }
+        match Origin::of(url) {
+            Some(origin) => self.pinned.as_ref() == Some(&origin) || self.extra.contains(&origin),
+            None => false,
+        }
+    }
+
     /// Whether a request to `target` is allowed for an operation started at `initial`.
     pub fn permits(&self, initial: &Uri, target: &Uri) -> bool {
         if self.any {
@@ -124,6 +139,36 @@ pub struct PollOptions {
     pub(crate) vocabulary: StatusVocabulary,
     pub(crate) headers: HeaderMap,
     pub(crate) forward_client_request_id: bool,
+    pub(crate) token_key: Option<TokenKey>,
+    pub(crate) client_sends_credentials: bool,
+}
+
+/// Whether a header carries a credential: `Authorization`, `Proxy-Authorization`, `Cookie`,
+/// `api-key`, `Ocp-Apim-Subscription-Key`, any `x-ms-…key…` header, or any value marked
+/// [sensitive](HeaderValue::set_sensitive).
+///
+/// ```
+/// use http::{HeaderName, HeaderValue};
+/// use lro_core::is_credential;
+///
+/// assert!(is_credential(&HeaderName::from_static("api-key"), &HeaderValue::from_static("k")));
+/// let mut secret = HeaderValue::from_static("t");
+/// secret.set_sensitive(true);
+/// assert!(is_credential(&HeaderName::from_static("x-tenant-token"), &secret));
+/// assert!(!is_credential(&HeaderName::from_static("x-tenant"), &HeaderValue::from_static("c")));
+/// ```
+pub fn is_credential(name: &HeaderName, value: &HeaderValue) -> bool {
+    let name = name.as_str(); // always lower case
+    value.is_sensitive()
+        || matches!(
+            name,
+            "authorization"
+                | "proxy-authorization"
+                | "cookie"
+                | "api-key"
+                | "ocp-apim-subscription-key"
+        )
+        || (name.starts_with("x-ms-") && name.contains("key"))
 }
 
 impl Default for PollOptions {
@@ -139,6 +184,8 @@ impl Default for PollOptions {
             vocabulary: StatusVocabulary::azure(),
             headers: HeaderMap::new(),
             forward_client_request_id: true,
+            token_key: None,
+            client_sends_credentials: false,
         }
     }
 }
@@ -157,6 +204,13 @@ impl PollOptions {
     /// The retry policy in use.
     pub fn retry(&self) -> &RetryPolicy {
         &self.retry
+    }
+
+    /// Whether polls carry credentials: a [credential](is_credential) among the poll headers,
+    /// or a client said to add its own ([`PollOptionsBuilder::client_sends_credentials`]).
+    pub fn sends_credentials(&self) -> bool {
+        self.client_sends_credentials
+            || self.headers.iter().any(|(name, value)| is_credential(name, value))
     }
 }
 
@@ -226,7 +280,8 @@ impl PollOptionsBuilder {
         self
     }
 
-    /// Adds a header to every poll and final GET.
+    /// Adds a header to every poll and final GET. A [credential](is_credential) here makes
+    /// resuming from an unsigned token require an origin the user vouched for.
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.options.headers.append(name, value);
         self
@@ -236,6 +291,22 @@ impl PollOptionsBuilder {
     /// does (default: yes).
     pub fn forward_client_request_id(mut self, forward: bool) -> Self {
         self.options.forward_client_request_id = forward;
+        self
+    }
+
+    /// Signs continuation tokens with `key`, and checks the signature of tokens resumed from:
+    /// a token whose signature does not match is refused before anything is sent, and a
+    /// correctly signed token's origin is trusted (see [`OriginPolicy::vouches_for`]).
+    pub fn token_key(mut self, key: TokenKey) -> Self {
+        self.options.token_key = Some(key);
+        self
+    }
+
+    /// Says that the client attaches credentials by itself (say, a bearer-token layer in the
+    /// transport), so that resuming a token is held to the same rule as with credential
+    /// headers: only to an origin the user vouched for, or from a signed token.
+    pub fn client_sends_credentials(mut self, sends: bool) -> Self {
+        self.options.client_sends_credentials = sends;
         self
     }
 

@@ -3,18 +3,28 @@
 //! A token is the standard base64 of a compact JSON envelope `{"version": 1, "data": …}` — the
 //! envelope Python azure-core (≥ 1.38) uses. Tokens are untrusted input: decoding checks the
 //! size, the base64, the JSON and the version, and reports each problem as
-//! [`LroError::InvalidContinuationToken`], never a panic.
+//! [`LroError::InvalidContinuationToken`], never a panic. Decoding holds at most a few times the
+//! token's size in memory: the body copy azure-core keeps under `context` is skipped, saved
+//! progress is capped at [`MAX_PROGRESS_LEN`] and header maps at [`MAX_TOKEN_HEADERS`] entries.
+//!
+//! With a [`TokenKey`], tokens are signed: the envelope gains a `"mac"` member, an HMAC-SHA256
+//! of the exact `data` bytes. Python azure-core ignores the member, so it still resumes signed
+//! tokens; this library refuses a token whose tag does not match before anything is sent.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
+use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+use sha2::Sha256;
 
 use crate::error::LroError;
 use crate::initial::{InitialResponse, RequestHead};
@@ -22,8 +32,27 @@ use crate::initial::{InitialResponse, RequestHead};
 /// The only envelope version this crate writes and reads.
 pub const TOKEN_VERSION: u64 = 1;
 
-/// Tokens longer than this are refused before any decoding (64 MiB).
-pub const MAX_TOKEN_LEN: usize = 64 * 1024 * 1024;
+/// Tokens longer than this are refused before any decoding: 16 MiB.
+///
+/// A token holds the initial response twice (its bytes, and azure-core's parsed copy), base64
+/// on base64: about 3.1 times the body. The largest realistic one, an ARM PUT answered with a
+/// 4 MiB resource body (the ARM template size limit), measures 12.4 MiB
+/// (`tests/token_limits.rs` prints it), so 16 MiB leaves room and refuses anything far larger.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024 * 1024;
+
+/// Saved progress larger than this (as JSON) makes a token invalid: 64 KiB. Real progress is a
+/// URL or two.
+pub const MAX_PROGRESS_LEN: usize = 64 * 1024;
+
+/// A header map in a token with more entries than this makes it invalid (the allow-lists name
+/// six headers).
+pub const MAX_TOKEN_HEADERS: usize = 32;
+
+/// The prefix of a signed token's `mac` member.
+const MAC_PREFIX: &str = "hmac-sha256:";
+
+/// Mixed into every tag, so that a key used elsewhere cannot sign tokens by accident.
+const MAC_CONTEXT: &[u8] = b"lro continuation token v1\0";
 
 /// Response headers a token keeps (azure-core's allow-list): enough to poll, never credentials.
 pub const TOKEN_RESPONSE_HEADERS: [&str; 5] =
@@ -72,18 +101,65 @@ impl ContinuationToken {
 
     /// Wraps `data` in a version-1 envelope.
     pub fn encode<T: Serialize>(data: &T) -> Result<Self, LroError> {
-        #[derive(Serialize)]
-        struct Envelope<'a, T> {
-            version: u64,
-            data: &'a T,
-        }
-        let json = serde_json::to_vec(&Envelope { version: TOKEN_VERSION, data })
+        Self::seal(data, None)
+    }
+
+    /// Wraps `data` in a version-1 envelope signed with `key` (see [`TokenKey`]).
+    pub fn encode_signed<T: Serialize>(data: &T, key: &TokenKey) -> Result<Self, LroError> {
+        Self::seal(data, Some(key))
+    }
+
+    fn seal<T: Serialize>(data: &T, key: Option<&TokenKey>) -> Result<Self, LroError> {
+        let data = serde_json::to_string(data)
             .map_err(|e| LroError::invalid_token(format!("the state is not serializable: {e}")))?;
+        // Written by hand so that the tag covers exactly the `data` bytes in the token.
+        let mut json = format!("{{\"version\":{TOKEN_VERSION},\"data\":{data}");
+        if let Some(key) = key {
+            json.push_str(&format!(",\"mac\":\"{MAC_PREFIX}{}\"", BASE64.encode(key.tag(&data))));
+        }
+        json.push('}');
         Ok(ContinuationToken(BASE64.encode(json)))
     }
 
-    /// Reads the envelope's `data` as `T`, checking size, base64, JSON and version.
+    /// Reads the envelope's `data` as `T`, checking size, base64, JSON and version. A
+    /// signature, if any, is not checked (see [`decode_verified`](Self::decode_verified)).
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, LroError> {
+        let raw = self.unwrap_base64()?;
+        let envelope = Envelope::parse(&raw)?;
+        envelope.data()
+    }
+
+    /// As [`decode`](Self::decode), checking the signature against `key` first: a signed token
+    /// whose tag does not match is refused; an unsigned token is read and reported
+    /// [`TokenIntegrity::Unsigned`] (the caller decides whether to trust it).
+    pub fn decode_verified<T: DeserializeOwned>(
+        &self,
+        key: &TokenKey,
+    ) -> Result<(T, TokenIntegrity), LroError> {
+        let raw = self.unwrap_base64()?;
+        let envelope = Envelope::parse(&raw)?;
+        let integrity = match &envelope.mac {
+            None => TokenIntegrity::Unsigned,
+            Some(mac) => {
+                let tag = mac
+                    .strip_prefix(MAC_PREFIX)
+                    .and_then(|tag| BASE64.decode(tag).ok())
+                    .ok_or_else(|| LroError::invalid_token("the token's signature is malformed"))?;
+                let data = envelope.data.map_or("", |d| d.get());
+                if !key.verify(data, &tag) {
+                    return Err(LroError::invalid_token(
+                        "the token's signature does not match: it was altered, or signed with \
+                         another key",
+                    ));
+                }
+                TokenIntegrity::Verified
+            }
+        };
+        Ok((envelope.data()?, integrity))
+    }
+
+    /// The envelope's bytes, after the size, base64 and pickle checks.
+    fn unwrap_base64(&self) -> Result<Vec<u8>, LroError> {
         let text = self.0.trim();
         if text.len() > MAX_TOKEN_LEN {
             return Err(LroError::invalid_token(format!(
@@ -98,31 +174,116 @@ impl ContinuationToken {
                  start the operation again or resume it with the SDK that created it",
             ));
         }
-        #[derive(Deserialize)]
-        struct Envelope {
-            version: Option<serde_json::Value>,
-            data: Option<serde_json::Value>,
-        }
-        let envelope: Envelope = serde_json::from_slice(&raw)
+        Ok(raw)
+    }
+}
+
+/// Whether a token's content is vouched for by a signature, from
+/// [`ContinuationToken::decode_verified`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenIntegrity {
+    /// The token carries no signature (Python azure-core's tokens, or ours made without a key).
+    Unsigned,
+    /// The token's signature matches the key: this process (or one sharing its key) wrote it.
+    Verified,
+}
+
+/// The envelope, borrowed from the decoded bytes: nothing in it is copied or parsed yet.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    version: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(default)]
+    mac: Option<String>,
+}
+
+impl<'a> Envelope<'a> {
+    fn parse(raw: &'a [u8]) -> Result<Self, LroError> {
+        let envelope: Envelope<'a> = serde_json::from_slice(raw)
             .map_err(|_| LroError::invalid_token("invalid continuation token format"))?;
-        match envelope.version {
-            None => {
-                return Err(LroError::invalid_token(
-                    "invalid continuation token format: no version",
-                ));
-            }
-            Some(v) if v.as_u64() != Some(TOKEN_VERSION) => {
-                return Err(LroError::invalid_token(format!(
-                    "token version {v} is not supported (this library reads version {TOKEN_VERSION})"
-                )));
-            }
-            Some(_) => {}
+        let Some(version) = envelope.version else {
+            return Err(LroError::invalid_token("invalid continuation token format: no version"));
+        };
+        let text = version.get();
+        let number = if text.len() <= 32 { serde_json::from_str::<u64>(text).ok() } else { None };
+        if number != Some(TOKEN_VERSION) {
+            let shown: String = text.chars().take(32).collect();
+            return Err(LroError::invalid_token(format!(
+                "token version {shown} is not supported (this library reads version {TOKEN_VERSION})"
+            )));
         }
-        let data = envelope
+        Ok(envelope)
+    }
+
+    fn data<T: DeserializeOwned>(&self) -> Result<T, LroError> {
+        let data = self
             .data
             .ok_or_else(|| LroError::invalid_token("invalid continuation token format: no data"))?;
-        serde_json::from_value(data)
+        serde_json::from_str(data.get())
             .map_err(|e| LroError::invalid_token(format!("unexpected token content: {e}")))
+    }
+}
+
+/// A secret that signs continuation tokens with HMAC-SHA256, so that a token this process (or a
+/// fleet sharing the key) wrote can be told from one written or altered by anyone else.
+///
+/// ```
+/// use lro_core::{ContinuationToken, TokenIntegrity, TokenKey};
+///
+/// let key = TokenKey::new(b"0123456789abcdef-a-long-random-secret")?;
+/// let token = ContinuationToken::encode_signed(&serde_json::json!({"x": 1}), &key)?;
+/// let (_, integrity): (serde_json::Value, _) = token.decode_verified(&key)?;
+/// assert_eq!(integrity, TokenIntegrity::Verified);
+///
+/// let other = TokenKey::new(b"another key of sixteen bytes or more")?;
+/// assert!(token.decode_verified::<serde_json::Value>(&other).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct TokenKey(Arc<[u8]>);
+
+/// A [`TokenKey`] shorter than [`TokenKey::MIN_LEN`] bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a token key must be at least 16 bytes long (got {0})")]
+pub struct KeyTooShort(pub usize);
+
+impl TokenKey {
+    /// The shortest key accepted: 16 bytes (128 bits). Use random bytes, not a password.
+    pub const MIN_LEN: usize = 16;
+
+    /// A key from secret bytes.
+    pub fn new(secret: impl AsRef<[u8]>) -> Result<Self, KeyTooShort> {
+        let secret = secret.as_ref();
+        if secret.len() < Self::MIN_LEN {
+            return Err(KeyTooShort(secret.len()));
+        }
+        Ok(TokenKey(Arc::from(secret)))
+    }
+
+    fn mac(&self, data: &str) -> Hmac<Sha256> {
+        // HMAC takes keys of any length: this cannot fail.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        mac.update(MAC_CONTEXT);
+        mac.update(data.as_bytes());
+        mac
+    }
+
+    fn tag(&self, data: &str) -> Vec<u8> {
+        self.mac(data).finalize().into_bytes().to_vec()
+    }
+
+    /// Constant-time comparison of `tag` with the tag of `data`.
+    fn verify(&self, data: &str, tag: &[u8]) -> bool {
+        self.mac(data).verify_slice(tag).is_ok()
+    }
+}
+
+impl fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenKey(..)")
     }
 }
 
@@ -144,7 +305,7 @@ impl FromStr for ContinuationToken {
     /// Parses a token, checking that it is base64 of a version-1 envelope.
     fn from_str(s: &str) -> Result<Self, LroError> {
         let token = ContinuationToken(s.trim().to_owned());
-        token.decode::<serde_json::Value>()?;
+        token.decode::<IgnoredAny>()?;
         Ok(token)
     }
 }
@@ -170,11 +331,66 @@ pub struct TokenState {
     /// The initial response.
     pub response: ResponseRecord,
     /// azure-core's pipeline context: `{"deserialized_data": <initial body as JSON or null>}`.
-    #[serde(default)]
+    /// Written for Python's sake; skipped when reading (it repeats the body, and parsing it
+    /// could take many times the token's size in memory), so it reads back as `null`.
+    #[serde(default, deserialize_with = "skip_value")]
     pub context: serde_json::Value,
-    /// Where polling had got to, so a resumed operation need not start over.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Where polling had got to, so a resumed operation need not start over (at most
+    /// [`MAX_PROGRESS_LEN`] bytes of JSON).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded_progress"
+    )]
     pub progress: Option<serde_json::Value>,
+}
+
+fn skip_value<'de, D: Deserializer<'de>>(deserializer: D) -> Result<serde_json::Value, D::Error> {
+    IgnoredAny::deserialize(deserializer)?;
+    Ok(serde_json::Value::Null)
+}
+
+fn bounded_progress<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    let Some(raw) = Option::<Box<RawValue>>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if raw.get().len() > MAX_PROGRESS_LEN {
+        return Err(serde::de::Error::custom(format!(
+            "the saved progress is larger than {MAX_PROGRESS_LEN} bytes"
+        )));
+    }
+    serde_json::from_str(raw.get()).map(Some).map_err(serde::de::Error::custom)
+}
+
+/// A header map of at most [`MAX_TOKEN_HEADERS`] entries.
+fn bounded_headers<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    struct Bounded;
+    impl<'de> serde::de::Visitor<'de> for Bounded {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a map of at most {MAX_TOKEN_HEADERS} headers")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut headers = BTreeMap::new();
+            while let Some((name, value)) = map.next_entry::<String, String>()? {
+                if headers.len() >= MAX_TOKEN_HEADERS {
+                    return Err(serde::de::Error::custom(format!(
+                        "more than {MAX_TOKEN_HEADERS} headers"
+                    )));
+                }
+                headers.insert(name, value);
+            }
+            Ok(headers)
+        }
+    }
+    deserializer.deserialize_map(Bounded)
 }
 
 /// The initial request inside a token.
@@ -185,7 +401,7 @@ pub struct RequestRecord {
     /// Absolute URL.
     pub url: String,
     /// Allow-listed headers ([`TOKEN_REQUEST_HEADERS`]).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded_headers")]
     pub headers: BTreeMap<String, String>,
 }
 
@@ -195,7 +411,7 @@ pub struct ResponseRecord {
     /// HTTP status code.
     pub status_code: u16,
     /// Allow-listed headers ([`TOKEN_RESPONSE_HEADERS`]).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded_headers")]
     pub headers: BTreeMap<String, String>,
     /// The body, standard base64.
     #[serde(default)]
@@ -322,7 +538,10 @@ mod tests {
         assert!(text.starts_with(r#"{"version":1,"data":{"request":"#));
 
         let back: TokenState = token.decode().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(back, state);
+        assert_eq!(back.request, state.request);
+        assert_eq!(back.response, state.response);
+        assert_eq!(back.progress, state.progress);
+        assert_eq!(back.context, serde_json::Value::Null, "Python's copy of the body is skipped");
         let initial = back.initial_response().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(initial.request().method(), Method::PUT);
         assert_eq!(initial.request().headers()["x-ms-client-request-id"], "abc");
@@ -372,6 +591,61 @@ mod tests {
                 "{data} gave {result:?}"
             );
         }
+    }
+
+    #[test]
+    fn signed_tokens_verify_and_any_change_breaks_the_tag() {
+        let key = TokenKey::new([7u8; 32]).unwrap_or_else(|e| panic!("{e}"));
+        let state = TokenState::new(&sample(), None);
+        let token =
+            ContinuationToken::encode_signed(&state, &key).unwrap_or_else(|e| panic!("{e}"));
+        let (back, integrity): (TokenState, _) =
+            token.decode_verified(&key).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(integrity, TokenIntegrity::Verified);
+        assert_eq!(back.request, state.request);
+        // Readable without the key, as Python reads it.
+        assert!(token.decode::<TokenState>().is_ok());
+
+        let json = String::from_utf8(BASE64.decode(token.as_str()).unwrap_or_default())
+            .unwrap_or_default();
+        let forged = ContinuationToken::from_string(
+            BASE64.encode(json.replace("http://host/resource", "http://evil/resource")),
+        );
+        let error = forged.decode_verified::<TokenState>(&key).err().map(|e| e.to_string());
+        assert!(error.unwrap_or_default().contains("signature does not match"));
+        let other = TokenKey::new([8u8; 32]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(token.decode_verified::<TokenState>(&other).is_err());
+        let garbled = ContinuationToken::from_string(
+            BASE64.encode(json.replace("hmac-sha256:", "hmac-sha256:%%")),
+        );
+        assert!(garbled.decode_verified::<TokenState>(&key).is_err());
+
+        let unsigned = ContinuationToken::encode(&state).unwrap_or_else(|e| panic!("{e}"));
+        let (_, integrity): (TokenState, _) =
+            unsigned.decode_verified(&key).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(integrity, TokenIntegrity::Unsigned);
+        assert!(TokenKey::new([0u8; 15]).is_err());
+        assert_eq!(format!("{key:?}"), "TokenKey(..)");
+    }
+
+    #[test]
+    fn oversized_progress_and_header_maps_are_refused() {
+        let big = "x".repeat(MAX_PROGRESS_LEN);
+        let data = format!(
+            r#"{{"request":null,"response":{{"status_code":200}},"progress":{{"pad":"{big}"}}}}"#
+        );
+        let token =
+            ContinuationToken::from_string(encoded(&format!(r#"{{"version":1,"data":{data}}}"#)));
+        assert!(token.decode::<TokenState>().is_err());
+        let headers: Vec<String> =
+            (0..=MAX_TOKEN_HEADERS).map(|i| format!(r#""h{i}":"v""#)).collect();
+        let data = format!(
+            r#"{{"request":null,"response":{{"status_code":200,"headers":{{{}}}}}}}"#,
+            headers.join(",")
+        );
+        let token =
+            ContinuationToken::from_string(encoded(&format!(r#"{{"version":1,"data":{data}}}"#)));
+        assert!(token.decode::<TokenState>().is_err());
     }
 
     #[test]

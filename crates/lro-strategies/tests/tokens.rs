@@ -461,10 +461,13 @@ fn a_non_json_initial_body_gives_a_null_deserialized_data_in_both_tokens() {
     let all = cases();
     let case = all.iter().find(|c| c.initial.raw_body.is_some()).unwrap();
     let python = python_tokens().into_iter().find(|t| t.name == case.name).unwrap();
-    let python: TokenState = ContinuationToken::from_string(python.token).decode().unwrap();
+    // `TokenState` skips `context` when reading (it is Python's copy of the body): read the
+    // raw JSON to check what each side wrote.
+    let python: Value = ContinuationToken::from_string(python.token).decode().unwrap();
+    let rust_json: Value = rust_token(case).decode().unwrap();
+    assert_eq!(python["context"], json!({"deserialized_data": null}));
+    assert_eq!(rust_json["context"], json!({"deserialized_data": null}));
     let rust: TokenState = rust_token(case).decode().unwrap();
-    assert_eq!(python.context, json!({"deserialized_data": null}));
-    assert_eq!(rust.context, json!({"deserialized_data": null}));
     assert_eq!(
         rust.initial_response().unwrap().response().body(),
         case.initial.raw_body.as_deref().unwrap().as_bytes()
