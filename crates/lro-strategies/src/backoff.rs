@@ -135,7 +135,8 @@ impl ExponentialBackoffBuilder {
     }
 
     /// The longest computed wait (default 60 s). A `Retry-After` may still ask for more, up to
-    /// the engine's cap.
+    /// the engine's cap. A maximum below [`initial_delay`](Self::initial_delay) caps the
+    /// initial delay too: the maximum always wins.
     pub fn max_delay(mut self, max: Duration) -> Self {
         self.max = max;
         self
@@ -167,9 +168,9 @@ impl ExponentialBackoffBuilder {
             Box::new(move || rng.f64())
         });
         ExponentialBackoff {
-            initial: self.initial,
+            initial: self.initial.min(self.max),
             multiplier: self.multiplier,
-            max: self.max.max(self.initial),
+            max: self.max,
             jitter: self.jitter,
             honour_retry_after: self.honour_retry_after,
             random,
@@ -200,6 +201,16 @@ mod tests {
             .build();
         let waits: Vec<u128> = (1..=5).map(|n| b.next_delay(&ctx(n, None)).as_millis()).collect();
         assert_eq!(waits, [500, 1500, 4500, 10_000, 10_000]);
+    }
+
+    #[test]
+    fn a_maximum_below_the_initial_delay_caps_it_too() {
+        let mut b = ExponentialBackoff::builder()
+            .initial_delay(Duration::from_secs(30))
+            .max_delay(Duration::from_secs(5))
+            .build();
+        assert_eq!(b.next_delay(&ctx(1, None)), Duration::from_secs(5));
+        assert_eq!(b.next_delay(&ctx(4, None)), Duration::from_secs(5));
     }
 
     #[test]

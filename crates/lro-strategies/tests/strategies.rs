@@ -175,3 +175,24 @@ fn no_polling_returns_the_initial_body_and_its_token_round_trips() {
     assert_eq!(PollingMethod::resource(&again).unwrap()["id"], 9);
     assert!(transport.requests().is_empty());
 }
+
+#[test]
+fn a_link_that_is_not_ascii_text_is_reported_as_such_not_as_empty() {
+    let mut response = json_response(202, "");
+    response.headers_mut().insert(
+        "operation-location",
+        http::HeaderValue::from_bytes(b"https://svc.example/op/\xff").unwrap(),
+    );
+    let initial = InitialResponse::new(
+        ScriptedTransport::request_head("POST", "https://svc.example/jobs"),
+        response,
+    );
+    let method = LroBasePolling::builder().build::<Value>();
+    let error =
+        LroPoller::new(Arc::new(ScriptedTransport::new()), initial, deserialize::json(), method)
+            .and_then(|poller| poller.result(None))
+            .unwrap_err();
+    assert!(matches!(error, LroError::BadResponse(_)), "{error:?}");
+    assert!(error.to_string().contains("not ASCII text"), "{error}");
+    assert!(!error.to_string().contains("empty"), "{error}");
+}

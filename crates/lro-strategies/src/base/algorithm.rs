@@ -140,6 +140,16 @@ impl Tracker {
 
     /// The absolute URL named by `header` in the initial response.
     fn link(&self, response: &Response<Bytes>, header: &HeaderName) -> Result<Uri, LroError> {
+        if let Some(raw) = response.headers().get(header) {
+            if raw.to_str().is_err() {
+                return Err(LroError::bad_response(
+                    response,
+                    format!(
+                        "the {header} header is not a URL: it holds bytes that are not ASCII text"
+                    ),
+                ));
+            }
+        }
         let value = header_text(response, header).unwrap_or_default();
         if value.is_empty() {
             // azure-core raises OperationFailed here, although nothing failed: the service sent
