@@ -4,24 +4,37 @@
 //! lro start --method PUT --url URL [--header 'Name: value']... [--body JSON | --body-file F]
 //!           [--flavour base|arm] [--final-state-via V] [--interval S] [--timeout S]
 //!           [--token-file F] [--output text|json]
-//! lro resume (--token TOKEN | --token-file F) [polling options]
+//! lro resume (--token TOKEN | --token-file F) [--url URL] [polling options]
 //! lro mock [--port N] [--faults SPEC]
 //! ```
 //!
-//! Exit codes: 0 succeeded, 1 failed / canceled / error, 2 usage error.
+//! Polling options: `--transport hyper|blocking`, `--header`, `--secret-header`, `--flavour`,
+//! `--final-state-via`, `--interval`, `--retries`, `--timeout`, `--allow-origin`,
+//! `--token-key-file` (or `LRO_TOKEN_KEY`), `--output`.
+//!
+//! Exit codes: 0 succeeded, 1 failed / canceled / error (SIGINT and SIGTERM included: the token
+//! is saved and the resume command printed), 2 usage error.
+//!
+//! Credentials (`Authorization`, `Cookie`, `api-key`, any header whose name has `key`, `token`,
+//! `secret`, `signature` or `password` in it, and every `--secret-header`) are never printed.
+//! `lro resume` sends them only to an origin named on its command line (`--allow-origin`, or
+//! `--url`), or when the token's signature matches the token key.
 //!
 //! `--output json` prints one object on stdout: `outcome` (`succeeded`, `failed`, `canceled`,
 //! `error`), `status` (the last status word as the service sent it, `null` if none was read),
 //! `resource` (the final body — or, for a failure, the service's error body — as JSON, as a JSON
 //! string when it is not JSON, `null` when empty), `error` (`null`, or `kind`, `message`,
-//! `http_status`), `polls` (GET requests sent after the initial one, final GET included) and
+//! `http_status`; `kind` is one of `bad_status`, `bad_response`, `operation_failed`, `decode`,
+//! `timeout`, `transport`, `invalid_token`, `policy`, `interrupted`), `polls` (GET requests sent after the initial one, final GET included) and
 //! `continuation_token` (to resume, `null` on success).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod drive;
 mod mock;
 mod output;
 mod run;
+mod settings;
 mod token_file;
 
 use std::path::PathBuf;
@@ -80,6 +93,10 @@ struct ResumeArgs {
     /// Read the token from this file, and keep it up to date while polling.
     #[arg(long, value_name = "F")]
     token_file: Option<PathBuf>,
+    /// The operation's URL (its initial request's): vouches for the token's origin, so that
+    /// credentials may be sent there.
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
     #[command(flatten)]
     polling: PollingArgs,
 }
@@ -91,6 +108,19 @@ struct PollingArgs {
     /// every poll (polls only go to trusted origins), e.g. an Authorization header.
     #[arg(long = "header", value_name = "'NAME: VALUE'")]
     headers: Vec<String>,
+    /// As --header, for a secret the name does not give away: never printed, and held to the
+    /// rules of credentials.
+    #[arg(long = "secret-header", value_name = "'NAME: VALUE'")]
+    secret_headers: Vec<String>,
+    /// The HTTP stack: hyper (async, HTTP/1.1 and 2) or blocking (ureq, HTTP/1.1, polling on a
+    /// thread of its own).
+    #[arg(long, value_enum, default_value_t = Transport::Hyper)]
+    transport: Transport,
+    /// Sign continuation tokens with the key in this file (at least 16 bytes), and refuse tokens
+    /// whose signature does not match it. The environment variable LRO_TOKEN_KEY may hold the
+    /// key instead.
+    #[arg(long, value_name = "F")]
+    token_key_file: Option<PathBuf>,
     /// Polling algorithms: azure-core's base polling, or ARM's.
     #[arg(long, value_enum, default_value_t = Flavour::Base)]
     flavour: Flavour,
@@ -125,6 +155,14 @@ enum Flavour {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Transport {
+    /// lro-hyper: hyper and tokio, the async poller.
+    Hyper,
+    /// lro-blocking: ureq, the blocking poller.
+    Blocking,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
     /// Progress on the terminal, then the result.
     Text,
@@ -153,6 +191,8 @@ fn main() -> ExitCode {
             Command::Mock(args) => mock::serve(args).await,
         }
     });
+    // A blocking poller's thread may still be inside a request: do not wait for it.
+    runtime.shutdown_background();
     match result {
         Ok(code) => code,
         Err(UsageError(message)) => {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use indicatif::{ProgressBar, ProgressStyle};
-use lro_core::{LroError, PollEvent, StatusKind};
+use lro_core::{ContinuationToken, LroError, PollEvent, StatusKind};
 use serde_json::{Value, json};
 
 use crate::Output;
@@ -160,6 +160,33 @@ impl Report {
         }
     }
 
+    /// Polling stopped because the process was asked to (`signal`): the operation itself goes
+    /// on, and `token` (if the service had answered) resumes it.
+    pub(crate) fn interrupted(
+        signal: &str,
+        status: Option<String>,
+        polls: u64,
+        token: Option<ContinuationToken>,
+    ) -> Self {
+        let message = match &token {
+            Some(_) => format!(
+                "interrupted by {signal}: polling stopped; the operation goes on on the service"
+            ),
+            None => format!(
+                "interrupted by {signal} before the service answered the initial request; it may \
+                 or may not have reached the service"
+            ),
+        };
+        Report {
+            outcome: "error",
+            status,
+            resource: Value::Null,
+            error: Some(ErrorReport { kind: "interrupted", message, http_status: None }),
+            polls,
+            continuation_token: token.map(ContinuationToken::into_string),
+        }
+    }
+
     pub(crate) fn exit_code(&self) -> ExitCode {
         if self.outcome == "succeeded" { ExitCode::SUCCESS } else { ExitCode::from(1) }
     }
@@ -205,6 +232,12 @@ impl Report {
                 "check the URL and that the service is reachable, then run the command again"
                     .to_owned()
             }
+            ("error", "interrupted") => {
+                "check whether the service received the request before sending it again".to_owned()
+            }
+            ("error", "policy") => "a policy refused to go on: to trust another origin, name it \
+                 with --allow-origin (or, on resume, --url), or sign tokens with --token-key-file"
+                .to_owned(),
             ("error", "invalid_token") => {
                 "check the token: it must come from lro or from Python azure-core 1.38 or later"
                     .to_owned()

@@ -1,31 +1,167 @@
-//! Continuation tokens on disk: written atomically (a temporary file, then a rename), so that a
-//! process killed at any moment leaves either the previous token or the new one.
+//! Continuation tokens on disk: written atomically (a temporary file `F.tmp-PID`, synced, renamed
+//! over `F`, then the directory synced), so that a process killed at any moment leaves either no
+//! file yet, the previous token, or the new one. Temporary files left by killed processes are
+//! cleaned up, or used when they hold the only token; reads are bounded.
 
 use std::fs;
-use std::io::Write;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use lro_core::ContinuationToken;
+use lro_core::{ContinuationToken, MAX_TOKEN_LEN};
 
 /// Writes `token` to `path` atomically.
-pub(crate) fn write(path: &Path, token: &ContinuationToken) -> std::io::Result<()> {
-    let temporary = temporary_path(path);
+pub(crate) fn write(path: &Path, token: &ContinuationToken) -> io::Result<()> {
+    let temporary = temporary_path(path, std::process::id());
     let mut file = fs::File::create(&temporary)?;
     file.write_all(token.as_str().as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()?;
     drop(file);
-    fs::rename(&temporary, path)
+    fs::rename(&temporary, path)?;
+    sync_directory(path)
 }
 
-/// Reads a token written by [`write()`] (or any file holding a token and blanks).
-pub(crate) fn read(path: &Path) -> std::io::Result<String> {
-    Ok(fs::read_to_string(path)?.trim().to_owned())
+/// Makes the rename durable: a crash after `write` returns cannot bring the old file back.
+fn sync_directory(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let parent = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        fs::File::open(parent)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
 }
 
-fn temporary_path(path: &Path) -> PathBuf {
+/// Reads at most `limit` bytes of `path` as text (trimmed); a longer file is an error, and is
+/// never read whole.
+pub(crate) fn read_bounded(path: &Path, limit: usize) -> io::Result<String> {
+    let file = fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    file.take(cap).read_to_end(&mut bytes)?;
+    if bytes.len() > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the file is larger than {limit} bytes"),
+        ));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the file is not text"))?;
+    Ok(text.trim().to_owned())
+}
+
+/// Reads a token written by [`write()`] (or any file holding a token and blanks), at most
+/// [`MAX_TOKEN_LEN`] bytes of it.
+pub(crate) fn read(path: &Path) -> io::Result<String> {
+    // A token file holds the token and a newline.
+    read_bounded(path, MAX_TOKEN_LEN.saturating_add(2))
+}
+
+/// What `lro resume --token-file F` found.
+#[derive(Debug)]
+pub(crate) struct Found {
+    /// The token text.
+    pub(crate) token: String,
+    /// What was found and done, to tell the user.
+    pub(crate) notes: Vec<String>,
+}
+
+/// Reads the token of `path`, after dealing with temporary files that killed processes left:
+/// stale ones are removed; when `path` itself is missing, the newest temporary file holding a
+/// valid token is used (and renamed to `path`).
+pub(crate) fn recover(path: &Path) -> io::Result<Found> {
+    let mut notes = Vec::new();
+    let leftovers = leftovers(path);
+    if !path.exists() {
+        let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = leftovers
+            .iter()
+            .filter_map(|p| Some((fs::metadata(p).ok()?.modified().ok()?, p.clone())))
+            .collect();
+        candidates.sort();
+        let usable = candidates.iter().rev().find_map(|(_, candidate)| {
+            let text = read(candidate).ok()?;
+            text.parse::<ContinuationToken>().ok().map(|_| (candidate.clone(), text))
+        });
+        if let Some((candidate, text)) = usable {
+            notes.push(format!(
+                "{} was missing; recovered the token from {}, left by a process that was killed",
+                path.display(),
+                candidate.display()
+            ));
+            if fs::rename(&candidate, path).and_then(|()| sync_directory(path)).is_err() {
+                notes.push(format!("could not rename it to {}", path.display()));
+            }
+            notes.extend(remove(leftovers.iter().filter(|p| **p != candidate)));
+            return Ok(Found { token: text, notes });
+        }
+        notes.extend(remove(leftovers.iter()));
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "no such file, and no temporary file with a token beside it (the run that was to \
+                 write it may have stopped before the service first answered){}",
+                if notes.is_empty() { String::new() } else { format!("; {}", notes.join("; ")) }
+            ),
+        ));
+    }
+    notes.extend(remove(leftovers.iter()));
+    let token = read(path)?;
+    notes.push(format!("resuming from the token in {} ({} bytes)", path.display(), token.len()));
+    Ok(Found { token, notes })
+}
+
+/// Removes temporary files of `path` left by processes that are gone (before a run writes it).
+pub(crate) fn clean_stale(path: &Path) {
+    let _ = remove(leftovers(path).iter()).count();
+}
+
+fn remove<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> impl Iterator<Item = String> {
+    paths.filter_map(|p| {
+        fs::remove_file(p)
+            .ok()
+            .map(|()| format!("removed {}, left by a killed process", p.display()))
+    })
+}
+
+/// Temporary files of `path` whose writer is no longer running.
+fn leftovers(path: &Path) -> Vec<PathBuf> {
+    let (Some(name), Some(parent)) = (path.file_name(), path.parent()) else {
+        return Vec::new();
+    };
+    let dir = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+    let prefix = format!("{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let pid: u32 = file.strip_prefix(&prefix)?.parse().ok()?;
+            (!alive(pid)).then(|| entry.path())
+        })
+        .collect()
+}
+
+/// Whether process `pid` is running (this one always is). Where that cannot be told, a
+/// temporary file is left alone.
+fn alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
+}
+
+fn temporary_path(path: &Path, pid: u32) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(format!(".tmp-{}", std::process::id()));
+    name.push(format!(".tmp-{pid}"));
     path.with_file_name(name)
 }
 
@@ -33,16 +169,86 @@ fn temporary_path(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lro-cli-{name}-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap_or_default();
+        dir
+    }
+
+    /// A pid no process has: above the kernel's largest.
+    const GONE: u32 = 4_999_999;
+
+    fn token() -> ContinuationToken {
+        ContinuationToken::from_string("eyJ2ZXJzaW9uIjoxLCJkYXRhIjp7fX0=".into())
+    }
+
     #[test]
     fn a_token_file_is_replaced_whole_and_read_back() {
-        let dir = std::env::temp_dir().join(format!("lro-cli-token-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("replace");
         let path = dir.join("op.token");
-        write(&path, &ContinuationToken::from_string("first".into())).unwrap();
-        write(&path, &ContinuationToken::from_string("second".into())).unwrap();
-        assert_eq!(read(&path).unwrap(), "second");
-        let leftovers: Vec<_> = fs::read_dir(&dir).unwrap().filter_map(Result::ok).collect();
+        write(&path, &ContinuationToken::from_string("first".into())).unwrap_or_default();
+        write(&path, &ContinuationToken::from_string("second".into())).unwrap_or_default();
+        assert_eq!(read(&path).unwrap_or_default(), "second");
+        let leftovers: Vec<_> = fs::read_dir(&dir).into_iter().flatten().flatten().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
-        fs::remove_dir_all(&dir).unwrap();
+        fs::remove_dir_all(&dir).unwrap_or_default();
+    }
+
+    #[test]
+    fn stale_temporary_files_are_removed_and_the_token_file_is_used() {
+        let dir = scratch("stale");
+        let path = dir.join("op.token");
+        write(&path, &token()).unwrap_or_default();
+        fs::write(temporary_path(&path, GONE), "half a tok").unwrap_or_default();
+        fs::write(temporary_path(&path, GONE - 1), token().as_str()).unwrap_or_default();
+        let found = recover(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(found.token, token().as_str());
+        assert_eq!(found.notes.iter().filter(|n| n.starts_with("removed")).count(), 2, "{found:?}");
+        assert_eq!(fs::read_dir(&dir).into_iter().flatten().count(), 1);
+        fs::remove_dir_all(&dir).unwrap_or_default();
+    }
+
+    #[test]
+    fn a_missing_token_file_is_recovered_from_a_complete_temporary_file() {
+        let dir = scratch("recover");
+        let path = dir.join("op.token");
+        fs::write(temporary_path(&path, GONE), format!("{}\n", token().as_str()))
+            .unwrap_or_default();
+        let found = recover(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(found.token, token().as_str());
+        assert!(found.notes[0].contains("recovered"), "{found:?}");
+        assert!(path.exists(), "renamed into place");
+
+        fs::remove_file(&path).unwrap_or_default();
+        fs::write(temporary_path(&path, GONE), "not a token").unwrap_or_default();
+        let error = recover(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("no such file"), "{error}");
+        fs::remove_dir_all(&dir).unwrap_or_default();
+    }
+
+    #[test]
+    fn a_temporary_file_of_a_live_process_is_left_alone() {
+        let dir = scratch("live");
+        let path = dir.join("op.token");
+        let mine = temporary_path(&path, std::process::id());
+        fs::write(&mine, "in progress").unwrap_or_default();
+        clean_stale(&path);
+        assert!(mine.exists());
+        fs::remove_dir_all(&dir).unwrap_or_default();
+    }
+
+    #[test]
+    fn reads_stop_at_the_limit() {
+        let dir = scratch("bounded");
+        let path = dir.join("big");
+        fs::write(&path, vec![b'A'; 100]).unwrap_or_default();
+        assert!(read_bounded(&path, 99).is_err());
+        assert_eq!(read_bounded(&path, 100).unwrap_or_default().len(), 100);
+        #[cfg(target_os = "linux")]
+        assert!(
+            read(Path::new("/dev/zero")).is_err(),
+            "an endless file is refused, not read whole"
+        );
+        fs::remove_dir_all(&dir).unwrap_or_default();
     }
 }

@@ -1,0 +1,263 @@
+//! The two ways `lro` talks to a service — hyper with the async poller, or ureq with the
+//! blocking poller on its own thread — behind one interface, and the run itself: poll to the
+//! end, a deadline, or a signal (SIGINT/SIGTERM), whichever comes first.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use lro_blocking::BlockingClient;
+use lro_core::{
+    AsyncHttpClient, AsyncLroPoller, AsyncTimer, BoxFuture, ContinuationToken, HttpClient,
+    InitialResponse, Interrupt, LroError, LroPoller, RetryPolicy, Status, StrategyPolling, Timer,
+    Timestamp, TransportError, TransportErrorKind, deserialize,
+};
+use lro_hyper::HyperClient;
+use lro_strategies::LroBasePolling;
+
+use crate::Transport;
+use crate::output::Report;
+use crate::settings::Settings;
+
+type Method = StrategyPolling<LroBasePolling, Bytes>;
+
+/// A transport that counts the requests sent through it (the polls; the initial request goes
+/// around it).
+pub(crate) struct Counting<C> {
+    inner: C,
+    sent: Arc<AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl AsyncHttpClient for Counting<HyperClient> {
+    async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.inner.send(request).await
+    }
+}
+
+impl AsyncTimer for Counting<HyperClient> {
+    fn now(&self) -> Timestamp {
+        AsyncTimer::now(&self.inner)
+    }
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        AsyncTimer::sleep(&self.inner, duration)
+    }
+}
+
+impl HttpClient for Counting<BlockingClient> {
+    fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.inner.send(request)
+    }
+}
+
+impl Timer for Counting<BlockingClient> {
+    fn now(&self) -> Timestamp {
+        Timer::now(&self.inner)
+    }
+    fn sleep(&self, duration: Duration, interrupt: &Interrupt) {
+        Timer::sleep(&self.inner, duration, interrupt)
+    }
+}
+
+/// The HTTP stack chosen with `--transport`.
+pub(crate) enum Client {
+    Hyper(Arc<Counting<HyperClient>>),
+    Blocking(Arc<Counting<BlockingClient>>),
+}
+
+/// A running operation, on either poller.
+pub(crate) enum Poller {
+    Async(AsyncLroPoller<Bytes, Method>),
+    Blocking(Arc<LroPoller<Bytes, Method>>),
+}
+
+fn build_error(error: impl std::error::Error + Send + Sync + 'static) -> LroError {
+    LroError::transport(TransportError::new(TransportErrorKind::Connect, error))
+}
+
+impl Client {
+    pub(crate) fn new(transport: Transport) -> Result<Self, LroError> {
+        let sent = Arc::new(AtomicU64::new(0));
+        Ok(match transport {
+            Transport::Hyper => {
+                let inner = HyperClient::new().map_err(build_error)?;
+                Client::Hyper(Arc::new(Counting { inner, sent }))
+            }
+            Transport::Blocking => {
+                let inner = BlockingClient::new().map_err(build_error)?;
+                Client::Blocking(Arc::new(Counting { inner, sent }))
+            }
+        })
+    }
+
+    /// GET requests sent so far after the initial one.
+    pub(crate) fn polls(&self) -> u64 {
+        match self {
+            Client::Hyper(c) => c.sent.load(Ordering::Relaxed),
+            Client::Blocking(c) => c.sent.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sends the initial request, retrying it as `retry` allows (idempotent methods only).
+    pub(crate) async fn send_initial(
+        &self,
+        request: Request<Bytes>,
+        retry: &RetryPolicy,
+    ) -> Result<InitialResponse, LroError> {
+        match self {
+            Client::Hyper(c) => {
+                InitialResponse::send_async_with_retry(&c.inner, &c.inner, request, retry).await
+            }
+            Client::Blocking(c) => {
+                let (client, retry) = (Arc::clone(c), retry.clone());
+                tokio::task::spawn_blocking(move || {
+                    InitialResponse::send_with_retry(&client.inner, &client.inner, request, &retry)
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(LroError::stopped(format!("the request thread failed: {e}")))
+                })
+            }
+        }
+    }
+
+    /// Starts polling the operation `initial` began.
+    pub(crate) fn poller(
+        &self,
+        initial: InitialResponse,
+        method: Method,
+    ) -> Result<Poller, LroError> {
+        Ok(match self {
+            Client::Hyper(c) => Poller::Async(AsyncLroPoller::new(
+                Arc::clone(c),
+                initial,
+                deserialize::bytes(),
+                method,
+            )?),
+            Client::Blocking(c) => Poller::Blocking(Arc::new(LroPoller::new(
+                Arc::clone(c),
+                initial,
+                deserialize::bytes(),
+                method,
+            )?)),
+        })
+    }
+
+    /// Resumes polling from `token`.
+    pub(crate) fn resume(
+        &self,
+        token: &ContinuationToken,
+        method: Method,
+    ) -> Result<Poller, LroError> {
+        Ok(match self {
+            Client::Hyper(c) => Poller::Async(AsyncLroPoller::from_continuation_token(
+                method,
+                token,
+                Arc::clone(c),
+                deserialize::bytes(),
+            )?),
+            Client::Blocking(c) => Poller::Blocking(Arc::new(LroPoller::from_continuation_token(
+                method,
+                token,
+                Arc::clone(c),
+                deserialize::bytes(),
+            )?)),
+        })
+    }
+}
+
+impl Poller {
+    fn status(&self) -> Status {
+        match self {
+            Poller::Async(p) => p.status(),
+            Poller::Blocking(p) => p.status(),
+        }
+    }
+
+    fn continuation_token(&self) -> Option<ContinuationToken> {
+        match self {
+            Poller::Async(p) => p.continuation_token().ok(),
+            Poller::Blocking(p) => p.continuation_token().ok(),
+        }
+    }
+
+    async fn result(&self, timeout: Option<Duration>) -> Result<Bytes, LroError> {
+        match self {
+            Poller::Async(p) => p.result(timeout).await,
+            Poller::Blocking(p) => {
+                let poller = Arc::clone(p);
+                tokio::task::spawn_blocking(move || poller.result(timeout)).await.unwrap_or_else(
+                    |e| Err(LroError::stopped(format!("the polling thread failed: {e}"))),
+                )
+            }
+        }
+    }
+}
+
+/// Resolves when the process is asked to stop (SIGINT or SIGTERM), with the signal's name.
+/// Handlers are installed when this is called, so call it before starting work.
+pub(crate) fn interrupted() -> BoxFuture<'static, &'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut int), Ok(mut term)) => Box::pin(async move {
+                tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                }
+            }),
+            _ => Box::pin(std::future::pending()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        Box::pin(async {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => "Ctrl-C",
+                Err(_) => std::future::pending().await,
+            }
+        })
+    }
+}
+
+/// Polls `poller` to its end, the deadline, or `signal`, and reports how it went.
+pub(crate) async fn drive(
+    poller: &Poller,
+    settings: &Settings,
+    client: &Client,
+    signal: &mut BoxFuture<'static, &'static str>,
+    token_file: Option<&std::path::Path>,
+) -> Report {
+    let result = tokio::select! {
+        result = poller.result(settings.remaining()) => result,
+        name = signal => {
+            let token = poller.continuation_token();
+            if let (Some(path), Some(token)) = (token_file, &token) {
+                // The observer keeps the file current; write once more so it is the latest.
+                let _ = crate::token_file::write(path, token);
+            }
+            let status = Some(poller.status().to_string());
+            return Report::interrupted(name, status, client.polls(), token);
+        }
+    };
+    let status = Some(poller.status().to_string());
+    let polls = client.polls();
+    match result {
+        Ok(body) => Report::succeeded(status, &body, polls),
+        Err(error @ LroError::Timeout(_)) => {
+            let mut report = Report::failed(&error, status, polls);
+            if let (Some(limit), Some(details)) = (settings.timeout, report.error.as_mut()) {
+                details.message = format!(
+                    "the operation did not finish within --timeout {limit:?}; it is still running on the service"
+                );
+            }
+            report
+        }
+        Err(error) => Report::failed(&error, status, polls),
+    }
+}
