@@ -204,7 +204,8 @@ pub(crate) fn wait_until(limit: Duration, mut what: impl FnMut() -> bool) -> boo
 }
 
 const OUTCOMES: [&str; 4] = ["succeeded", "failed", "canceled", "error"];
-const KINDS: [&str; 8] = [
+const KINDS: [&str; 9] = [
+    "interrupted",
     "operation_failed",
     "bad_status",
     "bad_response",
