@@ -259,7 +259,9 @@ impl<S: Strategy> Engine<S> {
     /// Feeds the response to the request of the last [`Action::SendRequest`].
     ///
     /// A transient status (408, 429, 5xx) within the retry budget schedules the same request
-    /// again and changes nothing else.
+    /// again and changes nothing else. So does a corrupted answer: a poll whose body the
+    /// strategy cannot decode, or a final resource labelled JSON that does not parse (when the
+    /// budget is spent, or retries are off, such a body is used as it came).
     pub fn handle_response(&mut self, now: Timestamp, response: Response<Bytes>) {
         let started = *self.started.get_or_insert(now.instant);
         if matches!(self.phase, Phase::Done(_)) {
@@ -276,13 +278,19 @@ impl<S: Strategy> Engine<S> {
                 return;
             }
         }
-        let attempts = std::mem::take(&mut self.retries).saturating_add(1);
         // With retries on, an exhausted budget keeps the last known status: the operation may
         // well still be running. With retries off, azure-core's rule applies (see `fail`).
         let keep_status = transient && self.options.retry.max_retries() > 0;
         match self.phase {
             Phase::Done(_) => {}
             Phase::Final(_) => {
+                if !transient
+                    && corrupt_json(&response)
+                    && self.retry_later(now.instant, started, None)
+                {
+                    return;
+                }
+                let attempts = std::mem::take(&mut self.retries).saturating_add(1);
                 self.polls = self.polls.saturating_add(1);
                 let checked = self.strategy.read_final(&response);
                 self.latest = Some(response);
@@ -292,8 +300,15 @@ impl<S: Strategy> Engine<S> {
                 }
             }
             Phase::Polling => {
-                self.polls = self.polls.saturating_add(1);
                 let read = self.strategy.read_poll(&response);
+                if !transient
+                    && matches!(read, Err(LroError::Decode(_)))
+                    && self.retry_later(now.instant, started, None)
+                {
+                    return;
+                }
+                let attempts = std::mem::take(&mut self.retries).saturating_add(1);
+                self.polls = self.polls.saturating_add(1);
                 let hint = self.strategy.retry_after(&response, now.wall);
                 self.latest = Some(response);
                 match read {
@@ -512,6 +527,24 @@ impl<S: Strategy> Engine<S> {
         };
         self.phase = Phase::Done(Err(error));
     }
+}
+
+/// Whether `response` says its body is JSON (`application/json`, `…+json`) and it does not parse:
+/// a truncated or garbled answer.
+fn corrupt_json(response: &Response<Bytes>) -> bool {
+    let json = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| {
+            let v = v.trim().to_ascii_lowercase();
+            v == "application/json" || v.ends_with("+json")
+        })
+        .unwrap_or(false);
+    let body = response.body();
+    json && !body.iter().all(u8::is_ascii_whitespace)
+        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err()
 }
 
 /// `scheme://host[:port]` of `uri`: never its user information or path.

@@ -237,3 +237,43 @@ fn with_retries_off_the_first_fault_ends_the_operation() {
     assert!(matches!(engine.outcome(), Err(LroError::BadStatus(_))));
     assert_eq!(engine.status().as_str(), "Failed", "azure-core's rule without retries");
 }
+
+#[test]
+fn a_poll_body_that_cannot_be_decoded_is_polled_again() {
+    let now = t0();
+    let mut engine = start("POST", seeded());
+    let (_, now) = next_request(&mut engine, now);
+    engine.handle_response(now, json_response(200, r#"{"status": "Runn"#));
+    assert!(!engine.finished(), "{:?}", engine.outcome());
+    assert_eq!(engine.polls(), 0);
+    let (request, now) = next_request(&mut engine, now);
+    assert_eq!(request.uri(), OP);
+    engine.handle_response(now, status("Succeeded"));
+    assert!(engine.finished() && engine.outcome().is_ok());
+}
+
+#[test]
+fn a_truncated_json_final_resource_is_fetched_again_and_then_returned_exactly() {
+    let now = t0();
+    let mut engine = start("PUT", seeded());
+    let (_, now) = next_request(&mut engine, now);
+    engine.handle_response(now, status("Succeeded"));
+    let (_, now) = next_request(&mut engine, now);
+    engine.handle_response(now, json_response(200, r#"{"name": "w"#));
+    assert!(!engine.finished(), "a corrupted resource is not the result");
+    let (request, now) = next_request(&mut engine, now);
+    assert_eq!(request.uri(), RESOURCE);
+    engine.handle_response(now, json_response(200, "{\"name\":\"w1\"}\n"));
+    assert_eq!(engine.outcome().unwrap().body(), &Bytes::from_static(b"{\"name\":\"w1\"}\n"));
+}
+
+#[test]
+fn with_retries_off_a_truncated_final_resource_is_returned_as_the_service_sent_it() {
+    let now = t0();
+    let mut engine = start("PUT", RetryPolicy::none());
+    let (_, now) = next_request(&mut engine, now);
+    engine.handle_response(now, status("Succeeded"));
+    let (_, now) = next_request(&mut engine, now);
+    engine.handle_response(now, json_response(200, r#"{"name": "w"#));
+    assert_eq!(engine.outcome().unwrap().body(), &Bytes::from_static(br#"{"name": "w"#));
+}
