@@ -8,6 +8,7 @@
 mod checks;
 mod conformance;
 mod demo;
+mod soak;
 mod steps;
 
 use std::env;
@@ -36,6 +37,12 @@ const SUBCOMMANDS: &[Subcommand] = &[
                 target/; pip uses PyPI), then through the Rust pollers; then continuation tokens \
                 both ways between azure-core and this library",
         run: conformance::command,
+    },
+    Subcommand {
+        name: "soak",
+        about: "10,000 operations through the async poller against the mock with faults in \
+                their polls (release build): every one must end as told, RSS flat",
+        run: soak,
     },
     Subcommand {
         name: "demo",
@@ -98,6 +105,17 @@ fn demo(ctx: &Ctx) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("FAILED: demo ({})", failure.describe_code());
+            failure.exit_code()
+        }
+    }
+}
+
+/// `cargo xtask soak`.
+fn soak(ctx: &Ctx) -> ExitCode {
+    match soak::full(ctx) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("FAILED: soak ({})", failure.describe_code());
             failure.exit_code()
         }
     }
