@@ -5,7 +5,7 @@
 //! resident set must stay flat from round to round.
 //!
 //! ```text
-//! cargo run --release -p lro-hyper --example soak -- [--operations N] [--rounds R] [--concurrency C] [--seed S]
+//! cargo run --release -p lro-hyper --example soak -- [--operations N] [--rounds R] [--concurrency C] [--seed S] [--retries N]
 //! ```
 //!
 //! `cargo xtask soak` runs 10,000 operations; `cargo xtask test-all` a reduced run. Prints one
@@ -30,10 +30,10 @@ use serde_json::Value;
 /// are not idempotent for POST). `{seed}` is the operation's own seed.
 const FAULTS: &str = "500=0.025,503=0.025,429=0.02:ms:20,reset=0.02,malformed=0.01,slow=0.2:15ms";
 
-/// Retries per request. With about 10% of answers faulty, four faults in a row hit one request
+/// Retries per request (default; `--retries N` changes it). With about 10% of answers faulty, four faults in a row hit one request
 /// in 10,000, i.e. a few operations in a 10,000-operation soak with azure-core's 3 retries; six
 /// make it about one in 250 soaks of 10,000 (1e-7 per request, ~4 requests per operation).
-const RETRIES: u32 = 6;
+const RETRIES: u64 = 6;
 
 /// Requests the mock remembers: enough to count the faults of a whole round.
 const LOG_CAPACITY: usize = 20_000;
@@ -72,12 +72,19 @@ struct Args {
     rounds: u64,
     concurrency: u64,
     seed: u64,
+    retries: u64,
     serve_mock: bool,
 }
 
 fn args() -> Result<Args, String> {
-    let mut args =
-        Args { operations: 10_000, rounds: 5, concurrency: 200, seed: 1, serve_mock: false };
+    let mut args = Args {
+        operations: 10_000,
+        rounds: 5,
+        concurrency: 200,
+        seed: 1,
+        retries: RETRIES,
+        serve_mock: false,
+    };
     let mut words = std::env::args().skip(1);
     while let Some(flag) = words.next() {
         if flag == "--serve-mock" {
@@ -91,6 +98,7 @@ fn args() -> Result<Args, String> {
             "--rounds" => args.rounds = number.max(1),
             "--concurrency" => args.concurrency = number.max(1),
             "--seed" => args.seed = number,
+            "--retries" => args.retries = number,
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -277,11 +285,12 @@ async fn run_round(
         let (base, client) = (base.to_owned(), Arc::clone(client));
         let mine: Vec<u64> =
             operations.clone().filter(|n| (n - operations.start) % workers == worker).collect();
-        let seed = args.seed;
+        let (seed, retries) = (args.seed, u32::try_from(args.retries).unwrap_or(u32::MAX));
         tasks.spawn(async move {
             let mut counts = Counts::default();
             for n in mine {
-                let one = tokio::time::timeout(HANG, operation(&base, &client, n, seed)).await;
+                let one =
+                    tokio::time::timeout(HANG, operation(&base, &client, n, seed, retries)).await;
                 match one {
                     Err(_) => counts.hangs += 1,
                     Ok(Ok(())) => counts.right += 1,
@@ -290,7 +299,9 @@ async fn run_round(
                         counts.wrong += 1;
                     }
                     Ok(Err(Verdict::Error(why))) => {
-                        eprintln!("operation {n}: error: {why}");
+                        if counts.errors < 3 {
+                            eprintln!("operation {n}: error: {why}");
+                        }
                         counts.errors += 1;
                     }
                 }
@@ -322,6 +333,7 @@ async fn operation(
     client: &Arc<HyperClient>,
     n: u64,
     seed: u64,
+    retries: u32,
 ) -> Result<(), Verdict> {
     let mut rng = fastrand::Rng::with_seed(seed.wrapping_mul(1_000_003).wrapping_add(n));
     let expect = match rng.u8(0..10) {
@@ -360,7 +372,7 @@ async fn operation(
         .await
         .map_err(|e| Verdict::Error(format!("initial request: {e}")))?;
     let retry = RetryPolicy::builder()
-        .max_retries(RETRIES)
+        .max_retries(retries)
         .initial_backoff(Duration::from_millis(20))
         .max_backoff(Duration::from_millis(500))
         .build();
