@@ -101,21 +101,20 @@ fn print_usage(out: &mut dyn Write) {
 
 /// `cargo xtask demo`.
 fn demo(ctx: &Ctx) -> ExitCode {
-    match demo::run_demo(ctx) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("FAILED: demo ({})", failure.describe_code());
-            failure.exit_code()
-        }
-    }
+    exit_code("demo", demo::run_demo(ctx))
 }
 
 /// `cargo xtask soak`.
 fn soak(ctx: &Ctx) -> ExitCode {
-    match soak::full(ctx) {
+    exit_code("soak", soak::full(ctx))
+}
+
+/// The exit code of a subcommand named `name` that ended with `result`.
+fn exit_code(name: &str, result: Result<(), Failure>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("FAILED: soak ({})", failure.describe_code());
+            eprintln!("FAILED: {name} ({})", failure.describe_code());
             failure.exit_code()
         }
     }

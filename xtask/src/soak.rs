@@ -10,36 +10,17 @@ pub(crate) const SHOWS: &str = "cargo run -p lro-hyper --example soak -- --opera
 
 /// The full soak, as `cargo xtask soak` runs it.
 pub(crate) fn full(ctx: &Ctx) -> Result<(), Failure> {
-    run(ctx.cargo().args([
-        "run",
-        "--release",
-        "--quiet",
-        "-p",
-        "lro-hyper",
-        "--example",
-        "soak",
-        "--",
-        "--operations",
-        "10000",
-        "--rounds",
-        "5",
-    ]))
+    soak(ctx, &["--release"], "10000", "5")
 }
 
 /// The test-all step: a reduced soak.
 pub(crate) fn check(ctx: &Ctx) -> Result<Option<String>, Failure> {
-    run(ctx.cargo().args([
-        "run",
-        "--quiet",
-        "-p",
-        "lro-hyper",
-        "--example",
-        "soak",
-        "--",
-        "--operations",
-        "2000",
-        "--rounds",
-        "4",
-    ]))
-    .map(|()| None)
+    soak(ctx, &[], "2000", "4").map(|()| None)
+}
+
+/// `cargo run [profile] -p lro-hyper --example soak -- --operations N --rounds R`.
+fn soak(ctx: &Ctx, profile: &[&str], operations: &str, rounds: &str) -> Result<(), Failure> {
+    let mut command = ctx.cargo();
+    command.arg("run").args(profile).args(["--quiet", "-p", "lro-hyper", "--example", "soak"]);
+    run(command.args(["--", "--operations", operations, "--rounds", rounds]))
 }
