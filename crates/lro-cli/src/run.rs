@@ -149,6 +149,17 @@ pub(crate) async fn resume(args: ResumeArgs) -> Result<ExitCode, UsageError> {
     let report = match (text.parse::<ContinuationToken>(), Client::new(settings.transport)) {
         (Err(error), _) | (_, Err(error)) => Report::failed(&error, None, 0),
         (Ok(token), Ok(client)) => match client.resume(&token, settings.method(progress.clone())) {
+            Err(error @ LroError::Policy(_)) => {
+                // Refused before anything was sent: say which flag trusts the origin.
+                let mut report = Report::failed(&error, None, 0);
+                if let Some(details) = report.error.as_mut() {
+                    details.message.push_str(
+                        "; to trust it, name it with --allow-origin (or give the operation's \
+                         --url), or resume a token signed with --token-key-file",
+                    );
+                }
+                report
+            }
             Err(error) => Report::failed(&error, None, 0),
             Ok(poller) => {
                 let file = args.token_file.as_deref();

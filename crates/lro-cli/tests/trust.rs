@@ -58,6 +58,7 @@ fn a_forged_token_with_credentials_is_refused_before_anything_is_sent() {
         let json = run.error("policy");
         let message = json["error"]["message"].as_str().unwrap();
         assert!(message.contains(&other.base_url()), "names the origin: {}", run.describe());
+        assert!(message.contains("--allow-origin"), "names the flag: {}", run.describe());
         assert!(other.requests().is_empty(), "{transport}: the foreign origin was contacted");
         // The text output tells which flag trusts it.
         let text = run_line(&format!(
@@ -154,4 +155,13 @@ fn a_start_with_credentials_prints_a_resume_command_that_vouches_for_its_origin(
     let hint = run.stderr.lines().find(|l| l.contains("lro resume")).expect("a resume hint");
     assert!(hint.contains(&format!("--allow-origin {}", server.base_url())), "{hint}");
     assert!(!hint.contains("Bearer t"), "{hint}");
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn an_endless_token_file_is_refused_without_being_read_whole() {
+    let run = run_line("resume --token-file /dev/zero --output json");
+    assert_eq!(run.code(), Some(2), "{}", run.describe());
+    assert!(run.stderr.contains("larger than"), "{}", run.describe());
+    assert!(run.elapsed < std::time::Duration::from_secs(5), "{}", run.describe());
 }
