@@ -71,17 +71,20 @@
 
 mod body;
 mod config;
+mod control;
 pub mod faults;
 mod log;
+mod reply;
+mod retry_after;
+mod routes;
 pub mod scripted;
 mod serve;
 mod server;
 mod service;
+mod store;
 
-pub use config::{
-    InitialHeaders, MAX_RETRY_AFTER, MockConfig, MockConfigBuilder, Outcome, Progression,
-    RetryAfter,
-};
+pub use config::{InitialHeaders, MockConfig, MockConfigBuilder, Outcome, Progression};
 pub use faults::{Fault, FaultKind, FaultSpec, FaultSpecError};
 pub use log::{Counters, LogEntry};
+pub use retry_after::{MAX_RETRY_AFTER, RetryAfter};
 pub use server::MockServer;

@@ -1,43 +1,11 @@
-//! Fault injection: [`FaultSpec`] (what may go wrong, how often, under which seed), its compact
-//! text form, and [`Fault`] (what did go wrong, as recorded in the request log).
-//!
-//! # Spec grammar
-//!
-//! A spec is a comma-separated list of `key=value` items (whitespace around items is ignored,
-//! empty items are skipped, each key may appear once, keys are case-insensitive):
-//!
-//! | item | meaning |
-//! |---|---|
-//! | `seed=<u64>` | seed of the random sequence (default 0, so runs repeat) |
-//! | `500=<p>` | answer `500 Internal Server Error` with an error body |
-//! | `503=<p>` | answer `503 Service Unavailable` with an error body |
-//! | `429=<p>[:<retry-after>]` | answer `429 Too Many Requests` with a delay hint in the `x-mock-retry-after` grammar (`none`, `<seconds>`, `ms:<millis>`, `date:<seconds>`; default `1`) |
-//! | `reset=<p>` | close the connection without answering (TCP reset) |
-//! | `slow=<p>[:<duration>]` | wait before answering; `<n>ms` or `<n>s`, default `500ms`, at most 10 s |
-//! | `malformed=<p>` | the body is truncated JSON |
-//! | `nostatus=<p>` | a status monitor's body lacks `status` |
-//! | `oversized=<p>[:<size>]` | the body is padded with JSON whitespace to this size: `<n>`, `<n>B`, `<n>KiB`, `<n>MiB` or `<n>GiB`; default `32MiB`, at most 1 GiB; streamed in 64 KiB chunks |
-//! | `cross-origin=<p>` | polling URLs point at `http://127.0.0.2:PORT` (another origin) |
-//! | `initial=<bool>` | also inject into initial requests (`true`/`false`, default `false`) |
-//!
-//! `<p>` is a probability from 0 to 1. `slow` is drawn on its own and combines with the others;
-//! the other faults exclude each other, so their probabilities must add up to at most 1.
-//!
-//! Example: `seed=7,500=0.1,503=0.05,429=0.1,reset=0.02,slow=0.1:200ms,malformed=0.05,`
-//! `nostatus=0.05,oversized=0.01:32MiB,cross-origin=0.01`.
-//!
-//! # Determinism
-//!
-//! Each request the spec applies to draws exactly two numbers from a `fastrand::Rng` seeded
-//! with `seed`: one for `slow`, one choosing among the others. The server-wide spec has one
-//! generator for the whole server; a spec given with `x-mock-faults` has one for its operation.
-//! The same seed and the same sequence of requests therefore give the same faults.
+//! The fault spec grammar: [`FaultSpec`] and its compact text form, the kinds of fault
+//! ([`FaultKind`]), the faults recorded in the request log ([`Fault`]) and parse errors.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::config::RetryAfter;
+use crate::retry_after::RetryAfter;
 
 /// The longest `slow` delay a spec may ask for.
 pub const MAX_SLOW_DELAY: Duration = Duration::from_secs(10);
@@ -86,7 +54,7 @@ impl FaultKind {
     ];
 
     /// The kinds that exclude each other (all but [`FaultKind::Slow`]), in drawing order.
-    const EXCLUSIVE: [FaultKind; 8] = [
+    pub(super) const EXCLUSIVE: [FaultKind; 8] = [
         Self::InternalServerError,
         Self::ServiceUnavailable,
         Self::TooManyRequests,
@@ -167,8 +135,8 @@ impl Fault {
 
 /// Which faults to inject, how often, and under which seed. [`FaultSpec::default`] injects
 /// nothing. Parse one from the compact text form described in the [module
-/// documentation](self) with [`FaultSpec::parse`] or [`str::parse`]; [`Display`](fmt::Display)
-/// writes it back in that form.
+/// documentation](crate::faults) with [`FaultSpec::parse`] or [`str::parse`];
+/// [`Display`](fmt::Display) writes it back in that form.
 ///
 /// ```
 /// use lro_mock::{FaultKind, FaultSpec};
@@ -240,7 +208,7 @@ impl fmt::Display for FaultSpecError {
 impl std::error::Error for FaultSpecError {}
 
 impl FaultSpec {
-    /// Parses the compact text form (see the [module documentation](self)).
+    /// Parses the compact text form (see the [module documentation](crate::faults)).
     pub fn parse(spec: &str) -> Result<Self, FaultSpecError> {
         let mut parsed = Self::default();
         let mut seen: Vec<&str> = Vec::new();
@@ -343,29 +311,6 @@ impl FaultSpec {
     /// True when no fault has a probability above zero.
     pub fn is_empty(&self) -> bool {
         self.probabilities.iter().all(|probability| *probability <= 0.0)
-    }
-
-    /// A fresh generator for this spec's sequence.
-    pub(crate) fn rng(&self) -> fastrand::Rng {
-        fastrand::Rng::with_seed(self.seed)
-    }
-
-    /// Draws the faults for one request: always exactly two numbers from `rng`.
-    pub(crate) fn draw(&self, rng: &mut fastrand::Rng) -> (Option<Duration>, Option<FaultKind>) {
-        let slow_roll = rng.f64();
-        let roll = rng.f64();
-        let delay = (slow_roll < self.probability(FaultKind::Slow)).then_some(self.slow_delay);
-        let mut threshold = 0.0;
-        let mut chosen = None;
-        for kind in FaultKind::EXCLUSIVE {
-            let probability = self.probability(kind);
-            threshold += probability;
-            if probability > 0.0 && roll < threshold {
-                chosen = Some(kind);
-                break;
-            }
-        }
-        (delay, chosen)
     }
 }
 
