@@ -147,7 +147,7 @@ impl Report {
         };
         let error_report = ErrorReport {
             kind,
-            message: error.to_string(),
+            message: error.chain().to_string(),
             http_status: error.response().map(|r| r.status_code().as_u16()),
         };
         Report {

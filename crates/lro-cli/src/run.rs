@@ -146,7 +146,8 @@ pub(crate) async fn resume(args: ResumeArgs) -> Result<ExitCode, UsageError> {
         (None, None) => return Err(UsageError("give --token or --token-file".to_owned())),
     };
     let progress = Arc::new(Progress::new(settings.output, args.token_file.clone()));
-    let report = match (text.parse::<ContinuationToken>(), Client::new(settings.transport)) {
+    let parsed = text.parse::<ContinuationToken>().map_err(LroError::from);
+    let report = match (parsed, Client::new(settings.transport)) {
         (Err(error), _) | (_, Err(error)) => Report::failed(&error, None, 0),
         (Ok(token), Ok(client)) => match client.resume(&token, settings.method(progress.clone())) {
             Err(error @ LroError::Policy(_)) => {

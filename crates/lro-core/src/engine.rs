@@ -136,6 +136,10 @@ pub struct Engine<S> {
     /// Retries made of the current request.
     retries: u32,
     rng: fastrand::Rng,
+    /// Whether this process vouches for the operation's origin: it started the operation, or
+    /// resumed it from a verified token or towards an origin named in the policy. Only then
+    /// are its tokens signed (a signature must never launder a token from elsewhere).
+    vouched: bool,
 }
 
 impl<S: Strategy> Engine<S> {
@@ -166,6 +170,7 @@ impl<S: Strategy> Engine<S> {
             next_poll: None,
             retries: 0,
             rng,
+            vouched: true,
         };
         if engine.status.is_terminal() {
             engine.on_terminal();
@@ -197,10 +202,8 @@ impl<S: Strategy> Engine<S> {
         };
         let initial = state.initial_response()?;
         let origin = initial.request().uri();
-        if integrity != TokenIntegrity::Verified
-            && options.sends_credentials()
-            && !options.origins.vouches_for(origin)
-        {
+        let vouched = integrity == TokenIntegrity::Verified || options.origins.vouches_for(origin);
+        if !vouched && options.sends_credentials() {
             return Err(LroError::policy(format!(
                 "refusing to resume: the token names {} and polls would carry credentials, but \
                  nothing vouches for that origin (trust it by name with an allowed or pinned \
@@ -209,6 +212,7 @@ impl<S: Strategy> Engine<S> {
             )));
         }
         let mut engine = Engine::start(strategy, options, initial)?;
+        engine.vouched = vouched;
         if let Some(saved) = state.progress {
             let progress: Progress = serde_json::from_value(saved)
                 .map_err(|e| LroError::invalid_token(format!("unexpected progress: {e}")))?;
@@ -399,7 +403,10 @@ impl<S: Strategy> Engine<S> {
         &self.strategy
     }
 
-    /// A token to resume this operation, in another process if need be.
+    /// A token to resume this operation, in another process if need be. With a
+    /// [`token_key`](crate::PollOptionsBuilder::token_key) it is signed — unless the operation
+    /// was resumed from an unsigned token whose origin nobody vouched for: signing that would
+    /// turn a token from anywhere into a trusted one.
     pub fn continuation_token(&self) -> Result<ContinuationToken, LroError> {
         let progress = Progress {
             polls: self.polls,
@@ -409,10 +416,11 @@ impl<S: Strategy> Engine<S> {
         let progress = serde_json::to_value(progress)
             .map_err(|e| LroError::invalid_token(format!("progress is not serializable: {e}")))?;
         let state = TokenState::new(&self.initial, Some(progress));
-        match &self.options.token_key {
-            Some(key) => ContinuationToken::encode_signed(&state, key),
-            None => ContinuationToken::encode(&state),
-        }
+        let token = match &self.options.token_key {
+            Some(key) if self.vouched => ContinuationToken::encode_signed(&state, key),
+            _ => ContinuationToken::encode(&state),
+        };
+        Ok(token?)
     }
 
     /// The status is terminal: fail, finish, or go for the final GET.
@@ -439,7 +447,7 @@ impl<S: Strategy> Engine<S> {
                     "gave up after {} polls; the operation may still be running",
                     self.polls
                 );
-                self.fail(LroError::timeout(message, Some(elapsed), self.polls));
+                self.fail(LroError::gave_up(message, Some(elapsed), self.polls));
                 return;
             }
         }
@@ -457,7 +465,7 @@ impl<S: Strategy> Engine<S> {
                      the operation may still be running",
                     elapsed, self.polls
                 );
-                self.fail(LroError::timeout(message, Some(elapsed), self.polls));
+                self.fail(LroError::gave_up(message, Some(elapsed), self.polls));
                 return;
             }
         }

@@ -10,7 +10,7 @@ use http::{HeaderMap, Response, StatusCode};
 use serde::Deserialize;
 
 use crate::status::Status;
-use crate::token::ContinuationToken;
+use crate::token::{ContinuationToken, TokenError};
 use crate::transport::{BoxError, TransportError};
 
 /// At most this much of a response body is kept inside an error.
@@ -21,17 +21,22 @@ pub const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Match on the variant to react; every variant that can happen after the operation started
 /// carries a [`continuation_token`](LroError::continuation_token) to resume it later.
 ///
+/// `Display` prints one level ("unexpected HTTP status", "request failed", …); the details are
+/// the variant's payload, reachable through [`source()`](std::error::Error::source), and its
+/// own causes after it (a transport's error, a JSON error). Print the whole chain on one line
+/// with [`chain`](LroError::chain), or hand the error to any error reporter.
+///
 /// ```
 /// use lro_core::LroError;
 ///
 /// fn explain(err: &LroError) -> String {
 ///     match err {
 ///         LroError::OperationFailed(e) => format!("the service says: {}", e.message()),
-///         LroError::Timeout(_) => match err.continuation_token() {
+///         LroError::Timeout(t) if !t.is_final() => match err.continuation_token() {
 ///             Some(token) => format!("still running; resume with {token}"),
 ///             None => "still running".to_owned(),
 ///         },
-///         other => other.to_string(),
+///         other => other.chain().to_string(),
 ///     }
 /// }
 /// # let _ = explain;
@@ -41,34 +46,86 @@ pub const MAX_ERROR_BODY: usize = 64 * 1024;
 pub enum LroError {
     /// The service answered with an HTTP status that this step does not accept
     /// (azure-core's `BadStatus`).
-    #[error("unexpected HTTP status: {0}")]
-    BadStatus(Box<HttpResponseError>),
+    #[error("unexpected HTTP status")]
+    BadStatus(#[source] Box<HttpResponseError>),
     /// A response lacked what polling needs: a body, a status, a polling link
     /// (azure-core's `BadResponse`).
-    #[error("unusable response: {0}")]
-    BadResponse(Box<HttpResponseError>),
+    #[error("unusable response")]
+    BadResponse(#[source] Box<HttpResponseError>),
     /// The operation ended failed or canceled on the service side
     /// (azure-core's `OperationFailed`). The service's error body is in the payload.
-    #[error("operation {0}")]
-    OperationFailed(Box<HttpResponseError>),
+    #[error("operation {}", outcome_word(.0))]
+    OperationFailed(#[source] Box<HttpResponseError>),
     /// A body could not be decoded (invalid JSON, or the deserialization callback failed).
-    #[error("{0}")]
-    Decode(Box<DecodeError>),
+    #[error("cannot decode a response")]
+    Decode(#[source] Box<DecodeError>),
     /// A deadline ran out before the operation finished; the operation may still be running.
-    #[error("{0}")]
-    Timeout(Box<TimeoutError>),
+    #[error("timed out")]
+    Timeout(#[source] Box<TimeoutError>),
     /// A request could not be completed (connection, TLS, timeout, body too large, ...).
-    #[error("{0}")]
-    Transport(Box<TransportFailure>),
+    #[error("request failed")]
+    Transport(#[source] Box<TransportFailure>),
     /// A continuation token could not be read.
-    #[error("{0}")]
-    InvalidContinuationToken(Box<InvalidTokenError>),
+    #[error("invalid continuation token")]
+    InvalidContinuationToken(#[source] Box<TokenError>),
     /// A configured policy refused to go on (untrusted origin, too many polls, ...).
-    #[error("{0}")]
-    Policy(Box<PolicyError>),
+    #[error("refused by policy")]
+    Policy(#[source] Box<PolicyError>),
     /// Polling stopped before the end: the poller was dropped or the polling method panicked.
-    #[error("{0}")]
-    Stopped(Box<StoppedError>),
+    #[error("polling stopped")]
+    Stopped(#[source] Box<StoppedError>),
+}
+
+fn outcome_word(error: &HttpResponseError) -> &'static str {
+    match error.operation_status() {
+        Some(status) if status.kind() == crate::StatusKind::Canceled => "canceled",
+        _ => "failed",
+    }
+}
+
+impl From<TokenError> for LroError {
+    fn from(error: TokenError) -> Self {
+        LroError::InvalidContinuationToken(Box::new(error))
+    }
+}
+
+/// An error and its causes on one line: `error: cause: cause of the cause`.
+///
+/// ```
+/// use lro_core::{LroError, TransportError, TransportErrorKind};
+///
+/// let error = LroError::transport(TransportError::new(TransportErrorKind::Connect, "refused"));
+/// assert_eq!(error.to_string(), "request failed");
+/// assert_eq!(error.chain().to_string(), "request failed: connection failed: refused");
+/// ```
+#[derive(Clone, Copy)]
+pub struct ErrorChain<'a>(&'a (dyn StdError + 'static));
+
+impl<'a> ErrorChain<'a> {
+    /// The chain of `error`.
+    pub fn new(error: &'a (dyn StdError + 'static)) -> Self {
+        ErrorChain(error)
+    }
+}
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        // Bounded: a cyclic chain (a bug elsewhere) must not hang the caller.
+        for _ in 0..32 {
+            let Some(error) = cause else { break };
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
 }
 
 impl LroError {
@@ -122,6 +179,12 @@ impl LroError {
         }
     }
 
+    /// This error and all its causes, displayed on one line (`request failed: connection
+    /// failed: …`).
+    pub fn chain(&self) -> ErrorChain<'_> {
+        ErrorChain(self)
+    }
+
     /// The HTTP response details, for the variants that have them.
     pub fn response(&self) -> Option<&HttpResponseError> {
         match self {
@@ -171,8 +234,8 @@ impl LroError {
     pub fn operation_failed(response: &Response<Bytes>, status: Status) -> Self {
         let mut error = HttpResponseError::new(response, String::new());
         error.message = match error.service_error() {
-            Some(service) => format!("{} with status '{}': {}", verb(&status), status, service),
-            None => format!("{} with status '{}'", verb(&status), status),
+            Some(service) => format!("the service reported status '{status}': {service}"),
+            None => format!("the service reported status '{status}'"),
         };
         error.operation_status = Some(status);
         LroError::OperationFailed(Box::new(error))
@@ -187,12 +250,26 @@ impl LroError {
         }))
     }
 
-    /// A [`Timeout`](LroError::Timeout) error.
+    /// A [`Timeout`](LroError::Timeout) error of a wait that ran out: polling is paused (or
+    /// goes on in the background), and waiting again continues.
     pub fn timeout(message: impl Into<String>, elapsed: Option<Duration>, polls: u32) -> Self {
         LroError::Timeout(Box::new(TimeoutError {
             message: message.into(),
             elapsed,
             polls,
+            is_final: false,
+            continuation_token: None,
+        }))
+    }
+
+    /// A [`Timeout`](LroError::Timeout) error of a limit reached (`max_polls`, `max_elapsed`):
+    /// polling stopped for good; only resuming from the token polls again.
+    pub fn gave_up(message: impl Into<String>, elapsed: Option<Duration>, polls: u32) -> Self {
+        LroError::Timeout(Box::new(TimeoutError {
+            message: message.into(),
+            elapsed,
+            polls,
+            is_final: true,
             continuation_token: None,
         }))
     }
@@ -208,7 +285,7 @@ impl LroError {
 
     /// An [`InvalidContinuationToken`](LroError::InvalidContinuationToken) error.
     pub fn invalid_token(message: impl Into<String>) -> Self {
-        LroError::InvalidContinuationToken(Box::new(InvalidTokenError { message: message.into() }))
+        LroError::from(TokenError::new(message))
     }
 
     /// A [`Policy`](LroError::Policy) error.
@@ -240,10 +317,6 @@ impl LroError {
             LroError::InvalidContinuationToken(_) => return None,
         })
     }
-}
-
-fn verb(status: &Status) -> &'static str {
-    if status.kind() == crate::StatusKind::Canceled { "canceled" } else { "failed" }
 }
 
 /// An HTTP response that ended polling, as kept inside an [`LroError`]: status code, headers,
@@ -338,6 +411,8 @@ fn write_attempts(f: &mut fmt::Formatter<'_>, attempts: u32) -> fmt::Result {
     if attempts > 1 { write!(f, ", after {attempts} attempts") } else { Ok(()) }
 }
 
+impl StdError for HttpResponseError {}
+
 impl fmt::Debug for HttpResponseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpResponseError")
@@ -409,11 +484,7 @@ impl DecodeError {
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
+        f.write_str(&self.message) // the cause comes through `source()`
     }
 }
 
@@ -429,10 +500,24 @@ pub struct TimeoutError {
     message: String,
     elapsed: Option<Duration>,
     polls: u32,
+    is_final: bool,
     continuation_token: Option<ContinuationToken>,
 }
 
 impl TimeoutError {
+    /// Whether polling stopped for good: a `max_polls` or `max_elapsed` limit was reached, and
+    /// only resuming from the continuation token polls again. `false` when a wait ran out
+    /// (`result(Some(timeout))`): polling is paused, or goes on in the background, and waiting
+    /// again continues.
+    pub fn is_final(&self) -> bool {
+        self.is_final
+    }
+
+    /// What happened, in one sentence.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// How long polling had been going on, when known.
     pub fn elapsed(&self) -> Option<Duration> {
         self.elapsed
@@ -449,6 +534,8 @@ impl fmt::Display for TimeoutError {
         f.write_str(&self.message)
     }
 }
+
+impl StdError for TimeoutError {}
 
 /// A request that failed in the transport, with no HTTP response.
 #[derive(Debug, Clone)]
@@ -472,20 +559,16 @@ impl TransportFailure {
 
 impl fmt::Display for TransportFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "request failed: {}", self.error)?;
+        write!(f, "{}", self.error)?;
         write_attempts(f, self.attempts)
     }
 }
 
-/// A continuation token that could not be read.
-#[derive(Debug, Clone)]
-pub struct InvalidTokenError {
-    message: String,
-}
-
-impl fmt::Display for InvalidTokenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid continuation token: {}", self.message)
+impl StdError for TransportFailure {
+    /// The transport's own error (what [`TransportError`] wraps): this level already said what
+    /// kind of failure it was.
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.error.source()
     }
 }
 
@@ -496,11 +579,20 @@ pub struct PolicyError {
     continuation_token: Option<ContinuationToken>,
 }
 
+impl PolicyError {
+    /// What was refused, and why.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
 }
+
+impl StdError for PolicyError {}
 
 /// Polling stopped before the operation ended.
 #[derive(Debug, Clone)]
@@ -509,11 +601,20 @@ pub struct StoppedError {
     continuation_token: Option<ContinuationToken>,
 }
 
+impl StoppedError {
+    /// Why polling stopped.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
 impl fmt::Display for StoppedError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
 }
+
+impl StdError for StoppedError {}
 
 #[cfg(test)]
 mod tests {
@@ -531,9 +632,10 @@ mod tests {
         let status = StatusVocabulary::azure().status("Failed");
         let body = r#"{"status":"Failed","error":{"code":"Boom","message":"it broke"}}"#;
         let err = LroError::operation_failed(&response(200, body), status);
+        assert_eq!(err.to_string(), "operation failed", "one level");
         assert_eq!(
-            err.to_string(),
-            "operation failed with status 'Failed': (Boom) it broke (HTTP 200 OK)"
+            err.chain().to_string(),
+            "operation failed: the service reported status 'Failed': (Boom) it broke (HTTP 200 OK)"
         );
         let details = err.response().map(|r| r.operation_status().cloned());
         assert_eq!(details.flatten().map(|s| s.to_string()).as_deref(), Some("Failed"));
@@ -543,7 +645,8 @@ mod tests {
     fn canceled_operations_say_canceled() {
         let status = StatusVocabulary::azure().status("canceled");
         let err = LroError::operation_failed(&response(200, "{}"), status);
-        assert!(err.to_string().starts_with("operation canceled with status 'canceled'"));
+        assert_eq!(err.to_string(), "operation canceled");
+        assert!(err.chain().to_string().contains("status 'canceled'"), "{}", err.chain());
     }
 
     #[test]
@@ -554,7 +657,7 @@ mod tests {
         let err = LroError::bad_status(&r, &http::Method::GET);
         assert_eq!(err.response().map(|e| e.body().len()), Some(MAX_ERROR_BODY));
         assert_eq!(
-            err.to_string(),
+            err.chain().to_string(),
             "unexpected HTTP status: invalid return status 500 for 'GET' operation (HTTP 500 Internal Server Error)"
         );
     }
@@ -569,6 +672,45 @@ mod tests {
         assert_eq!(err.continuation_token(), Some(&first));
         let invalid = LroError::invalid_token("bad").with_continuation_token(second);
         assert!(invalid.continuation_token().is_none());
+    }
+
+    #[test]
+    fn every_variant_prints_one_level_and_chains_its_causes() {
+        let json = serde_json::from_str::<serde_json::Value>("{").err().map(BoxError::from);
+        let transport = TransportError::new(crate::TransportErrorKind::Connect, "refused");
+        let errors = [
+            LroError::bad_status(&response(500, ""), &http::Method::GET),
+            LroError::bad_response(&response(200, ""), "no status"),
+            LroError::operation_failed(
+                &response(200, ""),
+                StatusVocabulary::azure().status("Failed"),
+            ),
+            LroError::decode("not JSON", json),
+            LroError::timeout("late", None, 1),
+            LroError::transport(transport),
+            LroError::invalid_token("garbled"),
+            LroError::policy("not on the allowed origins"),
+            LroError::stopped("dropped"),
+        ];
+        for error in &errors {
+            let top = error.to_string();
+            let source = StdError::source(error).map(ToString::to_string);
+            let source = source.unwrap_or_else(|| panic!("{top}: no source"));
+            assert!(!top.contains(&source), "{top:?} repeats its source {source:?}");
+            assert!(error.chain().to_string().starts_with(&format!("{top}: {source}")));
+        }
+        // Deeper causes: a decode error's JSON error, a transport's own error.
+        assert!(errors[3].chain().to_string().contains("EOF"), "{}", errors[3].chain());
+        assert_eq!(errors[5].chain().to_string(), "request failed: connection failed: refused");
+    }
+
+    #[test]
+    fn timeouts_say_whether_polling_stopped_for_good() {
+        let paused = LroError::timeout("wait ran out", None, 2);
+        let final_ = LroError::gave_up("limit", None, 2);
+        let is_final = |e: &LroError| matches!(e, LroError::Timeout(t) if t.is_final());
+        assert!(!is_final(&paused));
+        assert!(is_final(&final_));
     }
 
     #[test]

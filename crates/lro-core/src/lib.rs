@@ -82,7 +82,7 @@ pub use deserialize::Deserializer;
 pub use drivers::{PollEvent, StrategyPolling};
 pub use engine::{Action, Engine};
 pub use error::{
-    DecodeError, HttpResponseError, InvalidTokenError, LroError, MAX_ERROR_BODY, PolicyError,
+    DecodeError, ErrorChain, HttpResponseError, LroError, MAX_ERROR_BODY, PolicyError,
     ServiceError, StoppedError, TimeoutError, TransportFailure,
 };
 pub use initial::{InitialResponse, RequestHead};
@@ -101,7 +101,7 @@ pub use strategy::Strategy;
 pub use token::{
     ContinuationToken, KeyTooShort, MAX_PROGRESS_LEN, MAX_TOKEN_HEADERS, MAX_TOKEN_LEN,
     RequestRecord, ResponseRecord, TOKEN_REQUEST_HEADERS, TOKEN_RESPONSE_HEADERS, TOKEN_VERSION,
-    TokenIntegrity, TokenKey, TokenState,
+    TokenError, TokenIntegrity, TokenKey, TokenState,
 };
 pub use transport::{
     AsyncHttpClient, AsyncTimer, BoxError, BoxFuture, HttpClient, Interrupt, SystemTimer, Timer,

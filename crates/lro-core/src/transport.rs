@@ -41,7 +41,9 @@ pub enum TransportErrorKind {
 ///
 /// let err = TransportError::new(TransportErrorKind::Timeout, "no answer within 30 s");
 /// assert_eq!(err.kind(), TransportErrorKind::Timeout);
-/// assert_eq!(err.to_string(), "timeout: no answer within 30 s");
+/// assert_eq!(err.to_string(), "timed out");
+/// let cause = std::error::Error::source(&err).map(ToString::to_string);
+/// assert_eq!(cause.as_deref(), Some("no answer within 30 s"));
 /// ```
 #[derive(Debug, Clone)]
 pub struct TransportError {
@@ -67,22 +69,14 @@ impl TransportError {
 }
 
 impl fmt::Display for TransportError {
+    /// The kind of failure only; what the transport said is the [`source`](StdError::source).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.kind {
-            TransportErrorKind::Connect => "connect",
-            TransportErrorKind::Timeout => "timeout",
+        f.write_str(match self.kind {
+            TransportErrorKind::Connect => "connection failed",
+            TransportErrorKind::Timeout => "timed out",
             TransportErrorKind::BodyTooLarge => "response body too large",
-            TransportErrorKind::Other => "transport",
-        };
-        write!(f, "{kind}: {}", self.source)?;
-        // Transport libraries often say little at the top ("client error (Connect)") and the
-        // useful part ("Connection refused") further down the chain: show all of it.
-        let mut cause = self.source.source();
-        while let Some(inner) = cause {
-            write!(f, ": {inner}")?;
-            cause = inner.source();
-        }
-        Ok(())
+            TransportErrorKind::Other => "transport error",
+        })
     }
 }
 

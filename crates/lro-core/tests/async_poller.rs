@@ -82,7 +82,7 @@ async fn an_initially_failed_operation_raises_when_awaited() {
 }
 
 #[tokio::test]
-async fn a_timed_out_wait_returns_a_token_and_awaiting_again_continues() {
+async fn a_timed_out_wait_returns_a_token_and_awaiting_again_continues_the_same_request() {
     let transport = Arc::new(ScriptedTransport::new());
     let gate = transport.push_held(OP, status("Succeeded"));
     let poller = poller(&transport, "POST");
@@ -91,11 +91,11 @@ async fn a_timed_out_wait_returns_a_token_and_awaiting_again_continues() {
     assert!(error.continuation_token().is_some());
     assert!(!poller.done());
 
-    // The held request was abandoned with the timed-out future: the next wait sends it again.
-    transport.push_get(OP, status("Succeeded"));
+    // The held request is kept with the run: the next wait receives its answer, it does not
+    // send the poll again.
     gate.open();
     assert_eq!(poller.result(None).await.unwrap()["status"], "Succeeded");
-    assert_eq!(transport.urls(), [OP, OP]);
+    assert_eq!(transport.urls(), [OP]);
 }
 
 #[tokio::test]
@@ -111,9 +111,10 @@ async fn dropping_the_future_stops_polling_and_nothing_runs_in_the_background() 
     assert_eq!(transport.requests().len(), 1);
     tokio::task::yield_now().await;
     assert_eq!(transport.requests().len(), 1, "no task polls behind the caller's back");
-    assert_eq!(Arc::strong_count(&transport), held_by_poller, "nothing else holds the transport");
+    // The paused run (its request in flight) is kept by the poller, and by nothing else.
+    assert!(Arc::strong_count(&transport) > held_by_poller);
     drop(poller);
-    assert_eq!(Arc::strong_count(&transport), 1);
+    assert_eq!(Arc::strong_count(&transport), 1, "dropping the poller drops the run");
 }
 
 #[tokio::test]
@@ -249,10 +250,10 @@ async fn progress_and_result_at_once_send_each_request_once() {
 }
 
 #[tokio::test]
-async fn when_the_driving_task_is_dropped_a_waiting_one_takes_over() {
+async fn when_the_driving_task_is_dropped_a_waiting_one_continues_its_run() {
     let transport = Arc::new(ScriptedTransport::new());
     transport.push_get(OP, status("Running"));
-    let _abandoned = transport.push_held(OP, status("Running"));
+    let held = transport.push_held(OP, status("Running"));
     transport.push_get(OP, status("Succeeded"));
     transport.push_get(RESOURCE, json_response(200, r#"{"name":"w1"}"#));
     let poller = poller(&transport, "PUT");
@@ -265,11 +266,31 @@ async fn when_the_driving_task_is_dropped_a_waiting_one_takes_over() {
     }
     assert_eq!(transport.urls(), [OP, OP], "the first task is held on its second poll");
     let mut second = Box::pin(poller.result(None));
-    assert!(poll_once(second.as_mut()).is_pending(), "waits for the first run");
-    assert_eq!(transport.urls(), [OP, OP], "the second task sent nothing while the first drove");
+    assert!(poll_once(second.as_mut()).is_pending(), "waits on the same run");
+    assert_eq!(transport.urls(), [OP, OP], "the second task sent nothing of its own");
     drop(first);
+    held.open();
     assert_eq!(second.await.unwrap()["name"], "w1");
-    assert_eq!(transport.urls(), [OP, OP, OP, RESOURCE], "the abandoned poll is sent again, once");
+    assert_eq!(transport.urls(), [OP, OP, OP, RESOURCE], "the poll in flight was not sent again");
+    assert_eq!(transport.remaining(), 0);
+}
+
+#[tokio::test]
+async fn a_progress_stream_left_unpolled_does_not_block_the_result() {
+    let transport = Arc::new(ScriptedTransport::new());
+    transport.push_get(OP, status("Running"));
+    transport.push_get(OP, status("Succeeded"));
+    let poller = poller(&transport, "POST");
+    let mut progress = poller.progress();
+    let first = next(&mut progress).await; // the current status
+    assert!(first.is_some());
+    let _ = poll_once(std::pin::Pin::new(&mut std::future::poll_fn(|cx| {
+        std::pin::Pin::new(&mut progress).poll_next(cx)
+    })));
+    // The stream is kept but no longer read: the result drives the run itself.
+    let done = tokio::time::timeout(Duration::from_secs(10), poller.result(None)).await;
+    assert_eq!(done.expect("not blocked by the idle stream").unwrap()["status"], "Succeeded");
+    assert_eq!(transport.urls(), [OP, OP]);
 }
 
 #[tokio::test]
@@ -281,8 +302,8 @@ async fn a_timed_out_wait_reports_the_polls_made_so_far() {
     let error = poller.result(Some(Duration::from_secs(60))).await.expect_err("timed out");
     let LroError::Timeout(timeout) = &error else { panic!("{error:?}") };
     assert_eq!(timeout.polls(), 1);
-    assert!(error.to_string().contains("within 60s"), "{error}");
-    assert!(!error.to_string().contains("Some("), "{error}");
+    assert!(error.chain().to_string().contains("within 60s"), "{error}");
+    assert!(!error.chain().to_string().contains("Some("), "{error}");
 }
 
 /// A transport that answers at once without ever being pending, forever `Running`. It panics

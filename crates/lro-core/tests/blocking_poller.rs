@@ -323,7 +323,7 @@ fn a_panicking_polling_method_is_reported_as_stopped() {
         LroPoller::new(transport, started("POST", ""), deserialize::none(), Panics).unwrap();
     let error = poller.result(None).expect_err("panicked");
     assert!(matches!(error, LroError::Stopped(_)));
-    assert!(error.to_string().contains("bug in a custom method"), "{error}");
+    assert!(error.chain().to_string().contains("bug in a custom method"), "{error}");
 }
 
 trait ResponseExt {

@@ -236,7 +236,7 @@ fn polls_to_another_origin_are_refused_by_default() {
     assert!(matches!(engine.poll(now), Action::Done));
     let error = engine.outcome().expect_err("refused");
     assert!(matches!(error, LroError::Policy(_)));
-    assert!(error.to_string().contains("https://evil.example"), "{error}");
+    assert!(error.chain().to_string().contains("https://evil.example"), "{error}");
 
     let trusting = PollOptions::builder().origins(OriginPolicy::any()).build();
     let mut engine = Engine::start(Monitor::default(), trusting, initial).unwrap();
@@ -408,8 +408,11 @@ fn a_polling_url_with_user_information_is_refused_even_on_the_same_origin() {
     assert!(matches!(engine.poll(t0()), Action::Done));
     let error = engine.outcome().expect_err("refused");
     assert!(matches!(error, LroError::Policy(_)), "{error:?}");
-    assert!(error.to_string().contains("user information"), "{error}");
-    assert!(!error.to_string().contains("hunter2"), "the message repeats the password: {error}");
+    assert!(error.chain().to_string().contains("user information"), "{error}");
+    assert!(
+        !error.chain().to_string().contains("hunter2"),
+        "the message repeats the password: {error}"
+    );
 }
 
 #[test]

@@ -84,5 +84,5 @@ async fn the_async_sender_retries_and_reports_the_attempts_when_the_budget_is_sp
             .await
             .expect_err("budget spent");
     assert_eq!(error.attempts(), Some(3));
-    assert!(error.to_string().contains("after 3 attempts"), "{error}");
+    assert!(error.chain().to_string().contains("after 3 attempts"), "{error}");
 }

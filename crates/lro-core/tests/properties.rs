@@ -8,8 +8,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use lro_core::delay::retry_after;
 use lro_core::{
-    ContinuationToken, InitialResponse, LroError, RequestHead, StatusKind, StatusVocabulary,
-    TokenKey, TokenState,
+    ContinuationToken, InitialResponse, RequestHead, StatusKind, StatusVocabulary, TokenKey,
+    TokenState,
 };
 use proptest::prelude::*;
 
@@ -78,7 +78,8 @@ proptest! {
     fn any_text_is_a_token_or_a_typed_error(text in "\\PC{0,200}") {
         match text.parse::<ContinuationToken>() {
             Ok(token) => { let _ = token.decode::<TokenState>(); }
-            Err(error) => prop_assert!(matches!(error, LroError::InvalidContinuationToken(_))),
+            // A typed error (`TokenError`, by the signature) that says what is wrong.
+            Err(error) => prop_assert!(!error.message().is_empty()),
         }
     }
 
@@ -88,7 +89,7 @@ proptest! {
         let text = base64::engine::general_purpose::STANDARD.encode(&bytes);
         let token = ContinuationToken::from_string(text);
         if let Err(error) = token.decode::<TokenState>().and_then(|s| s.initial_response()) {
-            prop_assert!(matches!(error, LroError::InvalidContinuationToken(_)), "{error:?}");
+            prop_assert!(!error.message().is_empty(), "{error:?}");
         }
     }
 

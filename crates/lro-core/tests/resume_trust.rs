@@ -48,7 +48,7 @@ fn key() -> TokenKey {
 fn a_forged_origin_is_refused_when_polls_carry_credentials() {
     let error = resume(with_credential(PollOptions::builder()), &forged_token()).unwrap_err();
     assert!(matches!(error, LroError::Policy(_)), "{error:?}");
-    assert!(error.to_string().contains("http://evil.example"), "names the origin: {error}");
+    assert!(error.chain().to_string().contains("http://evil.example"), "names the origin: {error}");
 }
 
 #[test]
@@ -128,5 +128,26 @@ fn signed_tokens_keep_signing_as_polling_goes_on() {
     let _ = engine.poll(lro_core::Timer::now(&lro_core::test_util::ManualClock::new()));
     let token = engine.continuation_token().unwrap();
     let (_, integrity): (TokenState, _) = token.decode_verified(&key()).unwrap();
+    assert_eq!(integrity, lro_core::TokenIntegrity::Verified);
+}
+
+#[test]
+fn a_token_from_elsewhere_is_never_signed_on_its_way_through() {
+    // Resumed without credentials (allowed), with a key configured: the tokens it hands out
+    // stay unsigned, or the next resume would trust the forged origin with credentials.
+    let options = PollOptions::builder().token_key(key()).build();
+    let engine = Engine::resume(Monitor::default(), options, &forged_token()).unwrap();
+    let passed_on = engine.continuation_token().unwrap();
+    let (_, integrity): (TokenState, _) = passed_on.decode_verified(&key()).unwrap();
+    assert_eq!(integrity, lro_core::TokenIntegrity::Unsigned);
+    let refused = resume(with_credential(PollOptions::builder().token_key(key())), &passed_on);
+    assert!(matches!(refused, Err(LroError::Policy(_))), "{refused:?}");
+
+    // Vouched for by name: then signing is fine.
+    let pinned = OriginPolicy::pinned("http://evil.example").unwrap();
+    let options = PollOptions::builder().token_key(key()).origins(pinned).build();
+    let engine = Engine::resume(Monitor::default(), options, &forged_token()).unwrap();
+    let (_, integrity): (TokenState, _) =
+        engine.continuation_token().unwrap().decode_verified(&key()).unwrap();
     assert_eq!(integrity, lro_core::TokenIntegrity::Verified);
 }

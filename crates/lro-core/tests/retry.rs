@@ -87,7 +87,7 @@ fn transient_faults_are_retried_with_jittered_backoff_then_fail_with_the_attempt
     let error = engine.outcome().expect_err("budget spent");
     assert!(matches!(error, LroError::Transport(_)), "{error:?}");
     assert_eq!(error.attempts(), Some(4));
-    assert!(error.to_string().contains("after 4 attempts"), "{error}");
+    assert!(error.chain().to_string().contains("after 4 attempts"), "{error}");
     assert!(error.continuation_token().is_some());
     assert_eq!(engine.status().as_str(), "InProgress", "the status is still the last known one");
 }

@@ -140,6 +140,6 @@ fn progress_and_headers_beyond_their_caps_are_refused_not_parsed() {
     let token =
         ContinuationToken::from_string(BASE64.encode(format!(r#"{{"version":1,"data":{data}}}"#)));
     let error = Engine::resume(Monitor::default(), PollOptions::default(), &token).unwrap_err();
-    assert!(error.to_string().contains("progress"), "{error}");
+    assert!(error.chain().to_string().contains("progress"), "{error}");
     let _ = Bytes::new();
 }

@@ -193,6 +193,6 @@ fn a_link_that_is_not_ascii_text_is_reported_as_such_not_as_empty() {
             .and_then(|poller| poller.result(None))
             .unwrap_err();
     assert!(matches!(error, LroError::BadResponse(_)), "{error:?}");
-    assert!(error.to_string().contains("not ASCII text"), "{error}");
-    assert!(!error.to_string().contains("empty"), "{error}");
+    assert!(error.chain().to_string().contains("not ASCII text"), "{error}");
+    assert!(!error.chain().to_string().contains("empty"), "{error}");
 }

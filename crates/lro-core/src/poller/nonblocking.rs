@@ -4,11 +4,13 @@ use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
+use futures_util::FutureExt as _;
+use futures_util::future::Shared;
 
 use crate::deserialize::Deserializer;
 use crate::drivers::YieldOnce;
@@ -25,9 +27,11 @@ use crate::transport::{AsyncHttpClient, AsyncTimer, BoxFuture};
 /// [`progress`](AsyncLroPoller::progress) stream) is awaited, and stops when the future is
 /// dropped. Awaiting again continues where it stopped.
 ///
-/// The poller may be shared by several tasks (`&self` methods): only one of them drives the
-/// operation at a time, the others wait for that run and get the same outcome, and no request
-/// is sent twice. If the task that drives is dropped, a waiting one takes over.
+/// The poller may be shared by several tasks (`&self` methods): they all await one run of the
+/// polling method, so no request is sent twice and all get the same outcome; whichever of them
+/// is polled drives it. A run interrupted by a timeout or a dropped future is not lost: the
+/// next `await` (from any task, or the [`progress`](AsyncLroPoller::progress) stream) continues
+/// it, the request in flight included.
 ///
 /// ```
 /// # async fn example() -> Result<(), lro_core::LroError> {
@@ -54,10 +58,12 @@ where
 {
     method: Arc<M>,
     timer: Arc<dyn AsyncTimer>,
-    /// Held by whoever drives the method: one driver at a time.
-    driving: Arc<async_lock::Mutex<()>>,
+    /// The one run of the method, shared by every waiter; created on the first await.
+    run: Mutex<Option<SharedRun>>,
     _resource: PhantomData<fn() -> T>,
 }
+
+type SharedRun = Shared<BoxFuture<'static, Result<(), LroError>>>;
 
 impl<T: 'static, M> AsyncLroPoller<T, M>
 where
@@ -98,9 +104,22 @@ where
         AsyncLroPoller {
             method: Arc::new(method),
             timer,
-            driving: Arc::new(async_lock::Mutex::new(())),
+            run: Mutex::new(None),
             _resource: PhantomData,
         }
+    }
+
+    /// The shared run of the method (started on first use; a clone for each waiter).
+    fn shared_run(&self) -> SharedRun {
+        let mut slot = self.run.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.get_or_insert_with(|| {
+            let method = Arc::clone(&self.method);
+            let timer = YieldingTimer(Arc::clone(&self.timer));
+            let run: BoxFuture<'static, Result<(), LroError>> =
+                Box::pin(async move { method.run(&timer).await });
+            run.shared()
+        })
+        .clone()
     }
 
     /// Polls until the operation ends (at most `timeout`, measured by the timer), then returns
@@ -115,10 +134,7 @@ where
     /// When `timeout` runs out, polling pauses and [`LroError::Timeout`] is returned with a
     /// continuation token; calling `wait` or `result` again continues.
     pub async fn wait(&self, timeout: Option<Duration>) -> Result<(), LroError> {
-        let run: BoxFuture<'_, Result<(), LroError>> = Box::pin(async {
-            let _driving = self.driving.lock().await;
-            self.method.run(&*self.timer).await
-        });
+        let run: BoxFuture<'_, Result<(), LroError>> = Box::pin(self.shared_run());
         let outcome = match timeout {
             None => run.await,
             Some(limit) => match (Race { work: run, deadline: self.timer.sleep(limit) }).await {
@@ -159,16 +175,9 @@ where
     /// change, then the end (or one error). Read the result afterwards with
     /// [`result`](AsyncLroPoller::result), which does not poll again once polling is over.
     pub fn progress(&self) -> Progress<T, M> {
-        let method = Arc::clone(&self.method);
-        let timer = YieldingTimer(Arc::clone(&self.timer));
-        let reader = Arc::clone(&self.method);
-        let driving = Arc::clone(&self.driving);
         Progress {
-            run: Some(Box::pin(async move {
-                let _driving = driving.lock_arc().await;
-                method.run(&timer).await
-            })),
-            method: reader,
+            run: Some(Box::pin(self.shared_run())),
+            method: Arc::clone(&self.method),
             last: None,
             _resource: PhantomData,
         }
