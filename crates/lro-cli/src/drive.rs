@@ -18,7 +18,7 @@ use lro_hyper::HyperClient;
 use lro_strategies::LroBasePolling;
 
 use crate::Transport;
-use crate::output::Report;
+use crate::output::{Progress, Report};
 use crate::settings::Settings;
 
 type Method = StrategyPolling<LroBasePolling, Bytes>;
@@ -231,16 +231,15 @@ pub(crate) async fn drive(
     settings: &Settings,
     client: &Client,
     signal: &mut BoxFuture<'static, &'static str>,
-    token_file: Option<&std::path::Path>,
+    progress: &Progress,
 ) -> Report {
     let result = tokio::select! {
         result = poller.result(settings.remaining()) => result,
         name = signal => {
             let token = poller.continuation_token();
-            if let (Some(path), Some(token)) = (token_file, &token) {
-                // The observer keeps the file current; write once more so it is the latest.
-                let _ = crate::token_file::write(path, token);
-            }
+            // The latest token, once more, and no write after it (a blocking poller's thread
+            // may still finish a poll before the process exits).
+            progress.freeze(token.as_ref());
             let status = Some(poller.status().to_string());
             return Report::interrupted(name, status, client.polls(), token);
         }

@@ -33,6 +33,9 @@ enum Style {
 struct State {
     last_status: Option<String>,
     token_error: Option<String>,
+    /// Set once the run was interrupted: the token file holds its final token and is not
+    /// written again (a blocking poller's thread may still report a poll or two).
+    frozen: bool,
 }
 
 impl Progress {
@@ -55,11 +58,11 @@ impl Progress {
     /// Called after the initial response and after every poll.
     pub(crate) fn update(&self, event: &PollEvent) {
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let (Some(path), Some(token)) = (&self.token_file, &event.continuation_token) {
-            if let Err(e) = token_file::write(path, token) {
-                state.token_error =
-                    Some(format!("cannot write the token file {}: {e}", path.display()));
-            }
+        if state.frozen {
+            return;
+        }
+        if let Some(token) = &event.continuation_token {
+            self.save(&mut state, token);
         }
         let status = event.status.to_string();
         let polls = format!("{status} · {} polls", event.polls);
@@ -74,6 +77,25 @@ impl Progress {
             }
         }
         state.last_status = Some(status);
+    }
+
+    /// Writes `token` to the token file (if any), then stops writing it: the run was
+    /// interrupted. Under the same lock as the updates, so two writes never overlap.
+    pub(crate) fn freeze(&self, token: Option<&ContinuationToken>) {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(token) = token {
+            self.save(&mut state, token);
+        }
+        state.frozen = true;
+    }
+
+    fn save(&self, state: &mut State, token: &ContinuationToken) {
+        if let Some(path) = &self.token_file {
+            if let Err(e) = token_file::write(path, token) {
+                state.token_error =
+                    Some(format!("cannot write the token file {}: {e}", path.display()));
+            }
+        }
     }
 
     /// A problem writing the token file, if any happened.

@@ -99,8 +99,7 @@ pub(crate) async fn start(args: StartArgs) -> Result<ExitCode, UsageError> {
                     match client.poller(initial, method) {
                         Err(error) => Report::failed(&error, None, 0),
                         Ok(poller) => {
-                            let file = args.token_file.as_deref();
-                            drive(&poller, &settings, &client, &mut signal, file).await
+                            drive(&poller, &settings, &client, &mut signal, &progress).await
                         }
                     }
                 }
@@ -162,10 +161,7 @@ pub(crate) async fn resume(args: ResumeArgs) -> Result<ExitCode, UsageError> {
                 report
             }
             Err(error) => Report::failed(&error, None, 0),
-            Ok(poller) => {
-                let file = args.token_file.as_deref();
-                drive(&poller, &settings, &client, &mut signal, file).await
-            }
+            Ok(poller) => drive(&poller, &settings, &client, &mut signal, &progress).await,
         },
     };
     let source = token_source(args.token_file.as_deref(), &report);

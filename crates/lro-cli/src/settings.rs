@@ -63,7 +63,8 @@ impl Settings {
             origins = origins.allow(url).ok_or_else(|| {
                 UsageError(format!("{flag} {url:?} is not an absolute http(s) URL"))
             })?;
-            vouched.push(url.to_owned());
+            // Only the origin goes into the hint: a URL may carry secrets (userinfo, SAS).
+            vouched.push(origin_of(url));
         }
         let timeout = seconds(args.timeout, "timeout")?;
         let mut headers = parse_headers(&args.headers, false)?;
@@ -146,8 +147,9 @@ impl Settings {
         let mut vouched = self.vouched.clone();
         let sends_credentials = self.headers.iter().any(|(n, v)| is_credential(n, v));
         if let (Some(url), true, None) = (start_url, sends_credentials, &self.token_key) {
-            if !vouched.iter().any(|v| v == url) {
-                vouched.push(origin_of(url));
+            let origin = origin_of(url);
+            if !vouched.contains(&origin) {
+                vouched.push(origin);
             }
         }
         for origin in &vouched {

@@ -144,19 +144,28 @@ fn leftovers(path: &Path) -> Vec<PathBuf> {
         .filter_map(|entry| {
             let file = entry.file_name().to_string_lossy().into_owned();
             let pid: u32 = file.strip_prefix(&prefix)?.parse().ok()?;
-            (!alive(pid)).then(|| entry.path())
+            (!may_be_in_use(pid, &entry.path())).then(|| entry.path())
         })
         .collect()
 }
 
-/// Whether process `pid` is running (this one always is). Where that cannot be told, a
-/// temporary file is left alone.
-fn alive(pid: u32) -> bool {
+/// How long a temporary file must have been left untouched to count as stale, where the
+/// process table cannot be asked whether its writer still runs.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Whether the temporary file `path`, written by process `pid`, may still be in use: its
+/// process runs (this one always does). Where `/proc` cannot tell (not Linux), a file counts as
+/// in use until it is [`STALE_AFTER`] old.
+fn may_be_in_use(pid: u32, path: &Path) -> bool {
     if pid == std::process::id() {
         return true;
     }
     let proc = Path::new("/proc");
-    !proc.is_dir() || proc.join(pid.to_string()).exists()
+    if proc.is_dir() {
+        return proc.join(pid.to_string()).exists();
+    }
+    let age = fs::metadata(path).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+    age.is_none_or(|age| age < STALE_AFTER)
 }
 
 fn temporary_path(path: &Path, pid: u32) -> PathBuf {

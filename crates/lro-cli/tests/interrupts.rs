@@ -180,6 +180,11 @@ fn sigkill_at_any_moment_then_resume_gives_the_uninterrupted_result() {
         };
         let json = result.outcome("succeeded");
         assert_eq!(json["resource"], reference, "round {round}\n{}", result.describe());
+        // A resume must continue the killed run's operation, never start another.
+        let puts = server.log()[before..].iter().filter(|e| e.method == "PUT").count();
+        if result.args.first().map(String::as_str) == Some("resume") {
+            assert_eq!(puts, 1, "round {round}: the resume sent a PUT of its own");
+        }
         let leftovers: Vec<String> =
             dir.names().into_iter().filter(|n| n.contains(".tmp-")).collect();
         assert!(leftovers.is_empty(), "round {round}: temporary files remain: {leftovers:?}");

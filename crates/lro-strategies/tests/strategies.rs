@@ -196,3 +196,19 @@ fn a_link_that_is_not_ascii_text_is_reported_as_such_not_as_empty() {
     assert!(error.chain().to_string().contains("not ASCII text"), "{error}");
     assert!(!error.chain().to_string().contains("empty"), "{error}");
 }
+
+#[test]
+fn a_moved_location_that_cannot_be_followed_is_an_unusable_response() {
+    for moved in [&b"https://svc.example/op/\xff"[..], b"http://[::1"] {
+        let transport = Arc::new(ScriptedTransport::new());
+        let mut answer = json_response(202, "");
+        answer.headers_mut().insert("location", http::HeaderValue::from_bytes(moved).unwrap());
+        transport.push_get("https://svc.example/op/1", answer);
+        let initial = initial("DELETE", 202, "", &[("location", "https://svc.example/op/1")]);
+        let method = LroBasePolling::builder().interval(Duration::ZERO).build::<Value>();
+        let error = LroPoller::new(transport, initial, deserialize::json(), method)
+            .and_then(|poller| poller.result(None))
+            .unwrap_err();
+        assert!(matches!(error, LroError::BadResponse(_)), "{error:?}");
+    }
+}

@@ -38,8 +38,10 @@ pub struct AlreadyComplete;
 ///
 /// Unlike Python, dropping the poller stops polling: the thread is told to stop (a wait in
 /// progress ends at once) and sends nothing more. The drop itself never waits: a request
-/// already in flight is abandoned to the thread, which finishes it and exits on its own (its
-/// response is not used). `result(Some(timeout))` that runs out returns
+/// already in flight is left to the thread, which finishes it and exits on its own. That last
+/// response still reaches the polling method (an observer sees it, and it may even end the
+/// operation), and done callbacks not yet run then run on that thread, after the drop has
+/// returned. `result(Some(timeout))` that runs out returns
 /// [`LroError::Timeout`] with a continuation token instead of a partial resource; polling goes
 /// on, and a later `result` can still succeed.
 ///
@@ -312,7 +314,7 @@ where
     fn drop(&mut self) {
         // Stop the thread, but never wait for it: it may be inside a request that takes up to
         // the transport's timeout. It holds its own reference to the shared state, sends nothing
-        // after this, and exits once its current step is over.
+        // after this, and exits once its current step is over (running any done callbacks).
         self.shared.interrupt.set();
         drop(self.thread.take());
     }

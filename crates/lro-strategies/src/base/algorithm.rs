@@ -169,10 +169,22 @@ impl Tracker {
         match &self.algorithm {
             Algorithm::OperationResource { .. } => self.monitor_status(response),
             Algorithm::Location => {
-                let moved =
-                    header_text(response, &http::header::LOCATION).filter(|v| !v.is_empty());
-                if let (Some(moved), Some(current)) = (moved, &self.polling) {
-                    if let Some(next) = resolve(current, moved) {
+                if let Some(raw) = response.headers().get(http::header::LOCATION) {
+                    // A moved link that cannot be followed is an unusable response, never a
+                    // reason to go on polling the old URL as if nothing was said.
+                    let moved = raw.to_str().map(str::trim).map_err(|_| {
+                        LroError::bad_response(
+                            response,
+                            "the location header is not a URL: it holds bytes that are not ASCII text",
+                        )
+                    })?;
+                    if let (false, Some(current)) = (moved.is_empty(), &self.polling) {
+                        let next = resolve(current, moved).ok_or_else(|| {
+                            LroError::bad_response(
+                                response,
+                                format!("the location header is not a usable URL: {moved:?}"),
+                            )
+                        })?;
                         self.polling = Some(next);
                     }
                 }
