@@ -337,21 +337,10 @@ impl Store {
     }
 }
 
-/// RFC 3339 UTC with milliseconds, e.g. `2026-05-07T12:34:56.789Z`: the calendar fields of
-/// [`httpdate::fmt_http_date`] (`Thu, 07 May 2026 12:34:56 GMT`), rearranged. Times before
-/// 1970 read as 1970, times after 9999 as the last second of 9999 (the range of HTTP dates).
+/// `time` as RFC 3339 with milliseconds (`2026-05-07T12:34:56.789Z`), as Azure services write
+/// `startTime` and `endTime`. Times before 1970 read as 1970.
 fn rfc3339(time: SystemTime) -> String {
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    const LAST_HTTP_DATE: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let seconds = since.as_secs().min(LAST_HTTP_DATE);
-    let http_date = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(seconds));
-    // `Thu, 07 May 2026 12:34:56 GMT`: weekday, day, month, year, time, zone.
-    let fields: Vec<&str> = http_date.split(' ').collect();
-    let [_, day, month, year, time, _] = fields.as_slice() else { return http_date };
-    let month = MONTHS.iter().position(|name| name == month).map_or(0, |index| index + 1);
-    format!("{year}-{month:02}-{day}T{time}.{:03}Z", since.subsec_millis())
+    humantime::format_rfc3339_millis(time.max(UNIX_EPOCH)).to_string()
 }
 
 #[cfg(test)]
