@@ -23,7 +23,8 @@ pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(120);
 /// When a request that failed for a transient reason is sent again.
 ///
 /// Transient: a connection error, a timeout or a reset (any [`TransportError`] except
-/// [`BodyTooLarge`](TransportErrorKind::BodyTooLarge)), and the HTTP statuses 408, 429, 500,
+/// [`BodyTooLarge`](TransportErrorKind::BodyTooLarge) and
+/// [`Unusable`](TransportErrorKind::Unusable)), and the HTTP statuses 408, 429, 500,
 /// 502, 503 and 504. Each retry waits an exponential backoff with full jitter (a uniformly random
 /// wait between zero and `initial_backoff × 2^(retry − 1)`, at most `max_backoff`); a 429 or 503
 /// that carries `Retry-After` waits what the service asks instead (capped by the engine's
@@ -82,9 +83,10 @@ impl RetryPolicy {
         matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
     }
 
-    /// Whether this transport failure is transient (all but an oversized body).
+    /// Whether this transport failure is transient (all but an oversized body and an unusable
+    /// transport).
     pub fn is_transient_error(error: &TransportError) -> bool {
-        error.kind() != TransportErrorKind::BodyTooLarge
+        !matches!(error.kind(), TransportErrorKind::BodyTooLarge | TransportErrorKind::Unusable)
     }
 
     /// Whether the server's `Retry-After` is honoured for this status (429 and 503).

@@ -30,6 +30,9 @@ pub enum TransportErrorKind {
     Timeout,
     /// The response body was larger than the configured limit.
     BodyTooLarge,
+    /// The transport cannot work as it is used (e.g. an async transport outside its runtime):
+    /// a programming error, never retried.
+    Unusable,
     /// Anything else (reset connection, protocol error, ...).
     Other,
 }
@@ -75,6 +78,7 @@ impl fmt::Display for TransportError {
             TransportErrorKind::Connect => "connection failed",
             TransportErrorKind::Timeout => "timed out",
             TransportErrorKind::BodyTooLarge => "response body too large",
+            TransportErrorKind::Unusable => "transport unusable here",
             TransportErrorKind::Other => "transport error",
         })
     }

@@ -40,7 +40,7 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::TokioExecutor;
@@ -56,31 +56,45 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default timeout to establish a connection (TCP and TLS): 10 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The connector `HyperClient::new` and the builder use: HTTP and HTTPS (rustls).
-pub type DefaultConnector = HttpsConnector<HttpConnector>;
-
 /// An [`AsyncHttpClient`] and [`AsyncTimer`] over hyper-util's pooled client on tokio.
 ///
 /// Clones share the connection pool. Build one with [`HyperClient::new`] (HTTP/1.1 and HTTP/2,
 /// HTTPS with the default roots) or [`HyperClient::builder`]; wrap a hyper-util client of your
-/// own with [`HyperClient::from_client`].
-pub struct HyperClient<C = DefaultConnector> {
-    inner: Arc<Inner<C>>,
+/// own with [`HyperClient::from_client`]. Used outside a tokio runtime, requests fail with a
+/// [`TransportErrorKind::Unusable`] error (never retried) instead of panicking.
+#[derive(Clone)]
+pub struct HyperClient {
+    inner: Arc<Inner>,
 }
 
-struct Inner<C> {
-    client: Client<C, Full<Bytes>>,
+struct Inner {
+    client: Box<dyn Exchange>,
     request_timeout: Option<Duration>,
     max_body: usize,
 }
 
-impl<C> Clone for HyperClient<C> {
-    fn clone(&self) -> Self {
-        HyperClient { inner: Arc::clone(&self.inner) }
+/// One request through a hyper-util client, whatever its connector (kept out of the public
+/// type so that `HyperClient` names no hyper-util type).
+trait Exchange: Send + Sync {
+    fn request(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> BoxFuture<'static, Result<Response<Incoming>, hyper_util::client::legacy::Error>>;
+}
+
+impl<C> Exchange for Client<C, Full<Bytes>>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    fn request(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> BoxFuture<'static, Result<Response<Incoming>, hyper_util::client::legacy::Error>> {
+        Box::pin(Client::request(self, request))
     }
 }
 
-impl<C> fmt::Debug for HyperClient<C> {
+impl fmt::Debug for HyperClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HyperClient")
             .field("request_timeout", &self.inner.request_timeout)
@@ -108,24 +122,27 @@ impl HyperClient {
             extra_roots: Vec::new(),
         }
     }
-}
 
-impl<C> HyperClient<C>
-where
-    C: Connect + Clone + Send + Sync + 'static,
-{
     /// Wraps a hyper-util client you built, with the default request timeout and body cap.
-    pub fn from_client(client: Client<C, Full<Bytes>>) -> Self {
+    pub fn from_client<C>(client: Client<C, Full<Bytes>>) -> Self
+    where
+        C: Connect + Clone + Send + Sync + 'static,
+    {
         Self::from_client_with(client, Some(DEFAULT_REQUEST_TIMEOUT), DEFAULT_MAX_BODY)
     }
 
     /// Wraps a hyper-util client you built, with this request timeout and body cap.
-    pub fn from_client_with(
+    pub fn from_client_with<C>(
         client: Client<C, Full<Bytes>>,
         request_timeout: Option<Duration>,
         max_body: usize,
-    ) -> Self {
-        HyperClient { inner: Arc::new(Inner { client, request_timeout, max_body }) }
+    ) -> Self
+    where
+        C: Connect + Clone + Send + Sync + 'static,
+    {
+        HyperClient {
+            inner: Arc::new(Inner { client: Box::new(client), request_timeout, max_body }),
+        }
     }
 
     async fn exchange(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
@@ -165,6 +182,15 @@ where
     }
 }
 
+/// The error of a request made outside a tokio runtime.
+fn no_runtime() -> TransportError {
+    TransportError::new(
+        TransportErrorKind::Unusable,
+        "lro-hyper needs a tokio runtime (with IO and time enabled), and none is running on \
+         this thread: drive the poller inside one, or use lro-blocking",
+    )
+}
+
 fn too_large(max: usize) -> TransportError {
     TransportError::new(
         TransportErrorKind::BodyTooLarge,
@@ -173,11 +199,11 @@ fn too_large(max: usize) -> TransportError {
 }
 
 #[async_trait::async_trait]
-impl<C> AsyncHttpClient for HyperClient<C>
-where
-    C: Connect + Clone + Send + Sync + 'static,
-{
+impl AsyncHttpClient for HyperClient {
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(no_runtime());
+        }
         match self.inner.request_timeout {
             None => self.exchange(request).await,
             Some(limit) => match tokio::time::timeout(limit, self.exchange(request)).await {
@@ -191,7 +217,7 @@ where
     }
 }
 
-impl<C: Send + Sync> AsyncTimer for HyperClient<C> {
+impl AsyncTimer for HyperClient {
     fn now(&self) -> Timestamp {
         TokioTimer.now()
     }
@@ -202,7 +228,8 @@ impl<C: Send + Sync> AsyncTimer for HyperClient<C> {
 }
 
 /// tokio's clock and sleep as an [`AsyncTimer`]. Its clock follows `tokio::time::pause`, so
-/// tests of pollers run in virtual time.
+/// tests of pollers run in virtual time. A sleep polled outside a tokio runtime does not panic:
+/// it waits on a thread of its own instead.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TokioTimer;
 
@@ -212,11 +239,30 @@ impl AsyncTimer for TokioTimer {
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
-        // tokio's timer cannot represent every Duration: sleep until the far future instead.
-        let deadline = tokio::time::Instant::now().checked_add(duration).unwrap_or_else(|| {
-            tokio::time::Instant::now() + Duration::from_secs(86_400 * 365 * 30)
-        });
-        Box::pin(tokio::time::sleep_until(deadline))
+        Box::pin(async move {
+            if tokio::runtime::Handle::try_current().is_err() {
+                return thread_sleep(duration).await;
+            }
+            // tokio's timer cannot represent every Duration: sleep until the far future instead.
+            let now = tokio::time::Instant::now();
+            let deadline = now
+                .checked_add(duration)
+                .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+            tokio::time::sleep_until(deadline).await;
+        })
+    }
+}
+
+/// A sleep for executors other than tokio's: a thread waits, then wakes the task (tokio's
+/// channels work on any executor).
+async fn thread_sleep(duration: Duration) {
+    let (done, wait) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new().name("lro-sleep".into()).spawn(move || {
+        std::thread::sleep(duration);
+        let _ = done.send(());
+    });
+    if spawned.is_ok() {
+        let _ = wait.await;
     }
 }
 

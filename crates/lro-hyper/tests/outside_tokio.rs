@@ -1,0 +1,71 @@
+//! lro-hyper used outside a tokio runtime (driven by another executor): a clear, typed error
+//! instead of tokio's "there is no reactor running" panic, and no retry of it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use lro_core::{
+    AsyncHttpClient, AsyncLroPoller, AsyncTimer, InitialResponse, LroError, TransportErrorKind,
+    deserialize,
+};
+use lro_hyper::{HyperClient, TokioTimer};
+use lro_strategies::LroBasePolling;
+
+/// A minimal executor that is not tokio: polls on this thread, parks until woken.
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_request_outside_tokio_is_an_unusable_transport_error() {
+    let client = HyperClient::new().expect("building needs no runtime");
+    let request = Request::get("http://127.0.0.1:9/op").body(Bytes::new()).unwrap();
+    let error = block_on(client.send(request)).expect_err("no runtime");
+    assert_eq!(error.kind(), TransportErrorKind::Unusable);
+    let cause = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
+    assert!(cause.contains("tokio runtime"), "{cause}");
+}
+
+#[test]
+fn a_poller_outside_tokio_fails_at_once_without_retrying() {
+    let head = Request::post("http://127.0.0.1:9/jobs").body(()).unwrap();
+    let mut first = http::Response::new(Bytes::new());
+    *first.status_mut() = http::StatusCode::ACCEPTED;
+    first.headers_mut().insert("operation-location", "http://127.0.0.1:9/op".parse().unwrap());
+    let poller = AsyncLroPoller::new(
+        Arc::new(HyperClient::new().unwrap()),
+        InitialResponse::from_exchange(&head, first),
+        deserialize::none(),
+        LroBasePolling::builder().build(),
+    )
+    .unwrap();
+    let error = block_on(poller.result(None)).expect_err("no runtime");
+    assert!(matches!(error, LroError::Transport(_)), "{error:?}");
+    assert_eq!(error.attempts(), Some(1), "an unusable transport is not retried");
+    assert!(error.chain().to_string().contains("tokio runtime"), "{}", error.chain());
+}
+
+#[test]
+fn a_tokio_timer_sleep_outside_tokio_still_waits_and_ends() {
+    // The timer's future falls back to a thread of its own instead of panicking.
+    block_on(TokioTimer.sleep(Duration::from_millis(5)));
+}
