@@ -135,6 +135,40 @@ fn http_interpretation(text: &str) -> Vec<(usize, &'static str, &str)> {
     hits
 }
 
+pub(crate) const LINT_GUARD: &str = "[lints] workspace = true in every member, and no crate root \
+     repeats #![forbid(unsafe_code)] or #![deny(missing_docs)] (declared once in [workspace.lints])";
+
+/// Lints are declared once, in `[workspace.lints]`, and every member inherits them.
+pub(crate) fn lint_guard(ctx: &Ctx) -> Result<Option<String>, Failure> {
+    let mut problems = Vec::new();
+    for manifest in member_manifests(ctx)? {
+        let text = read(&manifest)?;
+        let shown = manifest.strip_prefix(&ctx.root).unwrap_or(&manifest).display().to_string();
+        if toml_value(&text, "lints", "workspace").as_deref() != Some("true") {
+            problems.push(format!("{shown}: no `[lints] workspace = true`"));
+        }
+        let Some(dir) = manifest.parent() else { continue };
+        for root in ["src/lib.rs", "src/main.rs"] {
+            let path = dir.join(root);
+            let Ok(source) = fs::read_to_string(&path) else { continue };
+            for attribute in ["#![forbid(unsafe_code)]", "#![deny(missing_docs)]"] {
+                if source.lines().any(|line| line.trim() == attribute) {
+                    let shown = path.strip_prefix(&ctx.root).unwrap_or(&path).display().to_string();
+                    problems.push(format!("{shown} repeats {attribute}"));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(None)
+    } else {
+        for problem in &problems {
+            println!("    {problem}");
+        }
+        Err(Failure::check(format!("{} lint declaration problem(s)", problems.len())))
+    }
+}
+
 pub(crate) const MSRV: &str = "rust-version.workspace = true in every member; then \
      cargo +<rust-version> check --workspace --all-features if that toolchain is installed";
 

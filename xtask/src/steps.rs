@@ -23,6 +23,7 @@ pub(crate) const STEPS: &[Step] = &[
     Step::cargo("cargo-deny", &["deny", "--all-features", "check", "bans", "licenses", "sources"]).needs(CARGO_DENY).note(ADVISORIES_NOT_CHECKED),
     Step::check("dependency guard", checks::DEPENDENCY_GUARD, checks::dependency_guard),
     Step::check("driver guard", checks::DRIVER_GUARD, checks::driver_guard),
+    Step::check("lint guard", checks::LINT_GUARD, checks::lint_guard),
     Step::check("MSRV", checks::MSRV, checks::msrv),
 ];
 

@@ -18,8 +18,6 @@
 //! poller.result(None)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-#![forbid(unsafe_code)]
-#![deny(missing_docs)]
 
 use std::fmt;
 use std::sync::Arc;

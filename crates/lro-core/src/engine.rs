@@ -52,6 +52,9 @@ const CLIENT_REQUEST_ID: &str = "x-ms-client-request-id";
 // Returned once per step and consumed at once: boxing the request would cost an allocation per
 // poll for nothing.
 #[allow(clippy::large_enum_variant)]
+// Exhaustive on purpose: a driver must carry out every action, so a new kind of action is a
+// breaking change that no driver can miss behind a `_` arm.
+#[allow(clippy::exhaustive_enums)]
 pub enum Action {
     /// Send this request, then pass the outcome to [`Engine::handle_response`] or
     /// [`Engine::handle_transport_error`].

@@ -427,6 +427,7 @@ impl fmt::Debug for HttpResponseError {
 
 /// An error as a service describes it in an OData-style body.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServiceError {
     /// The service's error code (`"Conflict"`, `"InternalError"`, ...).
     pub code: Option<String>,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 /// This is the classification azure-core makes (`succeeded`, `failed` and `canceled` are
 /// terminal; every other word means "keep polling").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum StatusKind {
     /// Not finished: keep polling (`NotStarted`, `Running`, `Accepted`, unknown words, ...).
     InProgress,

@@ -152,6 +152,7 @@ impl Future for Gate {
 
 /// A request as the scripted transport saw it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SeenRequest {
     /// Method.
     pub method: Method,

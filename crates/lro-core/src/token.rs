@@ -8,6 +8,10 @@
 //! token's size in memory: the body copy azure-core keeps under `context` is skipped, saved
 //! progress is capped at [`MAX_PROGRESS_LEN`] and header maps at [`MAX_TOKEN_HEADERS`] entries.
 //!
+//! Everyday code needs only [`ContinuationToken`] (and a [`TokenKey`] to sign); the wire
+//! records ([`TokenState`], [`RequestRecord`], [`ResponseRecord`]) are for tools that inspect
+//! or build tokens, and stay in this module.
+//!
 //! With a [`TokenKey`], tokens are signed: the envelope gains a `"mac"` member, an HMAC-SHA256
 //! of the exact `data` bytes. Python azure-core ignores the member, so it still resumes signed
 //! tokens; this library refuses a token whose tag does not match before anything is sent.
@@ -200,6 +204,7 @@ impl ContinuationToken {
 /// Whether a token's content is vouched for by a signature, from
 /// [`ContinuationToken::decode_verified`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TokenIntegrity {
     /// The token carries no signature (Python azure-core's tokens, or ours made without a key).
     Unsigned,
@@ -266,7 +271,14 @@ pub struct TokenKey(Arc<[u8]>);
 /// A [`TokenKey`] shorter than [`TokenKey::MIN_LEN`] bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a token key must be at least 16 bytes long (got {0})")]
-pub struct KeyTooShort(pub usize);
+pub struct KeyTooShort(usize);
+
+impl KeyTooShort {
+    /// The length of the key that was refused.
+    pub fn key_len(&self) -> usize {
+        self.0
+    }
+}
 
 impl TokenKey {
     /// The shortest key accepted: 16 bytes (128 bits). Use random bytes, not a password.
@@ -344,6 +356,7 @@ impl<'de> Deserialize<'de> for ContinuationToken {
 /// The content of a version-1 token, as Python azure-core writes it, plus this library's
 /// optional `progress` (which Python ignores).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TokenState {
     /// The initial request (method, URL, allow-listed headers), if known.
     pub request: Option<RequestRecord>,
@@ -414,6 +427,7 @@ fn bounded_headers<'de, D: Deserializer<'de>>(
 
 /// The initial request inside a token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RequestRecord {
     /// HTTP method.
     pub method: String,
@@ -426,6 +440,7 @@ pub struct RequestRecord {
 
 /// The initial response inside a token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ResponseRecord {
     /// HTTP status code.
     pub status_code: u16,

@@ -181,6 +181,7 @@ const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 ///
 /// `instant` measures delays; `wall` resolves `Retry-After` HTTP dates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Timestamp {
     /// Monotonic time: delays and deadlines are measured with it.
     pub instant: Instant,
@@ -317,6 +318,7 @@ forward_timers!(&T, Arc<T>, Box<T>);
 
 /// The system clocks and real waiting: the blocking poller's default [`Timer`].
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(clippy::exhaustive_structs)] // a unit value, used as `SystemTimer`
 pub struct SystemTimer;
 
 impl Timer for SystemTimer {}

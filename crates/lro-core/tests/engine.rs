@@ -318,7 +318,7 @@ fn a_token_resumes_where_polling_had_got_to() {
 
 #[test]
 fn a_token_without_progress_resumes_from_the_initial_response() {
-    let state = lro_core::TokenState::new(&started("POST", ""), None);
+    let state = lro_core::token::TokenState::new(&started("POST", ""), None);
     let token = ContinuationToken::encode(&state).unwrap();
     let mut engine = Engine::resume(Monitor::default(), options(), &token).unwrap();
     assert_eq!(expect_get(engine.poll(t0())).uri(), OP);
@@ -326,7 +326,7 @@ fn a_token_without_progress_resumes_from_the_initial_response() {
 
 #[test]
 fn hostile_progress_in_a_token_is_rejected() {
-    let state = lro_core::TokenState::new(
+    let state = lro_core::token::TokenState::new(
         &started("POST", ""),
         Some(serde_json::json!({"polls": 1, "strategy": {"url": 42}})),
     );
@@ -334,8 +334,10 @@ fn hostile_progress_in_a_token_is_rejected() {
     let error = Engine::resume(Monitor::default(), options(), &token).expect_err("rejected");
     assert!(matches!(error, LroError::InvalidContinuationToken(_)), "{error:?}");
 
-    let state =
-        lro_core::TokenState::new(&started("POST", ""), Some(serde_json::json!({"polls": -1})));
+    let state = lro_core::token::TokenState::new(
+        &started("POST", ""),
+        Some(serde_json::json!({"polls": -1})),
+    );
     let token = ContinuationToken::encode(&state).unwrap();
     let error = Engine::resume(Monitor::default(), options(), &token).expect_err("rejected");
     assert!(matches!(error, LroError::InvalidContinuationToken(_)), "{error:?}");

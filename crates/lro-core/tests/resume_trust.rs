@@ -6,9 +6,9 @@
 mod support;
 
 use http::{HeaderName, HeaderValue};
+use lro_core::token::TokenState;
 use lro_core::{
     ContinuationToken, Engine, LroError, OriginPolicy, PollOptions, PollOptionsBuilder, TokenKey,
-    TokenState,
 };
 use support::{Monitor, started};
 

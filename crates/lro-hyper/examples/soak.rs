@@ -13,7 +13,6 @@
 //!
 //! The mock runs in a child process (this program with `--serve-mock`), so that the resident
 //! set measured is the client's alone: the mock's request log and counters grow by design.
-#![allow(clippy::print_stdout)]
 
 use std::process::ExitCode;
 use std::sync::Arc;

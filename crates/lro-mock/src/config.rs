@@ -8,6 +8,7 @@ use crate::retry_after::RetryAfter;
 
 /// How an operation moves from `NotStarted` to its terminal status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Progression {
     /// The first `n` polls of the operation's monitor answer an in-progress status (`NotStarted`
     /// for the first one, `Running` after that); poll `n + 1` and every later one answer the
@@ -20,6 +21,7 @@ pub enum Progression {
 
 /// The terminal status an operation ends with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Outcome {
     /// `Succeeded`.
     #[default]
@@ -61,6 +63,7 @@ impl FromStr for Outcome {
 /// and `Operation-Location: {base}/jobs/operations/{id}` on `POST /jobs`; the *location*
 /// header is `Location: {base}/operationResults/{id}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InitialHeaders {
     /// Only `Location` (`location`).
     Location,

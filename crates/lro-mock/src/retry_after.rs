@@ -11,6 +11,7 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// The delay hint the service puts on initial responses and in-progress polls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum RetryAfter {
     /// No delay header.
     #[default]

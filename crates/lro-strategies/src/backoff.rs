@@ -7,6 +7,7 @@ use lro_core::{DelayContext, DelayPolicy};
 
 /// How much randomness to add to each computed wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Jitter {
     /// None (the default: polls are not a retry storm, and Google's LRO clients agree).
     #[default]

@@ -9,6 +9,7 @@ use std::str::FromStr;
 /// Parsing is case-insensitive (`"Operation-Location"` works); azure-core compares the raw
 /// string case-sensitively and silently ignores other spellings — a deliberate difference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum FinalStateVia {
     /// The status monitor's own body is the result for POST (no final GET).
     AzureAsyncOperation,
@@ -41,7 +42,14 @@ impl fmt::Display for FinalStateVia {
 
 /// An unknown `final-state-via` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownFinalStateVia(pub String);
+pub struct UnknownFinalStateVia(String);
+
+impl UnknownFinalStateVia {
+    /// The value that was not recognised.
+    pub fn value(&self) -> &str {
+        &self.0
+    }
+}
 
 impl fmt::Display for UnknownFinalStateVia {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -18,8 +18,6 @@
 //!     .build::<serde_json::Value>();
 //! # let _ = method;
 //! ```
-#![forbid(unsafe_code)]
-#![deny(missing_docs)]
 
 /// `docs/strategies.md`, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -17,6 +17,7 @@ use lro_core::{InitialResponse, LroError, Strategy, StrategyPolling};
 /// # let _ = method;
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(clippy::exhaustive_structs)] // a unit value, used as `NoPolling`
 pub struct NoPolling;
 
 impl NoPolling {

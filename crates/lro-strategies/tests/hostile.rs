@@ -192,7 +192,7 @@ fn random_responses_never_panic_loop_or_leave_the_origin() {
         // Whatever happened, the state can be saved and read back.
         if let Ok(token) = engine.continuation_token() {
             assert!(
-                token.decode::<lro_core::TokenState>().is_ok(),
+                token.decode::<lro_core::token::TokenState>().is_ok(),
                 "case {case}: our own token reads back"
             );
         }

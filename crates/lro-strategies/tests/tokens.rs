@@ -18,10 +18,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use lro_core::test_util::ScriptedTransport;
+use lro_core::token::TokenState;
 use lro_core::{
     AsyncLroPoller, ContinuationToken, Deserializer, HttpClient, InitialResponse, LroError,
-    LroPoller, OriginPolicy, PollingMethod, RequestHead, Strategy, StrategyPolling, TokenState,
-    deserialize,
+    LroPoller, OriginPolicy, PollingMethod, RequestHead, Strategy, StrategyPolling, deserialize,
 };
 use lro_strategies::{ArmPolling, FinalStateVia, LroBasePolling, NoPolling};
 use serde::{Deserialize, Serialize};

@@ -25,6 +25,7 @@ pub struct CallbackId(u64);
 /// [`LroPoller::remove_done_callback`] was called after the operation completed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the operation is complete: its done callbacks have already run")]
+#[allow(clippy::exhaustive_structs)] // a marker: it will never carry anything
 pub struct AlreadyComplete;
 
 /// Drives a long-running operation on a background thread.

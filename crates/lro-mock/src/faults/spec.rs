@@ -18,6 +18,7 @@ const DEFAULT_429_RETRY_AFTER: RetryAfter = RetryAfter::Seconds(1);
 
 /// A kind of fault a [`FaultSpec`] can inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum FaultKind {
     /// `500` (spec key `500`).
     InternalServerError,
@@ -95,6 +96,7 @@ impl FaultKind {
 
 /// A fault that was injected into one response (see [`LogEntry::faults`](crate::LogEntry)).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Fault {
     /// Answered 500.
     InternalServerError,

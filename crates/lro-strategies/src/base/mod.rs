@@ -176,6 +176,7 @@ impl Strategy for LroBasePolling {
 /// # let _ = method;
 /// ```
 #[derive(Debug, Clone, Copy)]
+#[allow(clippy::exhaustive_structs)] // a name for a builder, never a value with fields
 pub struct ArmPolling;
 
 impl ArmPolling {
