@@ -26,26 +26,39 @@
 //!
 //! # Example
 //!
+//! A real operation: an ARM PUT through the blocking transport (`lro-blocking`) and azure-mgmt-core's
+//! polling algorithm (`lro-strategies`), here against the embedded mock service (`lro-mock`). The
+//! async poller is the same with `lro-hyper`, `InitialResponse::send_async` and `.await`.
+//!
 //! ```
 //! use std::sync::Arc;
-//! use lro_core::test_util::{ScriptedTransport, json_response, WithHeader, OperationLocationStrategy};
-//! use lro_core::{deserialize, InitialResponse, LroPoller, StrategyPolling};
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use lro_blocking::BlockingClient;
+//! use lro_core::{InitialResponse, LroPoller, deserialize};
+//! use lro_strategies::ArmPolling;
+//! # let mock = lro_mock::MockServer::start_blocking(lro_mock::MockConfig::builder().build())?;
+//! # let url = mock.url("/subscriptions/s/resourceGroups/g/providers/Mock.Widgets/widgets/w1");
 //!
-//! // A transport that answers from a script and keeps virtual time.
-//! let transport = Arc::new(ScriptedTransport::new());
-//! transport.push_get("http://svc/op", json_response(200, r#"{"status":"Running"}"#));
-//! transport.push_get("http://svc/op", json_response(200, r#"{"status":"Succeeded"}"#));
-//!
-//! let initial = InitialResponse::new(
-//!     ScriptedTransport::request_head("POST", "http://svc/jobs"),
-//!     json_response(202, "").with_header("operation-location", "http://svc/op"),
-//! );
-//! let method = StrategyPolling::new(OperationLocationStrategy::default());
-//! let poller = LroPoller::new(transport, initial, deserialize::json::<serde_json::Value>(), method)?;
-//! let body = poller.result(None)?;
-//! assert_eq!(body["status"], "Succeeded");
-//! # Ok::<(), lro_core::LroError>(())
+//! let client = Arc::new(BlockingClient::new()?);
+//! let request = http::Request::put(&url)
+//!     .header("content-type", "application/json")
+//!     .body(Bytes::from_static(br#"{"properties": {"size": 3}}"#))?;
+//! let initial = InitialResponse::send(&*client, request)?;
+//! let method = ArmPolling::builder().interval(Duration::from_millis(20)).build();
+//! let poller = LroPoller::new(client, initial, deserialize::json::<serde_json::Value>(), method)?;
+//! match poller.result(Some(Duration::from_secs(60))) {
+//!     Ok(widget) => assert_eq!(widget["properties"]["provisioningState"], "Succeeded"),
+//!     Err(error) => match error.continuation_token() {
+//!         Some(token) => eprintln!("{}; resume with {token}", error.chain()),
+//!         None => eprintln!("{}", error.chain()),
+//!     },
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Tests of code that uses pollers need no network: see [`test_util`] (feature `test-util`)
+//! for a scripted transport and a manual clock.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod delay;

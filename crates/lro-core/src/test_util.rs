@@ -3,6 +3,28 @@
 //!
 //! Nothing here touches the network or sleeps for real: [`ScriptedTransport`] answers from a
 //! script and its clock jumps forward whenever a poller waits, recording each wait.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use lro_core::test_util::{ScriptedTransport, json_response, WithHeader, OperationLocationStrategy};
+//! use lro_core::{deserialize, InitialResponse, LroPoller, StrategyPolling};
+//!
+//! // A transport that answers from a script and keeps virtual time.
+//! let transport = Arc::new(ScriptedTransport::new());
+//! transport.push_get("http://svc/op", json_response(200, r#"{"status":"Running"}"#));
+//! transport.push_get("http://svc/op", json_response(200, r#"{"status":"Succeeded"}"#));
+//!
+//! let initial = InitialResponse::new(
+//!     ScriptedTransport::request_head("POST", "http://svc/jobs"),
+//!     json_response(202, "").with_header("operation-location", "http://svc/op"),
+//! );
+//! let method = StrategyPolling::new(OperationLocationStrategy::default());
+//! let poller = LroPoller::new(transport.clone(), initial, deserialize::json::<serde_json::Value>(), method)?;
+//! assert_eq!(poller.result(None)?["status"], "Succeeded");
+//! assert_eq!(transport.sleeps(), [Duration::from_secs(30)]); // waited in virtual time
+//! # Ok::<(), lro_core::LroError>(())
+//! ```
 
 use std::collections::VecDeque;
 use std::future::Future;
