@@ -140,7 +140,7 @@ async fn failing(tour: &mut Tour, client: &Arc<HyperClient>) {
     match poller.await {
         Ok(_) => tour.check("the operation failed", false),
         Err(error) => {
-            println!("   error: {error}");
+            println!("   error: {}", error.chain());
             let token = error.continuation_token().map(ToString::to_string).unwrap_or_default();
             println!("   continuation token: {}…", token.chars().take(48).collect::<String>());
             tour.check(
