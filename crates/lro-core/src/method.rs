@@ -67,13 +67,20 @@ impl<'a> RunContext<'a> {
 
 /// A blocking polling method: azure-core's `PollingMethod` contract.
 ///
+/// **Prefer a [`Strategy`](crate::Strategy)** (and a [`DelayPolicy`](crate::DelayPolicy)) wrapped
+/// in [`StrategyPolling`](crate::StrategyPolling): written once, it works with both pollers, in
+/// a few dozen lines (`examples/custom_backoff.rs`). A method that implements this trait itself
+/// runs its own loop and gives up what the engine does for every request: the same-origin rule
+/// and the refusal of `user:password@` links, the cap and floor on waits, retries of transient
+/// faults, signed and trusted continuation tokens, the status and poll count the pollers report.
+/// It must also be written again for the async poller ([`AsyncPollingMethod`]).
+///
 /// The poller calls [`initialize`](PollingMethod::initialize) (or
 /// [`from_continuation_token`](PollingMethod::from_continuation_token)) once, then
 /// [`run`](PollingMethod::run) on a background thread unless [`finished`](PollingMethod::finished)
 /// is already true, and reads [`status`](PollingMethod::status) from other threads meanwhile.
 /// `run` on a finished method must return at once with the same outcome.
 ///
-/// See `examples/custom_backoff.rs` for a complete method written from scratch.
 pub trait PollingMethod<T>: Send + Sync {
     /// Prepares to poll the operation that `initial` started. Errors here are returned from
     /// the poller's constructor.
@@ -121,7 +128,9 @@ pub trait PollingMethod<T>: Send + Sync {
     }
 }
 
-/// An async polling method: azure-core's `AsyncPollingMethod` contract.
+/// An async polling method: azure-core's `AsyncPollingMethod` contract. The same advice as for
+/// [`PollingMethod`] holds: a [`Strategy`](crate::Strategy) keeps the engine's guarantees and
+/// serves both pollers.
 ///
 /// As [`PollingMethod`], with an async [`run`](AsyncPollingMethod::run) that sleeps through the
 /// [`AsyncTimer`] it is given. Dropping the `run` future stops polling; calling `run` again
