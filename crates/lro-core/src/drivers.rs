@@ -1,5 +1,6 @@
 //! [`StrategyPolling`]: any sans-IO [`Strategy`] as a [`PollingMethod`] and an
-//! [`AsyncPollingMethod`] — the two drivers of the [`Engine`].
+//! [`AsyncPollingMethod`]; [`StrategyOperation`]: the operation it becomes, and the two drivers
+//! of the [`Engine`].
 //!
 //! Each driver is the same short loop: ask the engine what to do, do it (send / sleep), feed
 //! the result back. The blocking loop blocks, the async loop awaits; neither looks at a status
@@ -18,22 +19,25 @@ use crate::deserialize::Deserializer;
 use crate::engine::{Action, Engine};
 use crate::error::LroError;
 use crate::initial::InitialResponse;
-use crate::method::{AsyncPollingMethod, PollingMethod, RunContext};
+use crate::method::{
+    AsyncOperation, AsyncPollingMethod, BlockingOperation, PollingMethod, RunContext,
+};
 use crate::options::PollOptions;
-use crate::status::{Status, StatusKind};
+use crate::status::Status;
 use crate::strategy::Strategy;
 use crate::token::ContinuationToken;
 use crate::transport::{AsyncHttpClient, AsyncTimer, HttpClient, Timestamp, TransportError};
 
 /// A polling method made of a sans-IO [`Strategy`] and [`PollOptions`]: works with the blocking
 /// [`LroPoller`](crate::LroPoller) (given an [`HttpClient`]) and the async
-/// [`AsyncLroPoller`](crate::AsyncLroPoller) (given an [`AsyncHttpClient`] and an
-/// [`AsyncTimer`]).
+/// [`AsyncLroPoller`](crate::AsyncLroPoller) (given an [`AsyncHttpClient`]).
 ///
-/// One instance drives one operation.
+/// One instance drives one operation: initializing it consumes it.
 pub struct StrategyPolling<S, T> {
-    state: Mutex<State<S, T>>,
+    strategy: S,
+    options: PollOptions,
     observer: Option<Observer>,
+    _resource: std::marker::PhantomData<fn() -> T>,
 }
 
 type Observer = Arc<dyn Fn(&PollEvent) + Send + Sync>;
@@ -64,20 +68,6 @@ impl PollEvent {
     }
 }
 
-// One per operation, so the size difference between variants does not matter.
-#[allow(clippy::large_enum_variant)]
-enum State<S, T> {
-    Configured(S, PollOptions),
-    Running { engine: Engine<S>, client: Client, deserializer: Deserializer<T> },
-    Vacant,
-}
-
-#[derive(Clone)]
-enum Client {
-    Blocking(Arc<dyn HttpClient>),
-    Async(Arc<dyn AsyncHttpClient>),
-}
-
 impl<S: Strategy, T> StrategyPolling<S, T> {
     /// Polls with `strategy` and default [`PollOptions`] (azure-core's behaviour).
     pub fn new(strategy: S) -> Self {
@@ -86,7 +76,7 @@ impl<S: Strategy, T> StrategyPolling<S, T> {
 
     /// Polls with `strategy` and `options`.
     pub fn with_options(strategy: S, options: PollOptions) -> Self {
-        StrategyPolling { state: Mutex::new(State::Configured(strategy, options)), observer: None }
+        StrategyPolling { strategy, options, observer: None, _resource: std::marker::PhantomData }
     }
 
     /// Calls `observer` after the initial response and after every answered poll, from the
@@ -105,108 +95,101 @@ impl<S: Strategy, T> StrategyPolling<S, T> {
         self
     }
 
+    /// The operation, for a client of kind `C`, once the engine has started.
+    fn operation<C>(
+        self,
+        client: C,
+        deserializer: Deserializer<T>,
+        start: impl FnOnce(S, PollOptions) -> Result<Engine<S>, LroError>,
+    ) -> Result<StrategyOperation<S, T, C>, LroError> {
+        let engine = start(self.strategy, self.options)?;
+        let operation = StrategyOperation {
+            engine: Mutex::new(engine),
+            client,
+            deserializer,
+            observer: self.observer,
+        };
+        operation.notify(operation.event());
+        Ok(operation)
+    }
+}
+
+/// An operation being polled by a [`StrategyPolling`]: the [`Engine`], the client of the
+/// poller's kind (`C`), the deserializer. The blocking driver is its [`BlockingOperation`]
+/// implementation (for `C = Arc<dyn HttpClient>`), the async one its [`AsyncOperation`]
+/// implementation (for `C = Arc<dyn AsyncHttpClient>`).
+pub struct StrategyOperation<S, T, C> {
+    engine: Mutex<Engine<S>>,
+    client: C,
+    deserializer: Deserializer<T>,
+    observer: Option<Observer>,
+}
+
+impl<S: Strategy, T, C> StrategyOperation<S, T, C> {
+    /// The latest status.
+    pub fn status(&self) -> Status {
+        self.lock().status().clone()
+    }
+
+    /// Whether polling is over.
+    pub fn finished(&self) -> bool {
+        self.lock().finished()
+    }
+
+    /// How many polls (status polls and final GET) have been answered.
+    pub fn polls(&self) -> u32 {
+        self.lock().polls()
+    }
+
+    /// A token to resume the operation.
+    pub fn continuation_token(&self) -> Result<ContinuationToken, LroError> {
+        self.lock().continuation_token()
+    }
+
+    /// The latest response (the final one once the operation succeeded).
+    pub fn latest_response(&self) -> Response<Bytes> {
+        self.lock().latest_response().clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Engine<S>> {
+        self.engine.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn event(&self) -> Option<PollEvent> {
+        self.observer.as_ref().map(|_| PollEvent::of(&self.lock()))
+    }
+
     fn notify(&self, event: Option<PollEvent>) {
         if let (Some(observer), Some(event)) = (&self.observer, event) {
             observer(&event);
         }
     }
 
-    /// The latest status; `NotStarted` before initialization.
-    pub fn status(&self) -> Status {
-        match &*self.lock() {
-            State::Running { engine, .. } => engine.status().clone(),
-            _ => Status::new("NotStarted", StatusKind::InProgress),
-        }
-    }
-
-    /// Whether polling is over.
-    pub fn finished(&self) -> bool {
-        matches!(&*self.lock(), State::Running { engine, .. } if engine.finished())
-    }
-
-    /// How many polls (status polls and final GET) have been answered.
-    pub fn polls(&self) -> u32 {
-        match &*self.lock() {
-            State::Running { engine, .. } => engine.polls(),
-            _ => 0,
-        }
-    }
-
-    /// A token to resume the operation.
-    pub fn continuation_token(&self) -> Result<ContinuationToken, LroError> {
-        match &*self.lock() {
-            State::Running { engine, .. } => engine.continuation_token(),
-            _ => Err(not_initialized()),
-        }
-    }
-
-    /// The latest response (the final one once the operation succeeded).
-    pub fn latest_response(&self) -> Option<Response<Bytes>> {
-        match &*self.lock() {
-            State::Running { engine, .. } => Some(engine.latest_response().clone()),
-            _ => None,
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State<S, T>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn setup(
-        &mut self,
-        client: Client,
-        deserializer: Deserializer<T>,
-        start: impl FnOnce(S, PollOptions) -> Result<Engine<S>, LroError>,
-    ) -> Result<(), LroError> {
-        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        let State::Configured(strategy, options) = std::mem::replace(state, State::Vacant) else {
-            return Err(LroError::policy(
-                "this polling method was already initialized; use a new one per operation",
-            ));
-        };
-        let engine = start(strategy, options)?;
-        let event = self.observer.as_ref().map(|_| PollEvent::of(&engine));
-        *state = State::Running { engine, client, deserializer };
-        self.notify(event);
-        Ok(())
-    }
-
-    /// The engine's next action, and the client to carry it out with.
-    fn next(&self, now: Timestamp) -> Result<(Action, Client), LroError> {
-        match &mut *self.lock() {
-            State::Running { engine, client, .. } => Ok((engine.poll(now), client.clone())),
-            _ => Err(not_initialized()),
-        }
+    /// The engine's next action.
+    fn next(&self, now: Timestamp) -> Action {
+        self.lock().poll(now)
     }
 
     fn feed(&self, now: Timestamp, result: Result<Response<Bytes>, TransportError>) {
-        let event = match &mut *self.lock() {
-            State::Running { engine, .. } => {
-                match result {
-                    Ok(response) => engine.handle_response(now, response),
-                    Err(error) => engine.handle_transport_error(now, error),
-                }
-                self.observer.as_ref().map(|_| PollEvent::of(engine))
+        let event = {
+            let mut engine = self.lock();
+            match result {
+                Ok(response) => engine.handle_response(now, response),
+                Err(error) => engine.handle_transport_error(now, error),
             }
-            _ => None,
+            self.observer.as_ref().map(|_| PollEvent::of(&engine))
         };
-        // Outside the lock: the observer may read the method's status.
+        // Outside the lock: the observer may read the operation's status.
         self.notify(event);
     }
 
     fn outcome(&self) -> Result<(), LroError> {
-        match &*self.lock() {
-            State::Running { engine, .. } => engine.outcome().map(|_| ()).map_err(Clone::clone),
-            _ => Err(not_initialized()),
-        }
+        self.lock().outcome().map(|_| ()).map_err(Clone::clone)
     }
 
     fn deserialize(&self) -> Result<T, LroError> {
-        let guard = self.lock();
-        let State::Running { engine, deserializer, .. } = &*guard else {
-            return Err(not_initialized());
-        };
-        deserializer(engine.latest_response()).map_err(|e| {
+        let engine = self.lock();
+        (self.deserializer)(engine.latest_response()).map_err(|e| {
             let error = LroError::decode("the deserialization callback failed", Some(e));
             match engine.continuation_token() {
                 Ok(token) => error.with_continuation_token(token),
@@ -216,46 +199,50 @@ impl<S: Strategy, T> StrategyPolling<S, T> {
     }
 }
 
-fn not_initialized() -> LroError {
-    LroError::policy("the polling method was not initialized")
-}
+impl<S: Strategy + 'static, T: 'static> PollingMethod<T> for StrategyPolling<S, T> {
+    type Operation = StrategyOperation<S, T, Arc<dyn HttpClient>>;
 
-fn wrong_client() -> LroError {
-    LroError::policy("the polling method was initialized with the other kind of client")
-}
-
-impl<S: Strategy, T> PollingMethod<T> for StrategyPolling<S, T> {
     fn initialize(
-        &mut self,
+        self,
         client: Arc<dyn HttpClient>,
         initial: InitialResponse,
         deserializer: Deserializer<T>,
-    ) -> Result<(), LroError> {
-        self.setup(Client::Blocking(client), deserializer, |s, o| Engine::start(s, o, initial))
+    ) -> Result<Self::Operation, LroError> {
+        self.operation(client, deserializer, |s, o| Engine::start(s, o, initial))
     }
 
+    fn from_continuation_token(
+        self,
+        client: Arc<dyn HttpClient>,
+        token: &ContinuationToken,
+        deserializer: Deserializer<T>,
+    ) -> Result<Self::Operation, LroError> {
+        self.operation(client, deserializer, |s, o| Engine::resume(s, o, token))
+    }
+}
+
+impl<S: Strategy, T> BlockingOperation<T> for StrategyOperation<S, T, Arc<dyn HttpClient>> {
     /// The blocking driver.
     fn run(&self, ctx: &RunContext<'_>) -> Result<(), LroError> {
         loop {
-            match self.next(ctx.now())? {
-                (Action::SendRequest(request), Client::Blocking(client)) => {
+            match self.next(ctx.now()) {
+                Action::SendRequest(request) => {
                     ctx.check()?;
-                    let result = client.send(request);
+                    let result = self.client.send(request);
                     self.feed(ctx.now(), result);
                 }
-                (Action::SendRequest(_), Client::Async(_)) => return Err(wrong_client()),
-                (Action::Wait(delay), _) => ctx.sleep(delay)?,
-                (Action::Done, _) => return self.outcome(),
+                Action::Wait(delay) => ctx.sleep(delay)?,
+                Action::Done => return self.outcome(),
             }
         }
     }
 
     fn status(&self) -> Status {
-        StrategyPolling::status(self)
+        StrategyOperation::status(self)
     }
 
     fn finished(&self) -> bool {
-        StrategyPolling::finished(self)
+        StrategyOperation::finished(self)
     }
 
     fn resource(&self) -> Result<T, LroError> {
@@ -263,61 +250,64 @@ impl<S: Strategy, T> PollingMethod<T> for StrategyPolling<S, T> {
     }
 
     fn polls(&self) -> u32 {
-        StrategyPolling::polls(self)
+        StrategyOperation::polls(self)
     }
 
     fn continuation_token(&self) -> Result<ContinuationToken, LroError> {
-        StrategyPolling::continuation_token(self)
+        StrategyOperation::continuation_token(self)
+    }
+}
+
+impl<S: Strategy + 'static, T: 'static> AsyncPollingMethod<T> for StrategyPolling<S, T> {
+    type Operation = StrategyOperation<S, T, Arc<dyn AsyncHttpClient>>;
+
+    fn initialize(
+        self,
+        client: Arc<dyn AsyncHttpClient>,
+        initial: InitialResponse,
+        deserializer: Deserializer<T>,
+    ) -> Result<Self::Operation, LroError> {
+        self.operation(client, deserializer, |s, o| Engine::start(s, o, initial))
     }
 
     fn from_continuation_token(
-        &mut self,
-        client: Arc<dyn HttpClient>,
+        self,
+        client: Arc<dyn AsyncHttpClient>,
         token: &ContinuationToken,
         deserializer: Deserializer<T>,
-    ) -> Result<(), LroError> {
-        self.setup(Client::Blocking(client), deserializer, |s, o| Engine::resume(s, o, token))
+    ) -> Result<Self::Operation, LroError> {
+        self.operation(client, deserializer, |s, o| Engine::resume(s, o, token))
     }
 }
 
 #[async_trait::async_trait]
-impl<S: Strategy, T> AsyncPollingMethod<T> for StrategyPolling<S, T> {
-    fn initialize(
-        &mut self,
-        client: Arc<dyn AsyncHttpClient>,
-        initial: InitialResponse,
-        deserializer: Deserializer<T>,
-    ) -> Result<(), LroError> {
-        self.setup(Client::Async(client), deserializer, |s, o| Engine::start(s, o, initial))
-    }
-
+impl<S: Strategy, T> AsyncOperation<T> for StrategyOperation<S, T, Arc<dyn AsyncHttpClient>> {
     /// The async driver.
     async fn run(&self, timer: &dyn AsyncTimer) -> Result<(), LroError> {
         let mut sent = false;
         loop {
-            match self.next(timer.now())? {
-                (Action::SendRequest(request), Client::Async(client)) => {
+            match self.next(timer.now()) {
+                Action::SendRequest(request) => {
                     // Let the runtime run other tasks (and a surrounding timeout fire) between
                     // requests, even when the transport answers without ever being pending.
                     if std::mem::replace(&mut sent, true) {
                         YieldOnce::default().await;
                     }
-                    let result = client.send(request).await;
+                    let result = self.client.send(request).await;
                     self.feed(timer.now(), result);
                 }
-                (Action::SendRequest(_), Client::Blocking(_)) => return Err(wrong_client()),
-                (Action::Wait(delay), _) => timer.sleep(delay).await,
-                (Action::Done, _) => return self.outcome(),
+                Action::Wait(delay) => timer.sleep(delay).await,
+                Action::Done => return self.outcome(),
             }
         }
     }
 
     fn status(&self) -> Status {
-        StrategyPolling::status(self)
+        StrategyOperation::status(self)
     }
 
     fn finished(&self) -> bool {
-        StrategyPolling::finished(self)
+        StrategyOperation::finished(self)
     }
 
     fn resource(&self) -> Result<T, LroError> {
@@ -325,40 +315,28 @@ impl<S: Strategy, T> AsyncPollingMethod<T> for StrategyPolling<S, T> {
     }
 
     fn polls(&self) -> u32 {
-        StrategyPolling::polls(self)
+        StrategyOperation::polls(self)
     }
 
     fn continuation_token(&self) -> Result<ContinuationToken, LroError> {
-        StrategyPolling::continuation_token(self)
-    }
-
-    fn from_continuation_token(
-        &mut self,
-        client: Arc<dyn AsyncHttpClient>,
-        token: &ContinuationToken,
-        deserializer: Deserializer<T>,
-    ) -> Result<(), LroError> {
-        self.setup(Client::Async(client), deserializer, |s, o| Engine::resume(s, o, token))
+        StrategyOperation::continuation_token(self)
     }
 }
 
 impl<S: Strategy, T> fmt::Debug for StrategyPolling<S, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        match &*state {
-            State::Configured(strategy, _) => f
-                .debug_struct("StrategyPolling")
-                .field("strategy", strategy)
-                .field("state", &"configured")
-                .finish(),
-            State::Running { engine, .. } => f
-                .debug_struct("StrategyPolling")
-                .field("strategy", engine.strategy())
-                .field("status", engine.status())
-                .field("finished", &engine.finished())
-                .finish(),
-            State::Vacant => f.write_str("StrategyPolling(vacant)"),
-        }
+        f.debug_struct("StrategyPolling").field("strategy", &self.strategy).finish_non_exhaustive()
+    }
+}
+
+impl<S: Strategy, T, C> fmt::Debug for StrategyOperation<S, T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let engine = self.lock();
+        f.debug_struct("StrategyOperation")
+            .field("strategy", engine.strategy())
+            .field("status", engine.status())
+            .field("finished", &engine.finished())
+            .finish_non_exhaustive()
     }
 }
 

@@ -17,7 +17,7 @@
 //! | layer | blocking | async | decides |
 //! |---|---|---|---|
 //! | poller | [`LroPoller`] | [`AsyncLroPoller`] | threads, waiting, timeouts, callbacks |
-//! | polling method | [`PollingMethod`] | [`AsyncPollingMethod`] | the loop (write your own, or use [`StrategyPolling`]) |
+//! | polling method | [`PollingMethod`] → [`BlockingOperation`] | [`AsyncPollingMethod`] → [`AsyncOperation`] | the loop (use [`StrategyPolling`], or write your own) |
 //! | engine | [`Engine`] | (same) | when to poll, wait, stop; limits; trust; tokens |
 //! | strategy | [`Strategy`] | (same) | status, polling URL, final GET |
 //!
@@ -90,14 +90,16 @@ struct ArchitectureDoctests;
 
 pub use delay::{DelayContext, DelayPolicy, FixedInterval};
 pub use deserialize::Deserializer;
-pub use drivers::{PollEvent, StrategyPolling};
+pub use drivers::{PollEvent, StrategyOperation, StrategyPolling};
 pub use engine::{Action, Engine};
 pub use error::{
     DecodeError, ErrorChain, HttpResponseError, LroError, MAX_ERROR_BODY, PolicyError,
     ServiceError, StoppedError, TimeoutError, TransportFailure,
 };
 pub use initial::{InitialResponse, RequestHead};
-pub use method::{AsyncPollingMethod, PollingMethod, RunContext};
+pub use method::{
+    AsyncOperation, AsyncPollingMethod, BlockingOperation, PollingMethod, RunContext,
+};
 pub use options::{
     DEFAULT_MAX_DELAY, DEFAULT_MIN_DELAY, OriginPolicy, PollOptions, PollOptionsBuilder,
     is_credential,

@@ -1,14 +1,40 @@
 //! The polling-method contracts of azure-core, in Rust: [`PollingMethod`] and
 //! [`AsyncPollingMethod`].
 //!
-//! A poller owns a polling method and asks it to [`run`](PollingMethod::run) the operation to
-//! its end. Built-in methods are [`StrategyPolling`](crate::StrategyPolling) over a sans-IO
-//! [`Strategy`](crate::Strategy); users may implement these traits directly.
+//! A polling method is a configuration. A poller *initializes* it — consuming it — with a client
+//! of its own kind and the initial response (or a continuation token), which gives an
+//! *operation*: [`BlockingOperation`] for [`LroPoller`](crate::LroPoller),
+//! [`AsyncOperation`] for [`AsyncLroPoller`](crate::AsyncLroPoller). The poller then asks the
+//! operation to [`run`](BlockingOperation::run) to its end, reading its status meanwhile. A
+//! method initialized for one kind of client can never be driven by the other poller: the types
+//! do not fit, so the mistake does not compile; and nothing half-initialized is ever visible.
 //!
-//! Differences from Python, all for Rust's sake: methods take `&self` (so a poller can read the
-//! status while another thread runs the method — implementations use interior mutability);
-//! `run` receives the time source; and `from_continuation_token` initializes the method in place
-//! instead of returning a tuple.
+//! ```compile_fail,E0277
+//! use std::sync::Arc;
+//! use lro_core::test_util::{ScriptedTransport, json_response, OperationLocationStrategy};
+//! use lro_core::{AsyncOperation, HttpClient, InitialResponse, PollingMethod, StrategyPolling, deserialize};
+//!
+//! let client: Arc<dyn HttpClient> = Arc::new(ScriptedTransport::new());
+//! let initial = InitialResponse::new(
+//!     ScriptedTransport::request_head("POST", "http://svc/jobs"),
+//!     json_response(202, ""),
+//! );
+//! let method = StrategyPolling::new(OperationLocationStrategy::default());
+//! // Initialized with a blocking client...
+//! let operation = PollingMethod::initialize(method, client, initial, deserialize::none())?;
+//! // ...it is not an async operation: the async poller cannot drive it.
+//! fn drive_async<O: AsyncOperation<()>>(_: &O) {}
+//! drive_async(&operation);
+//! # Ok::<(), lro_core::LroError>(())
+//! ```
+//!
+//! Built-in methods are [`StrategyPolling`](crate::StrategyPolling) over a sans-IO
+//! [`Strategy`](crate::Strategy) — the way to write a custom method once for both pollers.
+//!
+//! Differences from Python, all for Rust's sake: `initialize` and `from_continuation_token`
+//! return the operation instead of mutating the method (or returning a tuple); operations take
+//! `&self` (so a poller reads the status while another thread runs them); `run` receives the
+//! time source.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +46,7 @@ use crate::status::Status;
 use crate::token::ContinuationToken;
 use crate::transport::{AsyncHttpClient, AsyncTimer, HttpClient, Interrupt, Timer, Timestamp};
 
-/// What a blocking [`PollingMethod::run`] receives: the clock, and a wait that the poller can
+/// What a blocking [`BlockingOperation::run`] receives: the clock, and a wait that the poller can
 /// interrupt.
 #[derive(Clone, Copy)]
 pub struct RunContext<'a> {
@@ -65,32 +91,52 @@ impl<'a> RunContext<'a> {
     }
 }
 
-/// A blocking polling method: azure-core's `PollingMethod` contract.
+/// A blocking polling method: azure-core's `PollingMethod` contract, for [`LroPoller`](crate::LroPoller).
 ///
 /// **Prefer a [`Strategy`](crate::Strategy)** (and a [`DelayPolicy`](crate::DelayPolicy)) wrapped
 /// in [`StrategyPolling`](crate::StrategyPolling): written once, it works with both pollers, in
 /// a few dozen lines (`examples/custom_backoff.rs`). A method that implements this trait itself
 /// runs its own loop and gives up what the engine does for every request: the same-origin rule
 /// and the refusal of `user:password@` links, the cap and floor on waits, retries of transient
-/// faults, signed and trusted continuation tokens, the status and poll count the pollers report.
-/// It must also be written again for the async poller ([`AsyncPollingMethod`]).
-///
-/// The poller calls [`initialize`](PollingMethod::initialize) (or
-/// [`from_continuation_token`](PollingMethod::from_continuation_token)) once, then
-/// [`run`](PollingMethod::run) on a background thread unless [`finished`](PollingMethod::finished)
-/// is already true, and reads [`status`](PollingMethod::status) from other threads meanwhile.
-/// `run` on a finished method must return at once with the same outcome.
-///
-pub trait PollingMethod<T>: Send + Sync {
-    /// Prepares to poll the operation that `initial` started. Errors here are returned from
-    /// the poller's constructor.
+/// faults, signed and trusted continuation tokens. It must also be written again for the async
+/// poller ([`AsyncPollingMethod`]).
+pub trait PollingMethod<T>: Send {
+    /// The running operation this method becomes once initialized.
+    type Operation: BlockingOperation<T> + 'static;
+
+    /// Starts polling the operation that `initial` started. Errors here are returned from the
+    /// poller's constructor.
     fn initialize(
-        &mut self,
+        self,
         client: Arc<dyn HttpClient>,
         initial: InitialResponse,
         deserializer: Deserializer<T>,
-    ) -> Result<(), LroError>;
+    ) -> Result<Self::Operation, LroError>;
 
+    /// Resumes polling the operation saved in `token`, instead of
+    /// [`initialize`](PollingMethod::initialize). Default: not supported.
+    #[allow(clippy::wrong_self_convention)] // azure-core's name, kept for recognition
+    fn from_continuation_token(
+        self,
+        client: Arc<dyn HttpClient>,
+        token: &ContinuationToken,
+        deserializer: Deserializer<T>,
+    ) -> Result<Self::Operation, LroError>
+    where
+        Self: Sized,
+    {
+        let _ = (client, token, deserializer);
+        Err(unsupported_token())
+    }
+}
+
+/// An operation being polled by a blocking method (see [`PollingMethod`]).
+///
+/// The poller calls [`run`](BlockingOperation::run) on a background thread unless
+/// [`finished`](BlockingOperation::finished) is already true, and reads
+/// [`status`](BlockingOperation::status) from other threads meanwhile. `run` on a finished
+/// operation must return at once with the same outcome.
+pub trait BlockingOperation<T>: Send + Sync {
     /// Polls until the operation ends (or `ctx` says to stop).
     fn run(&self, ctx: &RunContext<'_>) -> Result<(), LroError>;
 
@@ -113,38 +159,46 @@ pub trait PollingMethod<T>: Send + Sync {
     fn continuation_token(&self) -> Result<ContinuationToken, LroError> {
         Err(unsupported_token())
     }
+}
 
-    /// Prepares to poll the operation saved in `token`, instead of
-    /// [`initialize`](PollingMethod::initialize). Default: not supported.
+/// An async polling method: azure-core's `AsyncPollingMethod` contract, for
+/// [`AsyncLroPoller`](crate::AsyncLroPoller). The same advice as for [`PollingMethod`] holds:
+/// a [`Strategy`](crate::Strategy) keeps the engine's guarantees and serves both pollers.
+pub trait AsyncPollingMethod<T>: Send {
+    /// The running operation this method becomes once initialized.
+    type Operation: AsyncOperation<T> + 'static;
+
+    /// Starts polling the operation that `initial` started.
+    fn initialize(
+        self,
+        client: Arc<dyn AsyncHttpClient>,
+        initial: InitialResponse,
+        deserializer: Deserializer<T>,
+    ) -> Result<Self::Operation, LroError>;
+
+    /// Resumes polling the operation saved in `token`. Default: not supported.
     #[allow(clippy::wrong_self_convention)] // azure-core's name, kept for recognition
     fn from_continuation_token(
-        &mut self,
-        client: Arc<dyn HttpClient>,
+        self,
+        client: Arc<dyn AsyncHttpClient>,
         token: &ContinuationToken,
         deserializer: Deserializer<T>,
-    ) -> Result<(), LroError> {
+    ) -> Result<Self::Operation, LroError>
+    where
+        Self: Sized,
+    {
         let _ = (client, token, deserializer);
         Err(unsupported_token())
     }
 }
 
-/// An async polling method: azure-core's `AsyncPollingMethod` contract. The same advice as for
-/// [`PollingMethod`] holds: a [`Strategy`](crate::Strategy) keeps the engine's guarantees and
-/// serves both pollers.
+/// An operation being polled by an async method (see [`AsyncPollingMethod`]).
 ///
-/// As [`PollingMethod`], with an async [`run`](AsyncPollingMethod::run) that sleeps through the
+/// As [`BlockingOperation`], with an async [`run`](AsyncOperation::run) that sleeps through the
 /// [`AsyncTimer`] it is given. Dropping the `run` future stops polling; calling `run` again
 /// continues where it stopped.
 #[async_trait::async_trait]
-pub trait AsyncPollingMethod<T>: Send + Sync {
-    /// Prepares to poll the operation that `initial` started.
-    fn initialize(
-        &mut self,
-        client: Arc<dyn AsyncHttpClient>,
-        initial: InitialResponse,
-        deserializer: Deserializer<T>,
-    ) -> Result<(), LroError>;
-
+pub trait AsyncOperation<T>: Send + Sync {
     /// Polls until the operation ends.
     async fn run(&self, timer: &dyn AsyncTimer) -> Result<(), LroError>;
 
@@ -157,8 +211,7 @@ pub trait AsyncPollingMethod<T>: Send + Sync {
     /// The deserialized resource from the latest response.
     fn resource(&self) -> Result<T, LroError>;
 
-    /// How many polls (status polls and final GET) have been answered, for progress and error
-    /// reports. Default: 0 (unknown).
+    /// How many polls (status polls and final GET) have been answered. Default: 0 (unknown).
     fn polls(&self) -> u32 {
         0
     }
@@ -167,33 +220,13 @@ pub trait AsyncPollingMethod<T>: Send + Sync {
     fn continuation_token(&self) -> Result<ContinuationToken, LroError> {
         Err(unsupported_token())
     }
-
-    /// Prepares to poll the operation saved in `token`. Default: not supported.
-    #[allow(clippy::wrong_self_convention)] // azure-core's name, kept for recognition
-    fn from_continuation_token(
-        &mut self,
-        client: Arc<dyn AsyncHttpClient>,
-        token: &ContinuationToken,
-        deserializer: Deserializer<T>,
-    ) -> Result<(), LroError> {
-        let _ = (client, token, deserializer);
-        Err(unsupported_token())
-    }
 }
 
 fn unsupported_token() -> LroError {
     LroError::invalid_token("this polling method does not support continuation tokens")
 }
 
-impl<T, M: PollingMethod<T> + ?Sized> PollingMethod<T> for Box<M> {
-    fn initialize(
-        &mut self,
-        client: Arc<dyn HttpClient>,
-        initial: InitialResponse,
-        deserializer: Deserializer<T>,
-    ) -> Result<(), LroError> {
-        (**self).initialize(client, initial, deserializer)
-    }
+impl<T, O: BlockingOperation<T> + ?Sized> BlockingOperation<T> for Box<O> {
     fn run(&self, ctx: &RunContext<'_>) -> Result<(), LroError> {
         (**self).run(ctx)
     }
@@ -212,26 +245,10 @@ impl<T, M: PollingMethod<T> + ?Sized> PollingMethod<T> for Box<M> {
     fn continuation_token(&self) -> Result<ContinuationToken, LroError> {
         (**self).continuation_token()
     }
-    fn from_continuation_token(
-        &mut self,
-        client: Arc<dyn HttpClient>,
-        token: &ContinuationToken,
-        deserializer: Deserializer<T>,
-    ) -> Result<(), LroError> {
-        (**self).from_continuation_token(client, token, deserializer)
-    }
 }
 
 #[async_trait::async_trait]
-impl<T, M: AsyncPollingMethod<T> + ?Sized> AsyncPollingMethod<T> for Box<M> {
-    fn initialize(
-        &mut self,
-        client: Arc<dyn AsyncHttpClient>,
-        initial: InitialResponse,
-        deserializer: Deserializer<T>,
-    ) -> Result<(), LroError> {
-        (**self).initialize(client, initial, deserializer)
-    }
+impl<T, O: AsyncOperation<T> + ?Sized> AsyncOperation<T> for Box<O> {
     async fn run(&self, timer: &dyn AsyncTimer) -> Result<(), LroError> {
         (**self).run(timer).await
     }
@@ -249,13 +266,5 @@ impl<T, M: AsyncPollingMethod<T> + ?Sized> AsyncPollingMethod<T> for Box<M> {
     }
     fn continuation_token(&self) -> Result<ContinuationToken, LroError> {
         (**self).continuation_token()
-    }
-    fn from_continuation_token(
-        &mut self,
-        client: Arc<dyn AsyncHttpClient>,
-        token: &ContinuationToken,
-        deserializer: Deserializer<T>,
-    ) -> Result<(), LroError> {
-        (**self).from_continuation_token(client, token, deserializer)
     }
 }

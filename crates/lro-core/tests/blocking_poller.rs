@@ -294,14 +294,18 @@ fn dropping_the_poller_never_waits_for_a_request_in_flight() {
 struct Panics;
 
 impl PollingMethod<()> for Panics {
+    type Operation = Panics;
     fn initialize(
-        &mut self,
+        self,
         _: Arc<dyn HttpClient>,
         _: lro_core::InitialResponse,
         _: lro_core::Deserializer<()>,
-    ) -> Result<(), LroError> {
-        Ok(())
+    ) -> Result<Panics, LroError> {
+        Ok(self)
     }
+}
+
+impl lro_core::BlockingOperation<()> for Panics {
     fn run(&self, _: &lro_core::RunContext<'_>) -> Result<(), LroError> {
         panic!("bug in a custom method")
     }

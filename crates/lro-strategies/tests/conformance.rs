@@ -11,9 +11,9 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use lro_core::test_util::{ManualClock, ScriptedTransport};
 use lro_core::{
-    AsyncHttpClient, AsyncLroPoller, AsyncTimer, Deserializer, HttpClient, InitialResponse,
-    LroError, LroPoller, PollingMethod, RequestHead, StatusKind, StrategyPolling, Timer,
-    TransportError, deserialize,
+    AsyncHttpClient, AsyncLroPoller, AsyncTimer, BlockingOperation, Deserializer, HttpClient,
+    InitialResponse, LroError, LroPoller, PollingMethod, RequestHead, StatusKind, StrategyPolling,
+    Timer, TransportError, deserialize,
 };
 use lro_strategies::{ArmPolling, FinalStateVia, LroBasePolling, NoPolling};
 use serde_json::{Map, Value};
@@ -383,11 +383,11 @@ fn json_or_raw() -> Deserializer<Value> {
 
 fn run_blocking<R: Replay>(s: &Scenario, transport: Arc<R>) -> Observed {
     let client: Arc<dyn HttpClient> = transport.clone();
-    let mut method = s.method();
+    let method = s.method();
     let initial = s.initial(&transport.origin());
     let built = if s.resumes() {
-        PollingMethod::initialize(&mut method, client, initial, json_or_raw()).and_then(|()| {
-            let token = PollingMethod::continuation_token(&method)?;
+        PollingMethod::initialize(method, client, initial, json_or_raw()).and_then(|operation| {
+            let token = BlockingOperation::continuation_token(&operation)?;
             LroPoller::from_continuation_token(s.method(), &token, transport.clone(), json_or_raw())
         })
     } else {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lro_core::test_util::{ScriptedTransport, WithHeader, json_response};
-use lro_core::{InitialResponse, LroError, LroPoller, PollingMethod, deserialize};
+use lro_core::{
+    BlockingOperation, InitialResponse, LroError, LroPoller, PollingMethod, deserialize,
+};
 use lro_strategies::{Algorithm, ExponentialBackoff, LroBasePolling, NoPolling};
 use serde_json::Value;
 
@@ -164,15 +166,14 @@ fn no_polling_returns_the_initial_body_and_its_token_round_trips() {
     assert_eq!(poller.result(None).unwrap()["id"], 9);
     let token = poller.continuation_token().unwrap();
 
-    let mut again = NoPolling::method::<Value>();
-    PollingMethod::from_continuation_token(
-        &mut again,
+    let again = PollingMethod::from_continuation_token(
+        NoPolling::method::<Value>(),
         transport.clone(),
         &token,
         deserialize::json(),
     )
     .unwrap();
-    assert_eq!(PollingMethod::resource(&again).unwrap()["id"], 9);
+    assert_eq!(BlockingOperation::resource(&again).unwrap()["id"], 9);
     assert!(transport.requests().is_empty());
 }
 

@@ -20,8 +20,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use lro_core::test_util::ScriptedTransport;
 use lro_core::token::TokenState;
 use lro_core::{
-    AsyncLroPoller, ContinuationToken, Deserializer, HttpClient, InitialResponse, LroError,
-    LroPoller, OriginPolicy, PollingMethod, RequestHead, Strategy, StrategyPolling, deserialize,
+    AsyncLroPoller, BlockingOperation, ContinuationToken, Deserializer, HttpClient,
+    InitialResponse, LroError, LroPoller, OriginPolicy, PollingMethod, RequestHead, Strategy,
+    StrategyPolling, deserialize,
 };
 use lro_strategies::{ArmPolling, FinalStateVia, LroBasePolling, NoPolling};
 use serde::{Deserialize, Serialize};
@@ -232,13 +233,13 @@ fn python_tokens() -> Vec<NamedToken> {
 
 /// This library's token for the case, taken right after the initial response.
 fn rust_token(case: &Case) -> ContinuationToken {
-    let mut method = case.method(None);
+    let method = case.method(None);
     let transport = Arc::new(ScriptedTransport::new());
     let client: Arc<dyn HttpClient> = transport.clone();
-    PollingMethod::initialize(&mut method, client, case.initial(), json_or_null())
+    let operation = PollingMethod::initialize(method, client, case.initial(), json_or_null())
         .unwrap_or_else(|e| panic!("{}: initialize: {e:?}", case.name));
     assert!(transport.requests().is_empty(), "{}: initialize sent a request", case.name);
-    PollingMethod::continuation_token(&method)
+    BlockingOperation::continuation_token(&operation)
         .unwrap_or_else(|e| panic!("{}: continuation_token: {e:?}", case.name))
 }
 

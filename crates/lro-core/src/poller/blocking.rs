@@ -11,12 +11,12 @@ use std::time::Duration;
 use crate::deserialize::Deserializer;
 use crate::error::LroError;
 use crate::initial::InitialResponse;
-use crate::method::{PollingMethod, RunContext};
+use crate::method::{BlockingOperation, PollingMethod, RunContext};
 use crate::status::Status;
 use crate::token::ContinuationToken;
 use crate::transport::{HttpClient, Interrupt, Timer};
 
-type Callback<M> = Box<dyn FnOnce(&M) + Send>;
+type Callback<O> = Box<dyn FnOnce(&O) + Send>;
 
 /// Identifies a callback registered with [`LroPoller::add_done_callback`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,11 +66,11 @@ pub struct AlreadyComplete;
 /// assert_eq!(transport.sleeps().len(), 1); // 30 s of virtual time, waited instantly
 /// # Ok::<(), lro_core::LroError>(())
 /// ```
-pub struct LroPoller<T, M = Box<dyn PollingMethod<T>>>
+pub struct LroPoller<T, M>
 where
-    M: PollingMethod<T> + 'static,
+    M: PollingMethod<T>,
 {
-    shared: Arc<Shared<T, M>>,
+    shared: Arc<Shared<T, M::Operation>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -92,7 +92,7 @@ struct Completion<M> {
 
 impl<T: 'static, M> LroPoller<T, M>
 where
-    M: PollingMethod<T> + 'static,
+    M: PollingMethod<T>,
 {
     /// Initializes `method` with the initial response and starts polling.
     ///
@@ -102,30 +102,31 @@ where
         client: Arc<C>,
         initial: InitialResponse,
         deserializer: Deserializer<T>,
-        mut method: M,
+        method: M,
     ) -> Result<Self, LroError>
     where
         C: HttpClient + Timer + 'static,
     {
-        method.initialize(client.clone(), initial, deserializer)?;
-        Ok(Self::launch(method, client))
+        let operation = method.initialize(client.clone(), initial, deserializer)?;
+        Ok(Self::launch(operation, client))
     }
 
     /// Rebuilds a poller from a continuation token and resumes polling.
     pub fn from_continuation_token<C>(
-        mut method: M,
+        method: M,
         token: &ContinuationToken,
         client: Arc<C>,
         deserializer: Deserializer<T>,
     ) -> Result<Self, LroError>
     where
         C: HttpClient + Timer + 'static,
+        M: Sized,
     {
-        method.from_continuation_token(client.clone(), token, deserializer)?;
-        Ok(Self::launch(method, client))
+        let operation = method.from_continuation_token(client.clone(), token, deserializer)?;
+        Ok(Self::launch(operation, client))
     }
 
-    fn launch(method: M, timer: Arc<dyn Timer>) -> Self {
+    fn launch(method: M::Operation, timer: Arc<dyn Timer>) -> Self {
         let finished = method.finished();
         let shared = Arc::new(Shared {
             method,
@@ -214,8 +215,9 @@ where
         self.shared.method.status()
     }
 
-    /// The polling method (safe to use while polling runs: its methods take `&self`).
-    pub fn polling_method(&self) -> &M {
+    /// The operation the polling method became (safe to use while polling runs: its methods
+    /// take `&self`).
+    pub fn polling_method(&self) -> &M::Operation {
         &self.shared.method
     }
 
@@ -227,7 +229,10 @@ where
     /// Calls `callback` with the polling method once polling is over (at once, on this thread,
     /// if it already is; otherwise on the polling thread). Callbacks run even when polling
     /// failed; a panicking callback does not stop the others.
-    pub fn add_done_callback(&self, callback: impl FnOnce(&M) + Send + 'static) -> CallbackId {
+    pub fn add_done_callback(
+        &self,
+        callback: impl FnOnce(&M::Operation) + Send + 'static,
+    ) -> CallbackId {
         let mut state = self.shared.lock();
         let id = CallbackId(state.next_id);
         state.next_id = state.next_id.wrapping_add(1);
@@ -253,7 +258,7 @@ where
     }
 }
 
-impl<T, M: PollingMethod<T>> Shared<T, M> {
+impl<T, M: BlockingOperation<T>> Shared<T, M> {
     fn lock(&self) -> MutexGuard<'_, Completion<M>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -310,7 +315,7 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
 
 impl<T, M> Drop for LroPoller<T, M>
 where
-    M: PollingMethod<T> + 'static,
+    M: PollingMethod<T>,
 {
     fn drop(&mut self) {
         // Stop the thread, but never wait for it: it may be inside a request that takes up to
@@ -323,7 +328,7 @@ where
 
 impl<T: 'static, M> fmt::Debug for LroPoller<T, M>
 where
-    M: PollingMethod<T> + 'static,
+    M: PollingMethod<T>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LroPoller")

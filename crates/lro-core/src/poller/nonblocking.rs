@@ -16,7 +16,7 @@ use crate::deserialize::Deserializer;
 use crate::drivers::YieldOnce;
 use crate::error::LroError;
 use crate::initial::InitialResponse;
-use crate::method::AsyncPollingMethod;
+use crate::method::{AsyncOperation, AsyncPollingMethod};
 use crate::status::Status;
 use crate::token::ContinuationToken;
 use crate::transport::{AsyncHttpClient, AsyncTimer, BoxFuture};
@@ -52,11 +52,11 @@ use crate::transport::{AsyncHttpClient, AsyncTimer, BoxFuture};
 /// # Ok(()) }
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(example()).unwrap();
 /// ```
-pub struct AsyncLroPoller<T, M = Box<dyn AsyncPollingMethod<T>>>
+pub struct AsyncLroPoller<T, M>
 where
-    M: AsyncPollingMethod<T> + 'static,
+    M: AsyncPollingMethod<T>,
 {
-    method: Arc<M>,
+    method: Arc<M::Operation>,
     timer: Arc<dyn AsyncTimer>,
     /// The one run of the method, shared by every waiter; created on the first await.
     run: Mutex<Option<SharedRun>>,
@@ -67,7 +67,7 @@ type SharedRun = Shared<BoxFuture<'static, Result<(), LroError>>>;
 
 impl<T: 'static, M> AsyncLroPoller<T, M>
 where
-    M: AsyncPollingMethod<T> + 'static,
+    M: AsyncPollingMethod<T>,
 {
     /// Initializes `method` with the initial response. Nothing is sent until the poller is
     /// awaited.
@@ -77,30 +77,31 @@ where
         client: Arc<C>,
         initial: InitialResponse,
         deserializer: Deserializer<T>,
-        mut method: M,
+        method: M,
     ) -> Result<Self, LroError>
     where
         C: AsyncHttpClient + AsyncTimer + 'static,
     {
-        method.initialize(client.clone(), initial, deserializer)?;
-        Ok(Self::assemble(method, client))
+        let operation = method.initialize(client.clone(), initial, deserializer)?;
+        Ok(Self::assemble(operation, client))
     }
 
     /// Rebuilds a poller from a continuation token.
     pub fn from_continuation_token<C>(
-        mut method: M,
+        method: M,
         token: &ContinuationToken,
         client: Arc<C>,
         deserializer: Deserializer<T>,
     ) -> Result<Self, LroError>
     where
         C: AsyncHttpClient + AsyncTimer + 'static,
+        M: Sized,
     {
-        method.from_continuation_token(client.clone(), token, deserializer)?;
-        Ok(Self::assemble(method, client))
+        let operation = method.from_continuation_token(client.clone(), token, deserializer)?;
+        Ok(Self::assemble(operation, client))
     }
 
-    fn assemble(method: M, timer: Arc<dyn AsyncTimer>) -> Self {
+    fn assemble(method: M::Operation, timer: Arc<dyn AsyncTimer>) -> Self {
         AsyncLroPoller {
             method: Arc::new(method),
             timer,
@@ -161,8 +162,8 @@ where
         self.method.status()
     }
 
-    /// The polling method.
-    pub fn polling_method(&self) -> &M {
+    /// The operation the polling method became.
+    pub fn polling_method(&self) -> &M::Operation {
         &self.method
     }
 
@@ -174,7 +175,7 @@ where
     /// A stream of status updates that drives polling: the current status first, then each
     /// change, then the end (or one error). Read the result afterwards with
     /// [`result`](AsyncLroPoller::result), which does not poll again once polling is over.
-    pub fn progress(&self) -> Progress<T, M> {
+    pub fn progress(&self) -> Progress<T, M::Operation> {
         Progress {
             run: Some(Box::pin(self.shared_run())),
             method: Arc::clone(&self.method),
@@ -229,7 +230,7 @@ pub struct Progress<T, M> {
     _resource: PhantomData<fn() -> T>,
 }
 
-impl<T, M: AsyncPollingMethod<T>> Progress<T, M> {
+impl<T, M: AsyncOperation<T>> Progress<T, M> {
     fn changed(&mut self) -> Option<Status> {
         let status = self.method.status();
         if self.last.as_ref() == Some(&status) {
@@ -240,7 +241,7 @@ impl<T, M: AsyncPollingMethod<T>> Progress<T, M> {
     }
 }
 
-impl<T, M: AsyncPollingMethod<T>> Stream for Progress<T, M> {
+impl<T, M: AsyncOperation<T>> Stream for Progress<T, M> {
     type Item = Result<Status, LroError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -283,7 +284,7 @@ impl<T, M> fmt::Debug for Progress<T, M> {
 
 impl<T, M> fmt::Debug for AsyncLroPoller<T, M>
 where
-    M: AsyncPollingMethod<T> + 'static,
+    M: AsyncPollingMethod<T>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncLroPoller")
