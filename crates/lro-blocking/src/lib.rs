@@ -1,5 +1,6 @@
 //! The blocking transport of `lro`: [`BlockingClient`] implements `lro_core`'s [`HttpClient`]
-//! and [`Timer`] over [ureq](https://docs.rs/ureq) 3, with HTTPS through rustls (ring).
+//! over [ureq](https://docs.rs/ureq) 3, with HTTPS through rustls (ring); [`SystemTimer`] is the
+//! timer that goes with it.
 //!
 //! ureq speaks the `http` crate's types natively and blocks the calling thread without an async
 //! runtime hidden inside, which is what a blocking poller needs. It speaks HTTP/1.1 only: a
@@ -14,7 +15,7 @@
 //! let client = Arc::new(lro_blocking::BlockingClient::new()?);
 //! let request = http::Request::delete("https://example.com/widgets/1").body(Bytes::new())?;
 //! let initial = InitialResponse::send(&*client, request)?;
-//! let poller = LroPoller::new(client, initial, deserialize::none(), LroBasePolling::builder().build())?;
+//! let poller = LroPoller::new(client,lro_core::SystemTimer, initial, deserialize::none(), LroBasePolling::builder().build())?;
 //! poller.result(None)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -25,7 +26,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use lro_core::{HttpClient, Timer, TransportError, TransportErrorKind};
+use lro_core::{HttpClient, TransportError, TransportErrorKind};
+
+/// The timer to use with [`BlockingClient`]: the system clock, with waits that a dropped poller
+/// interrupts at once.
+pub use lro_core::SystemTimer;
 use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
 /// Default cap on a response body: 16 MiB.
@@ -35,10 +40,10 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default timeout to establish a connection: 10 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An [`HttpClient`] and [`Timer`] over a ureq [`Agent`](ureq::Agent) (keep-alive pool, rustls).
+/// An [`HttpClient`] over a ureq [`Agent`](ureq::Agent) (keep-alive pool, rustls).
 ///
-/// Clones share the agent and its connection pool. Its [`Timer`] is the system clock, with waits
-/// that a dropped poller interrupts at once.
+/// Clones share the agent and its connection pool. Pollers take their time separately: use
+/// [`SystemTimer`].
 #[derive(Clone)]
 pub struct BlockingClient {
     agent: ureq::Agent,
@@ -96,8 +101,6 @@ impl HttpClient for BlockingClient {
         Ok(Response::from_parts(parts, Bytes::from(bytes)))
     }
 }
-
-impl Timer for BlockingClient {}
 
 fn transport_error(error: ureq::Error) -> TransportError {
     let kind = match &error {

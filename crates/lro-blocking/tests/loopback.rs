@@ -143,6 +143,7 @@ fn an_operation_runs_to_completion_through_the_blocking_poller() {
     let method = LroBasePolling::builder().interval(Duration::ZERO).build();
     let poller = LroPoller::new(
         client,
+        lro_core::SystemTimer,
         InitialResponse::from_exchange(&head, first),
         deserialize::json::<serde_json::Value>(),
         method,

@@ -69,6 +69,7 @@ fn a_poll_answered_with_a_cross_origin_redirect_never_reaches_the_other_host() {
         .build();
     let poller = LroPoller::new(
         Arc::new(BlockingClient::new().unwrap()),
+        lro_core::SystemTimer,
         InitialResponse::from_exchange(&head, first),
         deserialize::json::<serde_json::Value>(),
         method,

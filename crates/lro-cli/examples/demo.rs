@@ -70,8 +70,14 @@ async fn async_put(tour: &mut Tour, client: &Arc<HyperClient>) {
         initial.response().headers().get("azure-asyncoperation")
     );
     let method = ArmPolling::builder().interval(Duration::from_millis(50)).build();
-    let poller =
-        AsyncLroPoller::new(client.clone(), initial, deserialize::json::<Value>(), method).unwrap();
+    let poller = AsyncLroPoller::new(
+        client.clone(),
+        lro_hyper::TokioTimer,
+        initial,
+        deserialize::json::<Value>(),
+        method,
+    )
+    .unwrap();
     let widget = poller.await;
     match &widget {
         Ok(w) => println!("   result: {w}"),
@@ -97,7 +103,9 @@ fn blocking_delete(tour: &mut Tour, client: &Arc<BlockingClient>) {
         initial.response().headers().get("location")
     );
     let method = LroBasePolling::builder().interval(Duration::from_millis(50)).build();
-    let poller = LroPoller::new(client.clone(), initial, deserialize::none(), method).unwrap();
+    let poller =
+        LroPoller::new(client.clone(), lro_core::SystemTimer, initial, deserialize::none(), method)
+            .unwrap();
     let done = poller.result(Some(Duration::from_secs(20)));
     println!("   status: {}", poller.status());
     tour.check("the delete finished", done.is_ok());
@@ -115,8 +123,14 @@ async fn post_job(tour: &mut Tour, client: &Arc<HyperClient>) {
         .interval(Duration::from_millis(50))
         .final_state_via(FinalStateVia::OperationLocation)
         .build();
-    let poller =
-        AsyncLroPoller::new(client.clone(), initial, deserialize::json::<Value>(), method).unwrap();
+    let poller = AsyncLroPoller::new(
+        client.clone(),
+        lro_hyper::TokioTimer,
+        initial,
+        deserialize::json::<Value>(),
+        method,
+    )
+    .unwrap();
     let monitor = poller.await;
     match &monitor {
         Ok(m) => println!("   the status monitor is the result: {m}"),
@@ -135,8 +149,14 @@ async fn failing(tour: &mut Tour, client: &Arc<HyperClient>) {
     .await
     .unwrap();
     let method = ArmPolling::builder().interval(Duration::from_millis(50)).build();
-    let poller =
-        AsyncLroPoller::new(client.clone(), initial, deserialize::json::<Value>(), method).unwrap();
+    let poller = AsyncLroPoller::new(
+        client.clone(),
+        lro_hyper::TokioTimer,
+        initial,
+        deserialize::json::<Value>(),
+        method,
+    )
+    .unwrap();
     match poller.await {
         Ok(_) => tour.check("the operation failed", false),
         Err(error) => {
@@ -162,8 +182,14 @@ async fn interrupted(tour: &mut Tour, client: &Arc<HyperClient>) {
     .await
     .unwrap();
     let method = ArmPolling::builder().interval(Duration::from_millis(100)).build();
-    let poller =
-        AsyncLroPoller::new(client.clone(), initial, deserialize::json::<Value>(), method).unwrap();
+    let poller = AsyncLroPoller::new(
+        client.clone(),
+        lro_hyper::TokioTimer,
+        initial,
+        deserialize::json::<Value>(),
+        method,
+    )
+    .unwrap();
     let token = match poller.result(Some(Duration::from_millis(250))).await {
         Err(LroError::Timeout(t)) => {
             println!(
@@ -186,6 +212,7 @@ async fn interrupted(tour: &mut Tour, client: &Arc<HyperClient>) {
         method,
         &token,
         client.clone(),
+        lro_hyper::TokioTimer,
         deserialize::json::<Value>(),
     )
     .unwrap();

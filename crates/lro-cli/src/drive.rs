@@ -10,9 +10,9 @@ use bytes::Bytes;
 use http::{Request, Response};
 use lro_blocking::BlockingClient;
 use lro_core::{
-    AsyncHttpClient, AsyncLroPoller, AsyncTimer, BoxFuture, ContinuationToken, HttpClient,
-    InitialResponse, Interrupt, LroError, LroPoller, RetryPolicy, Status, StrategyPolling, Timer,
-    Timestamp, TransportError, TransportErrorKind, deserialize,
+    AsyncHttpClient, AsyncLroPoller, BoxFuture, ContinuationToken, HttpClient, InitialResponse,
+    LroError, LroPoller, RetryPolicy, Status, StrategyPolling, TransportError, TransportErrorKind,
+    deserialize,
 };
 use lro_hyper::HyperClient;
 use lro_strategies::LroBasePolling;
@@ -38,28 +38,10 @@ impl AsyncHttpClient for Counting<HyperClient> {
     }
 }
 
-impl AsyncTimer for Counting<HyperClient> {
-    fn now(&self) -> Timestamp {
-        AsyncTimer::now(&self.inner)
-    }
-    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
-        AsyncTimer::sleep(&self.inner, duration)
-    }
-}
-
 impl HttpClient for Counting<BlockingClient> {
     fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
         self.sent.fetch_add(1, Ordering::Relaxed);
         self.inner.send(request)
-    }
-}
-
-impl Timer for Counting<BlockingClient> {
-    fn now(&self) -> Timestamp {
-        Timer::now(&self.inner)
-    }
-    fn sleep(&self, duration: Duration, interrupt: &Interrupt) {
-        Timer::sleep(&self.inner, duration, interrupt)
     }
 }
 
@@ -110,12 +92,14 @@ impl Client {
     ) -> Result<InitialResponse, LroError> {
         match self {
             Client::Hyper(c) => {
-                InitialResponse::send_async_with_retry(&c.inner, &c.inner, request, retry).await
+                let timer = lro_hyper::TokioTimer;
+                InitialResponse::send_async_with_retry(&c.inner, &timer, request, retry).await
             }
             Client::Blocking(c) => {
                 let (client, retry) = (Arc::clone(c), retry.clone());
                 tokio::task::spawn_blocking(move || {
-                    InitialResponse::send_with_retry(&client.inner, &client.inner, request, &retry)
+                    let timer = lro_core::SystemTimer;
+                    InitialResponse::send_with_retry(&client.inner, &timer, request, &retry)
                 })
                 .await
                 .unwrap_or_else(|e| {
@@ -134,12 +118,14 @@ impl Client {
         Ok(match self {
             Client::Hyper(c) => Poller::Async(AsyncLroPoller::new(
                 Arc::clone(c),
+                lro_hyper::TokioTimer,
                 initial,
                 deserialize::bytes(),
                 method,
             )?),
             Client::Blocking(c) => Poller::Blocking(Arc::new(LroPoller::new(
                 Arc::clone(c),
+                lro_core::SystemTimer,
                 initial,
                 deserialize::bytes(),
                 method,
@@ -158,12 +144,14 @@ impl Client {
                 method,
                 token,
                 Arc::clone(c),
+                lro_hyper::TokioTimer,
                 deserialize::bytes(),
             )?),
             Client::Blocking(c) => Poller::Blocking(Arc::new(LroPoller::from_continuation_token(
                 method,
                 token,
                 Arc::clone(c),
+                lro_core::SystemTimer,
                 deserialize::bytes(),
             )?)),
         })

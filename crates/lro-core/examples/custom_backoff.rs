@@ -97,14 +97,22 @@ pub fn demo() -> Vec<(Vec<Duration>, serde_json::Value)> {
 
     let (transport, initial) = script();
     let method = exponential_location_polling(first, max);
-    let poller = LroPoller::new(transport.clone(), initial, deserialize::json(), method).unwrap();
+    let poller =
+        LroPoller::new(transport.clone(), transport.clone(), initial, deserialize::json(), method)
+            .unwrap();
     let resource = poller.result(None).unwrap();
     let blocking = (transport.sleeps(), resource);
 
     let (transport, initial) = script();
     let method = exponential_location_polling(first, max);
-    let poller =
-        AsyncLroPoller::new(transport.clone(), initial, deserialize::json(), method).unwrap();
+    let poller = AsyncLroPoller::new(
+        transport.clone(),
+        transport.clone(),
+        initial,
+        deserialize::json(),
+        method,
+    )
+    .unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let resource = runtime.block_on(poller.result(None)).unwrap();
     vec![blocking, (transport.sleeps(), resource)]

@@ -46,7 +46,7 @@
 //!     .body(Bytes::from_static(br#"{"properties": {"size": 3}}"#))?;
 //! let initial = InitialResponse::send(&*client, request)?;
 //! let method = ArmPolling::builder().interval(Duration::from_millis(20)).build();
-//! let poller = LroPoller::new(client, initial, deserialize::json::<serde_json::Value>(), method)?;
+//! let poller = LroPoller::new(client,lro_core::SystemTimer, initial, deserialize::json::<serde_json::Value>(), method)?;
 //! match poller.result(Some(Duration::from_secs(60))) {
 //!     Ok(widget) => assert_eq!(widget["properties"]["provisioningState"], "Succeeded"),
 //!     Err(error) => match error.continuation_token() {

@@ -20,7 +20,7 @@
 //!     json_response(202, "").with_header("operation-location", "http://svc/op"),
 //! );
 //! let method = StrategyPolling::new(OperationLocationStrategy::default());
-//! let poller = LroPoller::new(transport.clone(), initial, deserialize::json::<serde_json::Value>(), method)?;
+//! let poller = LroPoller::new(transport.clone(),transport.clone(), initial, deserialize::json::<serde_json::Value>(), method)?;
 //! assert_eq!(poller.result(None)?["status"], "Succeeded");
 //! assert_eq!(transport.sleeps(), [Duration::from_secs(30)]); // waited in virtual time
 //! # Ok::<(), lro_core::LroError>(())

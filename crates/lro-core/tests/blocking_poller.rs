@@ -20,6 +20,7 @@ type Poller = LroPoller<Value, StrategyPolling<Monitor, Value>>;
 fn poller(transport: &Arc<ScriptedTransport>, method: &str) -> Poller {
     LroPoller::new(
         transport.clone(),
+        transport.clone(),
         started(method, ""),
         deserialize::json(),
         StrategyPolling::new(Monitor::default()),
@@ -47,6 +48,7 @@ fn an_operation_finished_at_construction_starts_no_thread() {
     let transport = Arc::new(ScriptedTransport::new());
     let poller = LroPoller::new(
         transport.clone(),
+        transport.clone(),
         started("POST", r#"{"id":1}"#),
         deserialize::json::<Value>(),
         StrategyPolling::new(Immediate),
@@ -65,6 +67,7 @@ fn initialization_errors_come_from_the_constructor_without_a_token() {
         json_response(500, r#"{"error":{"code":"Boom","message":"no"}}"#),
     );
     let error = LroPoller::new(
+        transport.clone(),
         transport,
         initial,
         deserialize::json::<Value>(),
@@ -135,6 +138,7 @@ fn a_token_from_an_error_resumes_the_operation_in_a_new_poller() {
     let resumed: Poller = LroPoller::from_continuation_token(
         StrategyPolling::new(Monitor::default()),
         &token,
+        later.clone(),
         later.clone(),
         deserialize::json(),
     )
@@ -210,6 +214,7 @@ fn dropping_the_poller_interrupts_a_long_wait_and_the_thread_ends() {
     let transport = Arc::new(RealTime(transport));
     let poller: Poller = LroPoller::new(
         transport.clone(),
+        transport.clone(),
         started("POST", ""),
         deserialize::json(),
         StrategyPolling::new(Monitor::default()),
@@ -272,6 +277,7 @@ fn dropping_the_poller_never_waits_for_a_request_in_flight() {
     });
     let poller: Poller = LroPoller::new(
         transport.clone(),
+        transport.clone(),
         started("POST", ""),
         deserialize::json(),
         StrategyPolling::new(Monitor::default()),
@@ -323,8 +329,14 @@ impl lro_core::BlockingOperation<()> for Panics {
 #[test]
 fn a_panicking_polling_method_is_reported_as_stopped() {
     let transport = Arc::new(ScriptedTransport::new());
-    let poller =
-        LroPoller::new(transport, started("POST", ""), deserialize::none(), Panics).unwrap();
+    let poller = LroPoller::new(
+        transport.clone(),
+        transport,
+        started("POST", ""),
+        deserialize::none(),
+        Panics,
+    )
+    .unwrap();
     let error = poller.result(None).expect_err("panicked");
     assert!(matches!(error, LroError::Stopped(_)));
     assert!(error.chain().to_string().contains("bug in a custom method"), "{error}");
@@ -359,8 +371,14 @@ fn an_observer_sees_the_initial_response_and_every_poll_with_a_token() {
             event.continuation_token.is_some(),
         ));
     });
-    let poller: Poller =
-        LroPoller::new(transport, started("POST", ""), deserialize::json(), method).unwrap();
+    let poller: Poller = LroPoller::new(
+        transport.clone(),
+        transport,
+        started("POST", ""),
+        deserialize::json(),
+        method,
+    )
+    .unwrap();
     poller.wait(None).unwrap();
     let events = events.lock().unwrap().clone();
     assert_eq!(

@@ -381,9 +381,14 @@ async fn operation(
     } else {
         LroBasePolling::builder().interval(interval).retry(retry).build()
     };
-    let poller =
-        AsyncLroPoller::new(Arc::clone(client), initial, deserialize::json::<Value>(), method)
-            .map_err(|e| Verdict::Error(format!("poller: {e}")))?;
+    let poller = AsyncLroPoller::new(
+        Arc::clone(client),
+        lro_hyper::TokioTimer,
+        initial,
+        deserialize::json::<Value>(),
+        method,
+    )
+    .map_err(|e| Verdict::Error(format!("poller: {e}")))?;
     let result = poller.await;
     judge(expect, arm, &name, result)
 }

@@ -1,5 +1,6 @@
-//! The async transport of `lro`: [`HyperClient`] implements `lro_core`'s [`AsyncHttpClient`] and
-//! [`AsyncTimer`] over hyper 1, hyper-util's pooled client and tokio, with HTTPS through rustls.
+//! The async transport of `lro`: [`HyperClient`] implements `lro_core`'s [`AsyncHttpClient`]
+//! over hyper 1, hyper-util's pooled client and tokio, with HTTPS through rustls; [`TokioTimer`]
+//! is the [`AsyncTimer`] that goes with it.
 //!
 //! One `HyperClient` (cheap to clone) is meant to be shared by every poller of a program: they
 //! share its keep-alive connection pool. Each request has a timeout, connecting has its own, and
@@ -17,7 +18,7 @@
 //! let request = http::Request::put("https://example.com/widgets/1").body(Bytes::from_static(b"{}"))?;
 //! let initial = InitialResponse::send_async(&*client, request).await?;
 //! let method = LroBasePolling::builder().build();
-//! let widget: serde_json::Value = AsyncLroPoller::new(client, initial, deserialize::json(), method)?.await?;
+//! let widget: serde_json::Value = AsyncLroPoller::new(client,lro_hyper::TokioTimer, initial, deserialize::json(), method)?.await?;
 //! # let _ = widget; Ok(()) }
 //! ```
 //!
@@ -54,7 +55,8 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default timeout to establish a connection (TCP and TLS): 10 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An [`AsyncHttpClient`] and [`AsyncTimer`] over hyper-util's pooled client on tokio.
+/// An [`AsyncHttpClient`] over hyper-util's pooled client on tokio (its timer is
+/// [`TokioTimer`], passed to the pollers separately).
 ///
 /// Clones share the connection pool. Build one with [`HyperClient::new`] (HTTP/1.1 and HTTP/2,
 /// HTTPS with the default roots) or [`HyperClient::builder`]; wrap a hyper-util client of your
@@ -212,16 +214,6 @@ impl AsyncHttpClient for HyperClient {
                 )),
             },
         }
-    }
-}
-
-impl AsyncTimer for HyperClient {
-    fn now(&self) -> Timestamp {
-        TokioTimer.now()
-    }
-
-    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
-        TokioTimer.sleep(duration)
     }
 }
 

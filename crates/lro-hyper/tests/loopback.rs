@@ -180,6 +180,7 @@ async fn an_operation_runs_to_completion_over_loopback() {
     let initial = InitialResponse::from_exchange(&head, first);
     let poller = AsyncLroPoller::new(
         client.clone(),
+        lro_hyper::TokioTimer,
         initial,
         deserialize::json::<serde_json::Value>(),
         LroBasePolling::builder().build(),

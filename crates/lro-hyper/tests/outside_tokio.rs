@@ -53,6 +53,7 @@ fn a_poller_outside_tokio_fails_at_once_without_retrying() {
     first.headers_mut().insert("operation-location", "http://127.0.0.1:9/op".parse().unwrap());
     let poller = AsyncLroPoller::new(
         Arc::new(HyperClient::new().unwrap()),
+        lro_hyper::TokioTimer,
         InitialResponse::from_exchange(&head, first),
         deserialize::none(),
         LroBasePolling::builder().build(),

@@ -64,6 +64,7 @@ async fn a_poll_answered_with_a_cross_origin_redirect_never_reaches_the_other_ho
         .build();
     let poller = AsyncLroPoller::new(
         Arc::new(HyperClient::new().unwrap()),
+        lro_hyper::TokioTimer,
         InitialResponse::from_exchange(&head, first),
         deserialize::json::<serde_json::Value>(),
         method,

@@ -46,6 +46,7 @@ async fn polls_within(window: Duration, retry_after: &'static str, max_delay: Du
     let options = PollOptions::builder().interval(Duration::ZERO).max_delay(max_delay).build();
     let poller = AsyncLroPoller::new(
         Arc::new(HyperClient::new().unwrap()),
+        lro_hyper::TokioTimer,
         started(&server),
         deserialize::json::<Value>(),
         StrategyPolling::with_options(strategy, options),
@@ -83,8 +84,14 @@ async fn two_tasks_sharing_a_poller_get_the_resource_and_send_each_poll_once() {
         .unwrap();
     let initial = InitialResponse::send_async(&*client, request).await.unwrap();
     let method = ArmPolling::builder().interval(Duration::from_millis(1)).build();
-    let poller =
-        AsyncLroPoller::new(client, initial, deserialize::json::<Value>(), method).unwrap();
+    let poller = AsyncLroPoller::new(
+        client,
+        lro_hyper::TokioTimer,
+        initial,
+        deserialize::json::<Value>(),
+        method,
+    )
+    .unwrap();
     let (first, second) = tokio::time::timeout(Duration::from_secs(20), async {
         tokio::join!(poller.result(None), poller.result(None))
     })

@@ -388,10 +388,16 @@ fn run_blocking<R: Replay>(s: &Scenario, transport: Arc<R>) -> Observed {
     let built = if s.resumes() {
         PollingMethod::initialize(method, client, initial, json_or_raw()).and_then(|operation| {
             let token = BlockingOperation::continuation_token(&operation)?;
-            LroPoller::from_continuation_token(s.method(), &token, transport.clone(), json_or_raw())
+            LroPoller::from_continuation_token(
+                s.method(),
+                &token,
+                transport.clone(),
+                transport.clone(),
+                json_or_raw(),
+            )
         })
     } else {
-        LroPoller::new(transport.clone(), initial, json_or_raw(), method)
+        LroPoller::new(transport.clone(), transport.clone(), initial, json_or_raw(), method)
     };
     match built {
         Err(e) => observe(Err(e), None, "constructor", &*transport),
@@ -404,19 +410,26 @@ fn run_blocking<R: Replay>(s: &Scenario, transport: Arc<R>) -> Observed {
 
 async fn run_async<R: Replay>(s: &Scenario, transport: Arc<R>) -> Observed {
     let initial = s.initial(&transport.origin());
-    let built = AsyncLroPoller::new(transport.clone(), initial, json_or_raw(), s.method())
-        .and_then(|poller| {
-            if !s.resumes() {
-                return Ok(poller);
-            }
-            let token = poller.continuation_token()?;
-            AsyncLroPoller::from_continuation_token(
-                s.method(),
-                &token,
-                transport.clone(),
-                json_or_raw(),
-            )
-        });
+    let built = AsyncLroPoller::new(
+        transport.clone(),
+        transport.clone(),
+        initial,
+        json_or_raw(),
+        s.method(),
+    )
+    .and_then(|poller| {
+        if !s.resumes() {
+            return Ok(poller);
+        }
+        let token = poller.continuation_token()?;
+        AsyncLroPoller::from_continuation_token(
+            s.method(),
+            &token,
+            transport.clone(),
+            transport.clone(),
+            json_or_raw(),
+        )
+    });
     match built {
         Err(e) => observe(Err(e), None, "constructor", &*transport),
         Ok(poller) => {

@@ -35,8 +35,14 @@ fn relative_links_resolve_against_the_request_they_came_from() {
         .push_get("https://svc.example/items/1?api-version=1", json_response(200, r#"{"id":1}"#));
     let method = LroBasePolling::builder().interval(Duration::ZERO).build();
     let initial = initial("PUT", 201, "", &[("operation-location", "/operations/7")]);
-    let poller =
-        LroPoller::new(transport.clone(), initial, deserialize::json::<Value>(), method).unwrap();
+    let poller = LroPoller::new(
+        transport.clone(),
+        transport.clone(),
+        initial,
+        deserialize::json::<Value>(),
+        method,
+    )
+    .unwrap();
     assert_eq!(poller.result(None).unwrap()["id"], 1);
 }
 
@@ -50,7 +56,9 @@ fn relative_resource_location_resolves_against_the_monitor() {
     transport.push_get("https://svc.example/results/7", json_response(200, r#"{"done":true}"#));
     let method = LroBasePolling::builder().build();
     let initial = initial("POST", 202, "", &[("operation-location", "https://svc.example/ops/7")]);
-    let poller = LroPoller::new(transport, initial, deserialize::json::<Value>(), method).unwrap();
+    let poller =
+        LroPoller::new(transport.clone(), transport, initial, deserialize::json::<Value>(), method)
+            .unwrap();
     assert_eq!(poller.result(None).unwrap()["done"], true);
 }
 
@@ -62,8 +70,14 @@ fn the_api_version_hook_applies_to_polls_and_the_final_get() {
         .push_get("https://svc.example/items/1?api-version=2024-01-01", json_response(200, "{}"));
     let method = LroBasePolling::builder().api_version("2024-01-01").build();
     let initial = initial("PATCH", 202, "", &[("operation-location", "https://svc.example/ops/7")]);
-    let poller =
-        LroPoller::new(transport.clone(), initial, deserialize::json::<Value>(), method).unwrap();
+    let poller = LroPoller::new(
+        transport.clone(),
+        transport.clone(),
+        initial,
+        deserialize::json::<Value>(),
+        method,
+    )
+    .unwrap();
     poller.result(None).unwrap();
     assert_eq!(transport.remaining(), 0);
 }
@@ -74,8 +88,14 @@ fn a_link_to_another_origin_is_refused_before_any_request() {
     let method = LroBasePolling::builder().build();
     let initial =
         initial("POST", 202, "", &[("operation-location", "https://attacker.example/op")]);
-    let poller =
-        LroPoller::new(transport.clone(), initial, deserialize::json::<Value>(), method).unwrap();
+    let poller = LroPoller::new(
+        transport.clone(),
+        transport.clone(),
+        initial,
+        deserialize::json::<Value>(),
+        method,
+    )
+    .unwrap();
     let error = poller.result(None).unwrap_err();
     assert!(matches!(error, LroError::Policy(_)), "{error:?}");
     assert!(transport.requests().is_empty(), "no credentialed request left for the other host");
@@ -91,19 +111,21 @@ fn a_token_remembers_where_the_location_moved() {
     transport.push_error("https://svc.example/status/2", lro_core::TransportError::other("reset"));
     let method = LroBasePolling::builder().interval(Duration::ZERO).build();
     let initial = initial("POST", 202, "", &[("location", "https://svc.example/status/1")]);
-    let token = LroPoller::new(transport, initial, deserialize::json::<Value>(), method)
-        .unwrap()
-        .result(None)
-        .unwrap_err()
-        .continuation_token()
-        .cloned()
-        .unwrap();
+    let token =
+        LroPoller::new(transport.clone(), transport, initial, deserialize::json::<Value>(), method)
+            .unwrap()
+            .result(None)
+            .unwrap_err()
+            .continuation_token()
+            .cloned()
+            .unwrap();
 
     let later = Arc::new(ScriptedTransport::new());
     later.push_get("https://svc.example/status/2", json_response(200, r#"{"ok":true}"#));
     let resumed = LroPoller::from_continuation_token(
         LroBasePolling::builder().build(),
         &token,
+        later.clone(),
         later.clone(),
         deserialize::json::<Value>(),
     )
@@ -125,8 +147,14 @@ fn exponential_backoff_on_location_is_the_seed_custom_method_built_in() {
         .build();
     let method = LroBasePolling::builder().algorithms([Algorithm::Location]).delay(backoff).build();
     let initial = initial("POST", 202, "", &[("location", "https://svc.example/status/1")]);
-    let poller =
-        LroPoller::new(transport.clone(), initial, deserialize::json::<Value>(), method).unwrap();
+    let poller = LroPoller::new(
+        transport.clone(),
+        transport.clone(),
+        initial,
+        deserialize::json::<Value>(),
+        method,
+    )
+    .unwrap();
     assert_eq!(poller.result(None).unwrap()["name"], "w1");
     let waits: Vec<u64> = transport.sleeps().iter().map(Duration::as_secs).collect();
     assert_eq!(waits, [1, 2, 4, 5], "the same waits as examples/custom_backoff.rs in lro-core");
@@ -140,9 +168,10 @@ fn max_polls_on_the_builder_gives_up_with_a_token() {
     }
     let method = LroBasePolling::builder().max_polls(3).build();
     let initial = initial("POST", 202, "", &[("operation-location", "https://svc.example/ops/7")]);
-    let error = LroPoller::new(transport, initial, deserialize::json::<Value>(), method)
-        .unwrap()
-        .result(None);
+    let error =
+        LroPoller::new(transport.clone(), transport, initial, deserialize::json::<Value>(), method)
+            .unwrap()
+            .result(None);
     let error = error.unwrap_err();
     assert!(
         matches!(error, LroError::Timeout(_)) && error.continuation_token().is_some(),
@@ -155,6 +184,7 @@ fn no_polling_returns_the_initial_body_and_its_token_round_trips() {
     let transport = Arc::new(ScriptedTransport::new());
     let initial = initial("POST", 200, r#"{"id":9}"#, &[]);
     let poller = LroPoller::new(
+        transport.clone(),
         transport.clone(),
         initial,
         deserialize::json::<Value>(),
@@ -189,10 +219,10 @@ fn a_link_that_is_not_ascii_text_is_reported_as_such_not_as_empty() {
         response,
     );
     let method = LroBasePolling::builder().build::<Value>();
-    let error =
-        LroPoller::new(Arc::new(ScriptedTransport::new()), initial, deserialize::json(), method)
-            .and_then(|poller| poller.result(None))
-            .unwrap_err();
+    let transport = Arc::new(ScriptedTransport::new());
+    let error = LroPoller::new(transport.clone(), transport, initial, deserialize::json(), method)
+        .and_then(|poller| poller.result(None))
+        .unwrap_err();
     assert!(matches!(error, LroError::BadResponse(_)), "{error:?}");
     assert!(error.chain().to_string().contains("not ASCII text"), "{error}");
     assert!(!error.chain().to_string().contains("empty"), "{error}");
@@ -207,9 +237,10 @@ fn a_moved_location_that_cannot_be_followed_is_an_unusable_response() {
         transport.push_get("https://svc.example/op/1", answer);
         let initial = initial("DELETE", 202, "", &[("location", "https://svc.example/op/1")]);
         let method = LroBasePolling::builder().interval(Duration::ZERO).build::<Value>();
-        let error = LroPoller::new(transport, initial, deserialize::json(), method)
-            .and_then(|poller| poller.result(None))
-            .unwrap_err();
+        let error =
+            LroPoller::new(transport.clone(), transport, initial, deserialize::json(), method)
+                .and_then(|poller| poller.result(None))
+                .unwrap_err();
         assert!(matches!(error, LroError::BadResponse(_)), "{error:?}");
     }
 }

@@ -275,6 +275,7 @@ fn resume_blocking(case: &Case, token: &ContinuationToken) -> Vec<String> {
         case.method(None),
         token,
         transport.clone(),
+        transport.clone(),
         json_or_null(),
     )
     .and_then(|poller| poller.result(None));
@@ -286,6 +287,7 @@ async fn resume_async(case: &Case, token: &ContinuationToken) -> Vec<String> {
     let result = match AsyncLroPoller::from_continuation_token(
         case.method(None),
         token,
+        transport.clone(),
         transport.clone(),
         json_or_null(),
     ) {
@@ -583,6 +585,7 @@ fn resume_forged(
         base_method(origins),
         token,
         transport.clone(),
+        transport.clone(),
         json_or_null(),
     )
     .and_then(|poller| poller.result(None));
@@ -661,6 +664,7 @@ async fn a_token_with_garbage_progress_is_an_invalid_continuation_token() {
             base_method(None),
             &token,
             transport.clone(),
+            transport.clone(),
             json_or_null(),
         );
         assert!(
@@ -671,6 +675,7 @@ async fn a_token_with_garbage_progress_is_an_invalid_continuation_token() {
         let nonblocking = AsyncLroPoller::from_continuation_token(
             base_method(None),
             &token,
+            transport.clone(),
             transport.clone(),
             json_or_null(),
         );

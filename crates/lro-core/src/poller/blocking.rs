@@ -60,7 +60,7 @@ pub struct AlreadyComplete;
 ///     json_response(202, "").with_header("operation-location", "http://svc/op"),
 /// );
 /// let method = StrategyPolling::new(OperationLocationStrategy::default());
-/// let poller = LroPoller::new(transport.clone(), initial, deserialize::json::<serde_json::Value>(), method)?;
+/// let poller = LroPoller::new(transport.clone(),transport.clone(), initial, deserialize::json::<serde_json::Value>(), method)?;
 /// let job = poller.result(None)?;
 /// assert_eq!(job["id"], 7);
 /// assert_eq!(transport.sleeps().len(), 1); // 30 s of virtual time, waited instantly
@@ -96,19 +96,21 @@ where
 {
     /// Initializes `method` with the initial response and starts polling.
     ///
-    /// `client` sends the polls and provides time ([`Timer`]). Errors from initialization
-    /// (e.g. an unexpected initial status) are returned here.
+    /// `client` sends the polls; `timer` tells the time and waits (the system clock:
+    /// [`SystemTimer`](crate::SystemTimer); tests use a manual clock). Errors from
+    /// initialization (e.g. an unexpected initial status) are returned here.
     pub fn new<C>(
         client: Arc<C>,
+        timer: impl Timer + 'static,
         initial: InitialResponse,
         deserializer: Deserializer<T>,
         method: M,
     ) -> Result<Self, LroError>
     where
-        C: HttpClient + Timer + 'static,
+        C: HttpClient + 'static,
     {
-        let operation = method.initialize(client.clone(), initial, deserializer)?;
-        Ok(Self::launch(operation, client))
+        let operation = method.initialize(client, initial, deserializer)?;
+        Ok(Self::launch(operation, Arc::new(timer)))
     }
 
     /// Rebuilds a poller from a continuation token and resumes polling.
@@ -116,14 +118,15 @@ where
         method: M,
         token: &ContinuationToken,
         client: Arc<C>,
+        timer: impl Timer + 'static,
         deserializer: Deserializer<T>,
     ) -> Result<Self, LroError>
     where
-        C: HttpClient + Timer + 'static,
+        C: HttpClient + 'static,
         M: Sized,
     {
-        let operation = method.from_continuation_token(client.clone(), token, deserializer)?;
-        Ok(Self::launch(operation, client))
+        let operation = method.from_continuation_token(client, token, deserializer)?;
+        Ok(Self::launch(operation, Arc::new(timer)))
     }
 
     fn launch(method: M::Operation, timer: Arc<dyn Timer>) -> Self {

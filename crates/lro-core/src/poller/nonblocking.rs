@@ -46,7 +46,7 @@ use crate::transport::{AsyncHttpClient, AsyncTimer, BoxFuture};
 ///     json_response(202, "").with_header("operation-location", "http://svc/op"),
 /// );
 /// let method = StrategyPolling::new(OperationLocationStrategy::default());
-/// let poller = AsyncLroPoller::new(transport, initial, deserialize::json::<serde_json::Value>(), method)?;
+/// let poller = AsyncLroPoller::new(transport.clone(),transport, initial, deserialize::json::<serde_json::Value>(), method)?;
 /// let job = poller.await?;
 /// assert_eq!(job["id"], 7);
 /// # Ok(()) }
@@ -72,18 +72,20 @@ where
     /// Initializes `method` with the initial response. Nothing is sent until the poller is
     /// awaited.
     ///
-    /// `client` sends the polls and provides time ([`AsyncTimer`]).
+    /// `client` sends the polls; `timer` tells the time and sleeps on the caller's runtime
+    /// (`lro_hyper::TokioTimer` for tokio).
     pub fn new<C>(
         client: Arc<C>,
+        timer: impl AsyncTimer + 'static,
         initial: InitialResponse,
         deserializer: Deserializer<T>,
         method: M,
     ) -> Result<Self, LroError>
     where
-        C: AsyncHttpClient + AsyncTimer + 'static,
+        C: AsyncHttpClient + 'static,
     {
-        let operation = method.initialize(client.clone(), initial, deserializer)?;
-        Ok(Self::assemble(operation, client))
+        let operation = method.initialize(client, initial, deserializer)?;
+        Ok(Self::assemble(operation, Arc::new(timer)))
     }
 
     /// Rebuilds a poller from a continuation token.
@@ -91,14 +93,15 @@ where
         method: M,
         token: &ContinuationToken,
         client: Arc<C>,
+        timer: impl AsyncTimer + 'static,
         deserializer: Deserializer<T>,
     ) -> Result<Self, LroError>
     where
-        C: AsyncHttpClient + AsyncTimer + 'static,
+        C: AsyncHttpClient + 'static,
         M: Sized,
     {
-        let operation = method.from_continuation_token(client.clone(), token, deserializer)?;
-        Ok(Self::assemble(operation, client))
+        let operation = method.from_continuation_token(client, token, deserializer)?;
+        Ok(Self::assemble(operation, Arc::new(timer)))
     }
 
     fn assemble(method: M::Operation, timer: Arc<dyn AsyncTimer>) -> Self {
@@ -210,6 +213,7 @@ where
 /// Builds an [`AsyncLroPoller`] and awaits its result: the seed's convenience.
 pub async fn async_poller<T, M, C>(
     client: Arc<C>,
+    timer: impl AsyncTimer + 'static,
     initial: InitialResponse,
     deserializer: Deserializer<T>,
     method: M,
@@ -217,9 +221,9 @@ pub async fn async_poller<T, M, C>(
 where
     T: Send + 'static,
     M: AsyncPollingMethod<T> + 'static,
-    C: AsyncHttpClient + AsyncTimer + 'static,
+    C: AsyncHttpClient + 'static,
 {
-    AsyncLroPoller::new(client, initial, deserializer, method)?.await
+    AsyncLroPoller::new(client, timer, initial, deserializer, method)?.await
 }
 
 /// Status updates of an operation, from [`AsyncLroPoller::progress`].
