@@ -68,6 +68,7 @@ mod engine;
 mod error;
 mod initial;
 mod method;
+mod off_thread;
 mod options;
 mod poller;
 mod retry;
@@ -100,6 +101,7 @@ pub use initial::{InitialResponse, RequestHead};
 pub use method::{
     AsyncOperation, AsyncPollingMethod, BlockingOperation, PollingMethod, RunContext,
 };
+pub use off_thread::{BlockingThreads, OffThread, OffThreadOperation};
 pub use options::{
     DEFAULT_MAX_DELAY, DEFAULT_MIN_DELAY, OriginPolicy, PollOptions, PollOptionsBuilder,
     is_credential,

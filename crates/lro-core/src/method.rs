@@ -98,8 +98,8 @@ impl<'a> RunContext<'a> {
 /// a few dozen lines (`examples/custom_backoff.rs`). A method that implements this trait itself
 /// runs its own loop and gives up what the engine does for every request: the same-origin rule
 /// and the refusal of `user:password@` links, the cap and floor on waits, retries of transient
-/// faults, signed and trusted continuation tokens. It must also be written again for the async
-/// poller ([`AsyncPollingMethod`]).
+/// faults, signed and trusted continuation tokens. Under the async poller it runs through
+/// [`OffThread`](crate::OffThread) (`lro_hyper::off_thread`), on a blocking thread.
 pub trait PollingMethod<T>: Send {
     /// The running operation this method becomes once initialized.
     type Operation: BlockingOperation<T> + 'static;

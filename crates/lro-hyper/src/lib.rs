@@ -257,6 +257,56 @@ async fn thread_sleep(duration: Duration) {
     }
 }
 
+/// tokio's blocking threads, for [`OffThread`](lro_core::OffThread): a blocking polling method
+/// under the async poller.
+#[derive(Debug, Clone, Copy, Default)]
+#[allow(clippy::exhaustive_structs)] // a unit value, used as `TokioBlocking`
+pub struct TokioBlocking;
+
+impl lro_core::BlockingThreads for TokioBlocking {
+    fn run(
+        &self,
+        job: Box<dyn FnOnce() -> Result<(), LroError> + Send>,
+    ) -> BoxFuture<'static, Result<(), LroError>> {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return Box::pin(std::future::ready(Err(LroError::transport(no_runtime()))));
+        };
+        let task = handle.spawn_blocking(job);
+        Box::pin(async move {
+            task.await.unwrap_or_else(|e| {
+                Err(LroError::stopped(format!("the blocking polling thread failed: {e}")))
+            })
+        })
+    }
+
+    fn block_on(
+        &self,
+        request: BoxFuture<'_, Result<Response<Bytes>, TransportError>>,
+    ) -> Result<Response<Bytes>, TransportError> {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle.block_on(request),
+            Err(_) => Err(no_runtime()),
+        }
+    }
+}
+
+/// A blocking polling method (a [`PollingMethod`](lro_core::PollingMethod)) for the async
+/// poller: its loop runs on tokio's blocking threads, its requests go through the async client.
+///
+/// ```no_run
+/// # async fn example<M: lro_core::PollingMethod<serde_json::Value> + 'static>(method: M, initial: lro_core::InitialResponse) -> Result<(), lro_core::LroError> {
+/// use std::sync::Arc;
+/// use lro_core::{AsyncLroPoller, deserialize};
+/// use lro_hyper::{HyperClient, TokioTimer};
+///
+/// let client = Arc::new(HyperClient::new().expect("a client"));
+/// let value = AsyncLroPoller::new(client, TokioTimer, initial, deserialize::json(), lro_hyper::off_thread(method))?.await?;
+/// # let _ = value; Ok(()) }
+/// ```
+pub fn off_thread<M>(method: M) -> lro_core::OffThread<M, TokioBlocking> {
+    lro_core::OffThread::new(method, TokioBlocking)
+}
+
 /// Runs a poller to its end as a spawned tokio task.
 ///
 /// Dropping the handle does not stop the task; abort it (`JoinHandle::abort`) to stop polling.
