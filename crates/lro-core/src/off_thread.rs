@@ -86,9 +86,7 @@ where
         initial: InitialResponse,
         deserializer: Deserializer<T>,
     ) -> Result<Self::Operation, LroError> {
-        let bridge = Arc::new(Bridge { client, threads: Arc::clone(&self.threads) });
-        let operation = self.method.initialize(bridge, initial, deserializer)?;
-        Ok(OffThreadOperation { operation: Arc::new(operation), threads: self.threads })
+        self.bridged(client, |method, bridge| method.initialize(bridge, initial, deserializer))
     }
 
     fn from_continuation_token(
@@ -97,8 +95,21 @@ where
         token: &ContinuationToken,
         deserializer: Deserializer<T>,
     ) -> Result<Self::Operation, LroError> {
+        self.bridged(client, |method, bridge| {
+            method.from_continuation_token(bridge, token, deserializer)
+        })
+    }
+}
+
+impl<M, B: BlockingThreads> OffThread<M, B> {
+    /// The blocking method started by `start` with the async client bridged to it.
+    fn bridged<O>(
+        self,
+        client: Arc<dyn AsyncHttpClient>,
+        start: impl FnOnce(M, Arc<dyn HttpClient>) -> Result<O, LroError>,
+    ) -> Result<OffThreadOperation<O, B>, LroError> {
         let bridge = Arc::new(Bridge { client, threads: Arc::clone(&self.threads) });
-        let operation = self.method.from_continuation_token(bridge, token, deserializer)?;
+        let operation = start(self.method, bridge)?;
         Ok(OffThreadOperation { operation: Arc::new(operation), threads: self.threads })
     }
 }
