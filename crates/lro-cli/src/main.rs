@@ -10,7 +10,8 @@
 //!
 //! Polling options: `--transport hyper|blocking`, `--header`, `--secret-header`, `--flavour`,
 //! `--final-state-via`, `--interval`, `--retries`, `--timeout`, `--allow-origin`,
-//! `--token-key-file` (or `LRO_TOKEN_KEY`), `--output`.
+//! `--token-key-file` (or `LRO_TOKEN_KEY`), `--output text|json|raw` (`raw`: the final resource's
+//! bytes on stdout exactly as the service sent them).
 //!
 //! Exit codes: 0 succeeded, 1 failed / canceled / error (SIGINT and SIGTERM included: the token
 //! is saved and the resume command printed), 2 usage error.
@@ -166,6 +167,9 @@ enum Output {
     Text,
     /// One JSON object on stdout at the end.
     Json,
+    /// The final resource's bytes on stdout, exactly as the service sent them (messages on
+    /// stderr, as with text).
+    Raw,
 }
 
 /// A usage error found after parsing (exit code 2).

@@ -42,7 +42,7 @@ impl Progress {
     pub(crate) fn new(output: Output, token_file: Option<PathBuf>) -> Self {
         let style = match output {
             Output::Json => Style::Quiet,
-            Output::Text if std::io::stderr().is_terminal() => {
+            Output::Text | Output::Raw if std::io::stderr().is_terminal() => {
                 let bar = ProgressBar::new_spinner();
                 if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} · {elapsed}") {
                     bar.set_style(style);
@@ -50,7 +50,7 @@ impl Progress {
                 bar.enable_steady_tick(Duration::from_millis(120));
                 Style::Spinner(bar)
             }
-            Output::Text => Style::Lines,
+            Output::Text | Output::Raw => Style::Lines,
         };
         Progress { started: Instant::now(), token_file, style, state: Mutex::new(State::default()) }
     }
@@ -119,6 +119,8 @@ pub(crate) struct Report {
     pub(crate) error: Option<ErrorReport>,
     pub(crate) polls: u64,
     pub(crate) continuation_token: Option<String>,
+    /// The final body as the service sent it (successes only), for `--output raw`.
+    pub(crate) body: Option<Bytes>,
 }
 
 #[derive(Debug)]
@@ -146,6 +148,7 @@ impl Report {
             error: None,
             polls,
             continuation_token: None,
+            body: Some(body.clone()),
         }
     }
 
@@ -179,6 +182,7 @@ impl Report {
             error: Some(error_report),
             polls,
             continuation_token: error.continuation_token().map(ToString::to_string),
+            body: None,
         }
     }
 
@@ -206,6 +210,7 @@ impl Report {
             error: Some(ErrorReport { kind: "interrupted", message, http_status: None }),
             polls,
             continuation_token: token.map(ContinuationToken::into_string),
+            body: None,
         }
     }
 
@@ -232,6 +237,14 @@ impl Report {
     pub(crate) fn print(&self, output: Output, resume_hint: &str) {
         if output == Output::Json {
             println!("{}", self.to_json());
+            return;
+        }
+        if let (Output::Raw, Some(body)) = (output, &self.body) {
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            if stdout.write_all(body).and_then(|()| stdout.flush()).is_err() {
+                eprintln!("warning: could not write the resource to stdout");
+            }
             return;
         }
         let status = self.status.as_deref().unwrap_or("none");

@@ -106,13 +106,15 @@ fn a_signal_before_the_service_answers_leaves_no_token_and_says_so() {
 fn sigkill_at_any_moment_then_resume_gives_the_uninterrupted_result() {
     let server = mock();
     let polls = 12;
-    let reference = run_line(&format!(
+    // The resource's bytes exactly as the service sent them (`--output raw`).
+    let uninterrupted = run_line(&format!(
         "start --method PUT --url {url} --flavour arm --body '{{\"size\":3}}' \
-         --header 'x-mock-polls: {polls}' --interval 0 --output json",
+         --header 'x-mock-polls: {polls}' --interval 0 --output raw",
         url = widget(&server.base_url(), "crash")
-    ))
-    .outcome("succeeded")["resource"]
-        .clone();
+    ));
+    assert_eq!(uninterrupted.code(), Some(0), "{}", uninterrupted.describe());
+    let reference = uninterrupted.stdout.clone();
+    assert!(reference.contains("\"provisioningState\":\"Succeeded\""), "{reference}");
     let mut kills = 0;
     let mut paths = [0u32; 3]; // resumed from the file, recovered from a temporary file, restarted
     for round in 0..24u32 {
@@ -145,13 +147,11 @@ fn sigkill_at_any_moment_then_resume_gives_the_uninterrupted_result() {
                 panic!("round {round}: the token file is not a complete token: {e}")
             });
         }
-        let resume = format!(
-            "resume --token-file '{}' --flavour arm --interval 0 --output json",
-            arg(&file)
-        );
+        let resume =
+            format!("resume --token-file '{}' --flavour arm --interval 0 --output raw", arg(&file));
         let restart = format!(
             "start --method PUT --url {url} --flavour arm --body '{{\"size\":3}}' \
-             --header 'x-mock-polls: {polls}' --interval 0 --token-file '{}' --output json",
+             --header 'x-mock-polls: {polls}' --interval 0 --token-file '{}' --output raw",
             arg(&file)
         );
         let temporary = dir.names().iter().any(|n| n.contains(".tmp-"));
@@ -178,8 +178,13 @@ fn sigkill_at_any_moment_then_resume_gives_the_uninterrupted_result() {
                 run_line(&restart)
             }
         };
-        let json = result.outcome("succeeded");
-        assert_eq!(json["resource"], reference, "round {round}\n{}", result.describe());
+        assert_eq!(result.code(), Some(0), "round {round}\n{}", result.describe());
+        assert_eq!(
+            result.stdout,
+            reference,
+            "round {round}: not byte-identical\n{}",
+            result.describe()
+        );
         // A resume must continue the killed run's operation, never start another.
         let puts = server.log()[before..].iter().filter(|e| e.method == "PUT").count();
         if result.args.first().map(String::as_str) == Some("resume") {
