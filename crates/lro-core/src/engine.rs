@@ -367,6 +367,14 @@ impl<S: Strategy> Engine<S> {
         true
     }
 
+    /// Makes the next status poll due at once, skipping the wait in progress (a notification
+    /// said the operation changed). A retry's backoff is skipped too; limits still apply.
+    pub fn poll_now(&mut self) {
+        if matches!(self.phase, Phase::Polling) {
+            self.next_poll = None;
+        }
+    }
+
     /// The latest status (the initial one until a poll answered).
     pub fn status(&self) -> &Status {
         &self.status

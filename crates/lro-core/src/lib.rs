@@ -66,6 +66,7 @@ pub mod deserialize;
 mod drivers;
 mod engine;
 mod error;
+mod fleet;
 mod initial;
 mod method;
 mod off_thread;
@@ -97,6 +98,7 @@ pub use error::{
     DecodeError, ErrorChain, HttpResponseError, LroError, MAX_ERROR_BODY, PolicyError,
     ServiceError, StoppedError, TimeoutError, TransportFailure,
 };
+pub use fleet::{Fleet, FleetAction, FleetOptions, FleetOptionsBuilder};
 pub use initial::{InitialResponse, RequestHead};
 pub use method::{
     AsyncOperation, AsyncPollingMethod, BlockingOperation, PollingMethod, RunContext,

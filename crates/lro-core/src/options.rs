@@ -35,15 +35,16 @@ pub struct OriginPolicy {
     extra: Vec<Origin>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Origin {
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Origin {
     scheme: String,
     host: String,
     port: u16,
 }
 
 impl Origin {
-    fn of(uri: &Uri) -> Option<Origin> {
+    /// Scheme, host and effective port of `uri` (`None` for a relative URL or unknown port).
+    pub(crate) fn of(uri: &Uri) -> Option<Origin> {
         let scheme = uri.scheme_str()?.to_ascii_lowercase();
         let host = uri.host()?.to_ascii_lowercase();
         let port = uri.port_u16().or(match scheme.as_str() {

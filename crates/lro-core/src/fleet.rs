@@ -1,0 +1,454 @@
+//! [`Fleet`]: many operations driven through one timer queue, under one request budget — the
+//! sans-IO scheduler. (The async driver that sends its requests comes next; see `docs/fleet.md`.)
+//!
+//! Every operation is an [`Engine`]; the fleet adds what no single engine can know:
+//!
+//! - **one queue** of next-poll deadlines (a binary heap): an idle operation costs its engine
+//!   and one queue entry — no task, no thread, no future;
+//! - **a shared budget**: a token bucket (requests per second, with a burst) and a cap on
+//!   requests in flight per origin; due polls over budget wait their turn, oldest due first;
+//! - **coordinated throttling**: a 429 or 503 with `Retry-After` on any request to an origin
+//!   pauses every poll to that origin until then (bounded by the engine's `max_delay`);
+//! - per-operation deadlines, removal, early wake-up, and continuation tokens of every
+//!   operation on demand.
+//!
+//! Like the engine, the fleet never reads a clock: the driver passes the time in and carries out
+//! the returned [`FleetAction`].
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+
+use crate::engine::{Action, Engine};
+use crate::error::LroError;
+use crate::options::Origin;
+use crate::retry::RetryPolicy;
+use crate::strategy::Strategy;
+use crate::token::ContinuationToken;
+use crate::transport::{Timestamp, TransportError};
+
+/// The shared budget of a [`Fleet`]. Built with [`FleetOptions::builder`].
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    rate: f64,
+    burst: u32,
+    max_in_flight_per_origin: usize,
+    max_pause: Duration,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        FleetOptions {
+            rate: 100.0,
+            burst: 100,
+            max_in_flight_per_origin: 32,
+            max_pause: crate::options::DEFAULT_MAX_DELAY,
+        }
+    }
+}
+
+impl FleetOptions {
+    /// A builder starting from 100 requests per second (burst 100), 32 in flight per origin.
+    pub fn builder() -> FleetOptionsBuilder {
+        FleetOptionsBuilder { options: FleetOptions::default() }
+    }
+}
+
+/// Builder of [`FleetOptions`].
+#[derive(Debug)]
+#[must_use]
+pub struct FleetOptionsBuilder {
+    options: FleetOptions,
+}
+
+impl FleetOptionsBuilder {
+    /// Requests per second, over all operations (at least one request per hour).
+    pub fn rate(mut self, per_second: f64) -> Self {
+        self.options.rate = if per_second.is_finite() && per_second > 1.0 / 3600.0 {
+            per_second
+        } else {
+            1.0 / 3600.0
+        };
+        self
+    }
+
+    /// How many requests may go at once after a quiet spell (at least 1).
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.options.burst = burst.max(1);
+        self
+    }
+
+    /// At most this many requests in flight to one origin (at least 1): the connection pool
+    /// never needs more connections to a host.
+    pub fn max_in_flight_per_origin(mut self, max: usize) -> Self {
+        self.options.max_in_flight_per_origin = max.max(1);
+        self
+    }
+
+    /// The longest pause a throttled origin's `Retry-After` can impose (default 10 minutes).
+    pub fn max_pause(mut self, max: Duration) -> Self {
+        self.options.max_pause = max;
+        self
+    }
+
+    /// The options.
+    pub fn build(self) -> FleetOptions {
+        self.options
+    }
+}
+
+/// What the driver of a [`Fleet`] must do next.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per step, consumed at once
+#[allow(clippy::exhaustive_enums)] // as `Action`: a driver must carry out every action
+pub enum FleetAction<K> {
+    /// Send `request` for operation `key`; report the outcome with
+    /// [`Fleet::handle_response`] or [`Fleet::handle_transport_error`].
+    Send {
+        /// The operation.
+        key: K,
+        /// The request.
+        request: Request<Bytes>,
+    },
+    /// Operation `key` is over: its final response, or the error that ended it (with a token).
+    Finished {
+        /// The operation.
+        key: K,
+        /// The outcome.
+        outcome: Result<Response<Bytes>, LroError>,
+    },
+    /// Nothing to do before this long (or before a response comes back or an operation is
+    /// added or woken).
+    Wait(Duration),
+    /// No operation is queued; wait for responses in flight, or for new operations.
+    Idle,
+}
+
+struct Operation<S> {
+    engine: Engine<S>,
+    deadline: Option<Instant>,
+    origin: Option<Origin>,
+    in_flight: bool,
+    /// Bumped whenever the operation is queued again, so stale queue entries are skipped.
+    generation: u64,
+}
+
+/// Many operations, one queue, one budget: the sans-IO scheduler (see the module docs).
+pub struct Fleet<K, S> {
+    options: FleetOptions,
+    operations: HashMap<K, Operation<S>>,
+    /// (due, order of insertion, key, generation): oldest due first, then first queued.
+    queue: BinaryHeap<Reverse<(Instant, u64, u64, K)>>,
+    next_seq: u64,
+    tokens: f64,
+    refilled: Option<Instant>,
+    in_flight: HashMap<Origin, usize>,
+    paused_until: HashMap<Origin, Instant>,
+    finished: Vec<(K, Result<Response<Bytes>, LroError>)>,
+}
+
+impl<K, S> fmt::Debug for Fleet<K, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fleet")
+            .field("operations", &self.operations.len())
+            .field("queued", &self.queue.len())
+            .field("tokens", &self.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
+    /// An empty fleet with this budget.
+    pub fn new(options: FleetOptions) -> Self {
+        let tokens = f64::from(options.burst);
+        Fleet {
+            options,
+            operations: HashMap::new(),
+            queue: BinaryHeap::new(),
+            next_seq: 0,
+            tokens,
+            refilled: None,
+            in_flight: HashMap::new(),
+            paused_until: HashMap::new(),
+            finished: Vec::new(),
+        }
+    }
+
+    /// Adds an operation (from [`Engine::start`] or [`Engine::resume`]), due at once, ending at
+    /// `deadline` at the latest. An operation already under `key` is replaced.
+    pub fn add(&mut self, now: Timestamp, key: K, engine: Engine<S>, deadline: Option<Duration>) {
+        let origin = Origin::of(engine.initial().request().uri());
+        let deadline = deadline.and_then(|d| now.instant.checked_add(d));
+        let operation = Operation { engine, deadline, origin, in_flight: false, generation: 0 };
+        self.operations.insert(key.clone(), operation);
+        self.enqueue(&key, now.instant);
+    }
+
+    /// Removes an operation (cancels its polling; a response still in flight is ignored).
+    pub fn remove(&mut self, key: &K) -> Option<Engine<S>> {
+        let operation = self.operations.remove(key)?;
+        if operation.in_flight {
+            self.release(operation.origin.as_ref());
+        }
+        Some(operation.engine)
+    }
+
+    /// Makes operation `key` due at once (a notification said it changed). Returns whether
+    /// there is such an operation.
+    pub fn wake(&mut self, now: Timestamp, key: &K) -> bool {
+        match self.operations.get_mut(key) {
+            Some(operation) if !operation.in_flight => {
+                operation.engine.poll_now();
+                self.enqueue(key, now.instant);
+                true
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// How many operations are in the fleet (queued or in flight).
+    pub fn len(&self) -> usize {
+        self.operations.len()
+    }
+
+    /// Whether the fleet has no operation.
+    pub fn is_empty(&self) -> bool {
+        self.operations.is_empty()
+    }
+
+    /// A continuation token for every operation, to checkpoint the whole fleet.
+    pub fn continuation_tokens(&self) -> Vec<(K, Result<ContinuationToken, LroError>)> {
+        self.operations
+            .iter()
+            .map(|(key, op)| (key.clone(), op.engine.continuation_token()))
+            .collect()
+    }
+
+    /// The operation under `key`, for status and progress displays.
+    pub fn engine(&self, key: &K) -> Option<&Engine<S>> {
+        self.operations.get(key).map(|op| &op.engine)
+    }
+
+    /// What to do next, given the current time.
+    pub fn poll(&mut self, now: Timestamp) -> FleetAction<K> {
+        if let Some((key, outcome)) = self.finished.pop() {
+            return FleetAction::Finished { key, outcome };
+        }
+        self.refill(now.instant);
+        let mut blocked = Vec::new();
+        let mut action = None;
+        while let Some(Reverse((due, seq, generation, key))) = self.queue.pop() {
+            let current = self.operations.get(&key).is_some_and(|op| op.generation == generation);
+            if !current {
+                continue; // removed, or queued again since
+            }
+            if due > now.instant {
+                blocked.push(Reverse((due, seq, generation, key)));
+                break;
+            }
+            if let Some(done) = self.expire(now, &key) {
+                action = Some(done);
+                break;
+            }
+            if self.origin_blocked(&key, now.instant) {
+                // Its origin is paused or full: others may go first; it keeps its place.
+                blocked.push(Reverse((due, seq, generation, key)));
+                continue;
+            }
+            if self.tokens < 1.0 - TOKEN_EPSILON {
+                blocked.push(Reverse((due, seq, generation, key)));
+                break;
+            }
+            action = Some(self.step(now, key));
+            if matches!(action, Some(FleetAction::Send { .. } | FleetAction::Finished { .. })) {
+                break;
+            }
+            action = None;
+        }
+        self.queue.extend(blocked);
+        if let Some(action) = action {
+            return action;
+        }
+        self.next_wait(now.instant)
+    }
+
+    /// Feeds the response to operation `key`'s request.
+    pub fn handle_response(&mut self, now: Timestamp, key: &K, response: Response<Bytes>) {
+        let Some(operation) = self.operations.get_mut(key) else { return };
+        if !operation.in_flight {
+            return;
+        }
+        operation.in_flight = false;
+        let origin = operation.origin.clone();
+        let status = response.status();
+        if RetryPolicy::honours_retry_after(status) {
+            if let (Some(hint), Some(origin)) =
+                (crate::delay::retry_after(response.headers(), now.wall), origin.clone())
+            {
+                // The whole origin is throttled, not this operation alone.
+                let until = now.instant.checked_add(hint.min(self.options.max_pause));
+                if let Some(until) = until {
+                    let entry = self.paused_until.entry(origin).or_insert(until);
+                    *entry = (*entry).max(until);
+                }
+            }
+        }
+        operation.engine.handle_response(now, response);
+        self.release(origin.as_ref());
+        self.after_step(now, key);
+    }
+
+    /// Reports that operation `key`'s request failed in the transport.
+    pub fn handle_transport_error(&mut self, now: Timestamp, key: &K, error: TransportError) {
+        let Some(operation) = self.operations.get_mut(key) else { return };
+        if !operation.in_flight {
+            return;
+        }
+        operation.in_flight = false;
+        let origin = operation.origin.clone();
+        operation.engine.handle_transport_error(now, error);
+        self.release(origin.as_ref());
+        self.after_step(now, key);
+    }
+
+    fn enqueue(&mut self, key: &K, due: Instant) {
+        let Some(operation) = self.operations.get_mut(key) else { return };
+        // A deadline before the next poll is when the operation must be looked at.
+        let due = operation.deadline.map_or(due, |deadline| due.min(deadline));
+        operation.generation = operation.generation.wrapping_add(1);
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.queue.push(Reverse((due, seq, operation.generation, key.clone())));
+    }
+
+    /// After a response: queue the next poll, or record the end.
+    fn after_step(&mut self, now: Timestamp, key: &K) {
+        let Some(operation) = self.operations.get_mut(key) else { return };
+        match operation.engine.poll(now) {
+            Action::Done => self.finish(key),
+            Action::Wait(wait) => {
+                self.enqueue(key, due_after(now.instant, wait));
+            }
+            Action::SendRequest(_) => self.enqueue(key, now.instant),
+        }
+    }
+
+    /// The operation's next action, now that it is due and within budget.
+    fn step(&mut self, now: Timestamp, key: K) -> FleetAction<K> {
+        let Some(operation) = self.operations.get_mut(&key) else { return FleetAction::Idle };
+        match operation.engine.poll(now) {
+            Action::SendRequest(request) => {
+                operation.in_flight = true;
+                let origin = operation.origin.clone();
+                self.tokens -= 1.0;
+                if let Some(origin) = origin {
+                    *self.in_flight.entry(origin).or_default() += 1;
+                }
+                FleetAction::Send { key, request }
+            }
+            Action::Wait(wait) => {
+                self.enqueue(&key, due_after(now.instant, wait));
+                FleetAction::Idle
+            }
+            Action::Done => {
+                self.finish(&key);
+                self.finished.pop().map_or(FleetAction::Idle, |(key, outcome)| {
+                    FleetAction::Finished { key, outcome }
+                })
+            }
+        }
+    }
+
+    /// Ends an operation whose deadline has passed.
+    fn expire(&mut self, now: Timestamp, key: &K) -> Option<FleetAction<K>> {
+        let operation = self.operations.get(key)?;
+        if operation.deadline.is_none_or(|deadline| now.instant < deadline) {
+            return None;
+        }
+        let operation = self.operations.remove(key)?;
+        let error = LroError::gave_up(
+            "the operation's deadline in the fleet passed; it may still be running",
+            None,
+            operation.engine.polls(),
+        );
+        let error = match operation.engine.continuation_token() {
+            Ok(token) => error.with_continuation_token(token),
+            Err(_) => error,
+        };
+        Some(FleetAction::Finished { key: key.clone(), outcome: Err(error) })
+    }
+
+    fn finish(&mut self, key: &K) {
+        if let Some(operation) = self.operations.remove(key) {
+            let outcome = operation.engine.outcome().cloned().map_err(Clone::clone);
+            self.finished.push((key.clone(), outcome));
+        }
+    }
+
+    /// Whether `key`'s origin cannot take a request now (paused, or at its in-flight cap).
+    fn origin_blocked(&self, key: &K, now: Instant) -> bool {
+        let Some(origin) = self.operations.get(key).and_then(|op| op.origin.as_ref()) else {
+            return false;
+        };
+        let paused = self.paused_until.get(origin).is_some_and(|until| *until > now);
+        let busy = self.in_flight.get(origin).copied().unwrap_or(0);
+        paused || busy >= self.options.max_in_flight_per_origin
+    }
+
+    fn release(&mut self, origin: Option<&Origin>) {
+        if let Some(count) = origin.and_then(|origin| self.in_flight.get_mut(origin)) {
+            *count = count.saturating_sub(1);
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let last = *self.refilled.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(last).as_secs_f64();
+        self.tokens =
+            (self.tokens + elapsed * self.options.rate).min(f64::from(self.options.burst));
+        self.refilled = Some(now);
+    }
+
+    /// How long until something can happen: the next due poll, the next token, the end of a
+    /// pause.
+    fn next_wait(&self, now: Instant) -> FleetAction<K> {
+        let Some(Reverse((due, ..))) = self.queue.peek() else { return FleetAction::Idle };
+        let mut wait = due.saturating_duration_since(now);
+        if wait.is_zero() {
+            // Due but held back: by the budget (the next token), by a paused origin (the end of
+            // the pause), or by a full origin (only a response coming back frees it: idle).
+            let token = (self.tokens < 1.0 - TOKEN_EPSILON).then(|| {
+                // At least a microsecond: float rounding must not make "almost a token" idle.
+                Duration::from_secs_f64((1.0 - self.tokens) / self.options.rate)
+                    .max(Duration::from_micros(1))
+            });
+            let pause = self
+                .paused_until
+                .values()
+                .filter(|until| **until > now)
+                .map(|until| until.saturating_duration_since(now))
+                .min();
+            wait = match (token, pause) {
+                (Some(token), Some(pause)) => token.min(pause),
+                (Some(wait), None) | (None, Some(wait)) => wait,
+                (None, None) => return FleetAction::Idle,
+            };
+        }
+        FleetAction::Wait(wait)
+    }
+}
+
+/// Rounding slack of the token bucket's float arithmetic.
+const TOKEN_EPSILON: f64 = 1e-9;
+
+/// `now + wait`, saturating to about a century ahead (never to "now") when that overflows.
+fn due_after(now: Instant, wait: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(wait).or_else(|| now.checked_add(FAR)).unwrap_or(now)
+}

@@ -1,0 +1,258 @@
+//! The fleet scheduler on virtual time: budget, per-origin cap, coordinated 429 pause,
+//! fairness, early wake-up, deadlines, removal, checkpoints.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::Response;
+use lro_core::test_util::{ScriptedTransport, WithHeader, json_response};
+use lro_core::{
+    Engine, Fleet, FleetAction, FleetOptions, InitialResponse, LroError, PollOptions, Timestamp,
+};
+use support::{Monitor, status};
+
+fn t0() -> Timestamp {
+    let frozen = lro_core::Timer::now(&lro_core::test_util::ManualClock::new());
+    Timestamp::new(frozen.instant, SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+}
+
+/// An operation on `host` whose monitor is `/op/{n}`, polled every `interval`.
+fn engine(host: &str, n: usize, interval: Duration) -> Engine<Monitor> {
+    let initial = InitialResponse::new(
+        ScriptedTransport::request_head("POST", &format!("http://{host}/jobs")),
+        json_response(202, "").with_header("operation-location", &format!("http://{host}/op/{n}")),
+    );
+    let options = PollOptions::builder().interval(interval).build();
+    Engine::start(Monitor::default(), options, initial).unwrap()
+}
+
+/// What happened during a simulated run.
+#[derive(Default)]
+struct Run {
+    /// (seconds since start, key, host) of every request sent.
+    sent: Vec<(f64, usize, String)>,
+    finished: BTreeMap<usize, Result<Bytes, String>>,
+    max_in_flight: HashMap<String, usize>,
+}
+
+/// Drives `fleet` in virtual time. Every request is answered after `latency` by `answer`
+/// (given the key and how many polls of it came before).
+fn drive(
+    fleet: &mut Fleet<usize, Monitor>,
+    start: Timestamp,
+    latency: Duration,
+    mut answer: impl FnMut(usize, usize, Duration) -> Response<Bytes>,
+    limit: Duration,
+) -> Run {
+    let mut run = Run::default();
+    let mut now = start;
+    let mut in_flight: Vec<(Timestamp, usize, String)> = Vec::new();
+    let mut polls: HashMap<usize, usize> = HashMap::new();
+    let elapsed = |now: Timestamp| now.instant.duration_since(start.instant);
+    for _ in 0..1_000_000 {
+        assert!(elapsed(now) <= limit, "the run went on past {limit:?}");
+        match fleet.poll(now) {
+            FleetAction::Send { key, request } => {
+                let host = request.uri().host().unwrap().to_owned();
+                run.sent.push((elapsed(now).as_secs_f64(), key, host.clone()));
+                in_flight.push((now.advanced(latency), key, host.clone()));
+                let busy = in_flight.iter().filter(|(_, _, h)| *h == host).count();
+                let max = run.max_in_flight.entry(host).or_default();
+                *max = (*max).max(busy);
+            }
+            FleetAction::Finished { key, outcome } => {
+                let outcome =
+                    outcome.map(|r| r.body().clone()).map_err(|e| e.kind_name().to_owned());
+                run.finished.insert(key, outcome);
+            }
+            action @ (FleetAction::Wait(_) | FleetAction::Idle) => {
+                let next_answer = in_flight.iter().map(|(at, ..)| at.instant).min();
+                let wake = match (&action, next_answer) {
+                    (FleetAction::Wait(d), Some(at)) => now.advanced(*d).instant.min(at),
+                    (FleetAction::Wait(d), None) => now.advanced(*d).instant,
+                    (_, Some(at)) => at,
+                    (_, None) => return run, // nothing queued, nothing in flight
+                };
+                now = now.advanced(wake.saturating_duration_since(now.instant));
+                // Deliver every answer due by now, oldest first.
+                in_flight.sort_by_key(|(at, ..)| at.instant);
+                while in_flight.first().is_some_and(|(at, ..)| at.instant <= now.instant) {
+                    let (_, key, _) = in_flight.remove(0);
+                    let count = polls.entry(key).or_default();
+                    let response = answer(key, *count, elapsed(now));
+                    *count += 1;
+                    fleet.handle_response(now, &key, response);
+                }
+            }
+        }
+    }
+    panic!("no end after a million steps");
+}
+
+/// Running for the first `n` polls, then Succeeded with the key in the body.
+fn after(n: usize) -> impl FnMut(usize, usize, Duration) -> Response<Bytes> {
+    move |key, polls, _| {
+        if polls < n {
+            status("Running")
+        } else {
+            json_response(200, &format!(r#"{{"status":"Succeeded","key":{key}}}"#))
+        }
+    }
+}
+
+#[test]
+fn every_operation_finishes_and_the_rate_never_exceeds_the_budget() {
+    let now = t0();
+    let options = FleetOptions::builder().rate(10.0).burst(5).max_in_flight_per_origin(100).build();
+    let mut fleet = Fleet::new(options);
+    for n in 0..50 {
+        fleet.add(now, n, engine("svc", n, Duration::ZERO), None);
+    }
+    let run = drive(&mut fleet, now, Duration::from_millis(10), after(2), Duration::from_secs(600));
+    assert_eq!(run.finished.len(), 50);
+    assert!(run.finished.values().all(Result::is_ok));
+    assert_eq!(run.sent.len(), 150, "three polls each, no more");
+    // In any one-second window: at most the burst plus one second of rate.
+    for (i, (start, ..)) in run.sent.iter().enumerate() {
+        let in_window = run.sent[i..].iter().take_while(|(t, ..)| *t < start + 1.0).count();
+        assert!(in_window <= 15, "{in_window} requests in the second after {start}");
+    }
+    assert!(fleet.is_empty());
+}
+
+#[test]
+fn requests_in_flight_per_origin_never_exceed_the_cap() {
+    let now = t0();
+    let options =
+        FleetOptions::builder().rate(1000.0).burst(1000).max_in_flight_per_origin(3).build();
+    let mut fleet = Fleet::new(options);
+    for n in 0..40 {
+        let host = if n % 2 == 0 { "a.example" } else { "b.example" };
+        fleet.add(now, n, engine(host, n, Duration::ZERO), None);
+    }
+    let run = drive(&mut fleet, now, Duration::from_secs(1), after(1), Duration::from_secs(600));
+    assert_eq!(run.finished.len(), 40);
+    assert_eq!(run.max_in_flight.get("a.example"), Some(&3));
+    assert_eq!(run.max_in_flight.get("b.example"), Some(&3));
+}
+
+#[test]
+fn a_429_with_retry_after_pauses_every_poll_to_that_origin_and_no_other() {
+    let now = t0();
+    let mut fleet = Fleet::new(FleetOptions::default());
+    for n in 0..10 {
+        let host = if n < 5 { "throttled.example" } else { "calm.example" };
+        fleet.add(now, n, engine(host, n, Duration::from_secs(1)), None);
+    }
+    let mut throttled_once = false;
+    let answer = move |key: usize, polls: usize, _: Duration| {
+        if key == 0 && !throttled_once {
+            throttled_once = true;
+            return json_response(429, "").with_header("retry-after", "30");
+        }
+        if polls < 3 { status("Running") } else { status("Succeeded") }
+    };
+    let run = drive(&mut fleet, now, Duration::from_millis(50), answer, Duration::from_secs(600));
+    assert_eq!(run.finished.len(), 10);
+    assert!(run.finished.values().all(Result::is_ok));
+    let first_429_answered = 0.05; // the first request, answered after 50 ms
+    let during_pause = |host: &str| {
+        run.sent
+            .iter()
+            .filter(|(t, _, h)| h == host && *t > first_429_answered && *t < 30.0)
+            .count()
+    };
+    assert_eq!(during_pause("throttled.example"), 0, "the whole origin waited: {:?}", run.sent);
+    assert!(during_pause("calm.example") > 0, "other origins went on");
+}
+
+#[test]
+fn over_budget_the_oldest_due_poll_goes_first() {
+    let now = t0();
+    let options = FleetOptions::builder().rate(1.0).burst(1).build();
+    let mut fleet = Fleet::new(options);
+    for n in 0..6 {
+        fleet.add(now, n, engine("svc", n, Duration::from_secs(3600)), None);
+    }
+    let run = drive(&mut fleet, now, Duration::from_millis(1), after(0), Duration::from_secs(600));
+    let order: Vec<usize> = run.sent.iter().map(|(_, key, _)| *key).collect();
+    assert_eq!(order, [0, 1, 2, 3, 4, 5], "added first, served first");
+    let times: Vec<u64> = run.sent.iter().map(|(t, ..)| t.round() as u64).collect();
+    assert_eq!(times, [0, 1, 2, 3, 4, 5], "one a second, as the budget says");
+}
+
+#[test]
+fn wake_makes_one_operation_poll_now_deadline_and_remove_end_others() {
+    let now = t0();
+    let mut fleet = Fleet::new(FleetOptions::default());
+    fleet.add(now, 1, engine("svc", 1, Duration::from_secs(60)), None);
+    fleet.add(now, 2, engine("svc", 2, Duration::from_secs(60)), Some(Duration::from_secs(5)));
+    fleet.add(now, 3, engine("svc", 3, Duration::from_secs(60)), None);
+    // First polls of all three, answered Running.
+    for _ in 0..3 {
+        let FleetAction::Send { key, .. } = fleet.poll(now) else { panic!("a send") };
+        fleet.handle_response(now, &key, status("Running"));
+    }
+    assert!(
+        matches!(fleet.poll(now), FleetAction::Wait(d) if d == Duration::from_secs(5) || d == Duration::from_secs(60))
+    );
+    // A notification for 1, ten seconds later: it polls at once, not after 60 s.
+    let later = now.advanced(Duration::from_secs(10));
+    assert!(fleet.wake(later, &1));
+    // Operation 2's deadline (5 s) has passed: it ends with a final timeout and a token.
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        match fleet.poll(later) {
+            FleetAction::Send { key, .. } => seen.push(format!("send {key}")),
+            FleetAction::Finished { key, outcome: Err(LroError::Timeout(t)) } => {
+                assert!(t.is_final());
+                seen.push(format!("deadline {key}"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["deadline 2", "send 1"]);
+    // Removing 3: it never polls again.
+    assert!(fleet.remove(&3).is_some());
+    fleet.handle_response(later, &1, status("Succeeded"));
+    assert!(matches!(fleet.poll(later), FleetAction::Finished { key: 1, outcome: Ok(_) }));
+    assert!(matches!(fleet.poll(later.advanced(Duration::from_secs(3600))), FleetAction::Idle));
+    assert!(fleet.is_empty());
+}
+
+#[test]
+fn a_checkpoint_of_every_operation_resumes_to_the_same_results() {
+    let now = t0();
+    let mut fleet = Fleet::new(FleetOptions::default());
+    for n in 0..20 {
+        fleet.add(now, n, engine("svc", n, Duration::from_secs(1)), None);
+    }
+    // One round of polls, then a crash: keep only the tokens.
+    for _ in 0..20 {
+        let FleetAction::Send { key, .. } = fleet.poll(now) else { panic!("a send") };
+        fleet.handle_response(now, &key, status("Running"));
+    }
+    let checkpoint = fleet.continuation_tokens();
+    assert_eq!(checkpoint.len(), 20);
+    drop(fleet);
+
+    let mut resumed = Fleet::new(FleetOptions::default());
+    for (key, token) in checkpoint {
+        let options = PollOptions::builder().interval(Duration::from_secs(1)).build();
+        let engine = Engine::resume(Monitor::default(), options, &token.unwrap()).unwrap();
+        resumed.add(now, key, engine, None);
+    }
+    let run =
+        drive(&mut resumed, now, Duration::from_millis(5), after(1), Duration::from_secs(600));
+    assert_eq!(run.finished.len(), 20);
+    for (key, outcome) in run.finished {
+        let body = outcome.unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value["key"], key);
+    }
+}
