@@ -67,6 +67,7 @@ mod drivers;
 mod engine;
 mod error;
 mod fleet;
+mod fleet_stream;
 mod initial;
 mod method;
 mod off_thread;
@@ -99,6 +100,7 @@ pub use error::{
     ServiceError, StoppedError, TimeoutError, TransportFailure,
 };
 pub use fleet::{Fleet, FleetAction, FleetOptions, FleetOptionsBuilder};
+pub use fleet_stream::{FleetHandle, FleetStream};
 pub use initial::{InitialResponse, RequestHead};
 pub use method::{
     AsyncOperation, AsyncPollingMethod, BlockingOperation, PollingMethod, RunContext,

@@ -1,0 +1,251 @@
+//! [`FleetStream`]: the async driver of a [`Fleet`] — one task, any runtime, every operation.
+//!
+//! The stream sends the fleet's requests through an [`AsyncHttpClient`] (all in flight at once,
+//! within the budget), sleeps through an [`AsyncTimer`] until the next due poll, and yields each
+//! operation's outcome as it ends. Operations are added through a [`FleetHandle`], also while
+//! the stream runs.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::hash::Hash;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_core::Stream;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use http::Response;
+
+use crate::deserialize::Deserializer;
+use crate::engine::Engine;
+use crate::error::LroError;
+use crate::fleet::{Fleet, FleetAction, FleetOptions};
+use crate::strategy::Strategy;
+use crate::token::ContinuationToken;
+use crate::transport::{AsyncHttpClient, AsyncTimer, BoxFuture, TransportError};
+
+type Sent<K> = BoxFuture<'static, (K, Result<Response<Bytes>, TransportError>)>;
+
+/// What a [`FleetHandle`] asks of the stream, applied at its next poll.
+enum Command<K, S> {
+    Add(K, Engine<S>, Option<Duration>),
+    Remove(K),
+    Wake(K),
+}
+
+struct Shared<K, S> {
+    commands: VecDeque<Command<K, S>>,
+    waker: Option<Waker>,
+    /// Continuation tokens of every operation, refreshed after each poll of the stream.
+    tokens: Vec<(K, ContinuationToken)>,
+}
+
+/// Adds, removes and wakes operations of a running [`FleetStream`]; cheap to clone.
+pub struct FleetHandle<K, S> {
+    shared: Arc<Mutex<Shared<K, S>>>,
+}
+
+impl<K, S> Clone for FleetHandle<K, S> {
+    fn clone(&self) -> Self {
+        FleetHandle { shared: Arc::clone(&self.shared) }
+    }
+}
+
+impl<K, S> fmt::Debug for FleetHandle<K, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FleetHandle").finish_non_exhaustive()
+    }
+}
+
+impl<K: Clone, S> FleetHandle<K, S> {
+    fn send(&self, command: Command<K, S>) {
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        shared.commands.push_back(command);
+        if let Some(waker) = shared.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Adds an operation (from [`Engine::start`] or [`Engine::resume`]) under `key`, ending at
+    /// `deadline` at the latest.
+    pub fn add(&self, key: K, engine: Engine<S>, deadline: Option<Duration>) {
+        self.send(Command::Add(key, engine, deadline));
+    }
+
+    /// Stops polling operation `key`; it yields no outcome.
+    pub fn remove(&self, key: K) {
+        self.send(Command::Remove(key));
+    }
+
+    /// Makes operation `key` poll at once (a notification said it changed).
+    pub fn wake(&self, key: K) {
+        self.send(Command::Wake(key));
+    }
+
+    /// The continuation token of every operation, as of the stream's latest step: a checkpoint
+    /// of the whole fleet.
+    pub fn checkpoint(&self) -> Vec<(K, ContinuationToken)> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner).tokens.clone()
+    }
+}
+
+/// Drives a [`Fleet`]: a [`Stream`] of `(key, outcome)` in completion order. It ends when no
+/// operation is left; operations added later through a [`FleetHandle`] need a new poll of the
+/// stream (keep polling it while you add).
+pub struct FleetStream<K, S, T> {
+    fleet: Fleet<K, S>,
+    client: Arc<dyn AsyncHttpClient>,
+    timer: Arc<dyn AsyncTimer>,
+    deserializer: Deserializer<T>,
+    in_flight: FuturesUnordered<Sent<K>>,
+    sleep: Option<BoxFuture<'static, ()>>,
+    shared: Arc<Mutex<Shared<K, S>>>,
+    checkpoints: bool,
+}
+
+impl<K, S, T> fmt::Debug for FleetStream<K, S, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FleetStream")
+            .field("fleet", &self.fleet)
+            .field("in_flight", &self.in_flight.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, S, T> FleetStream<K, S, T>
+where
+    K: Clone + Eq + Hash + Ord + Send + 'static,
+    S: Strategy,
+{
+    /// A stream over no operation yet, with this budget; add operations with the handle.
+    pub fn new(
+        client: Arc<dyn AsyncHttpClient>,
+        timer: impl AsyncTimer + 'static,
+        deserializer: Deserializer<T>,
+        options: FleetOptions,
+    ) -> (Self, FleetHandle<K, S>) {
+        let shared = Arc::new(Mutex::new(Shared {
+            commands: VecDeque::new(),
+            waker: None,
+            tokens: Vec::new(),
+        }));
+        let stream = FleetStream {
+            fleet: Fleet::new(options),
+            client,
+            timer: Arc::new(timer),
+            deserializer,
+            in_flight: FuturesUnordered::new(),
+            sleep: None,
+            shared: Arc::clone(&shared),
+            checkpoints: false,
+        };
+        (stream, FleetHandle { shared })
+    }
+
+    /// Keeps [`FleetHandle::checkpoint`] up to date after every step (it costs a token per
+    /// operation per step; off by default).
+    #[must_use]
+    pub fn with_checkpoints(mut self) -> Self {
+        self.checkpoints = true;
+        self
+    }
+
+    fn apply_commands(&mut self, cx: &Context<'_>) {
+        let commands = {
+            let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+            shared.waker = Some(cx.waker().clone());
+            std::mem::take(&mut shared.commands)
+        };
+        if !commands.is_empty() {
+            self.sleep = None; // the next due time may have changed
+        }
+        let now = self.timer.now();
+        for command in commands {
+            match command {
+                Command::Add(key, engine, deadline) => self.fleet.add(now, key, engine, deadline),
+                Command::Remove(key) => {
+                    let _ = self.fleet.remove(&key);
+                }
+                Command::Wake(key) => {
+                    let _ = self.fleet.wake(now, &key);
+                }
+            }
+        }
+    }
+
+    fn outcome(&self, outcome: Result<Response<Bytes>, LroError>) -> Result<T, LroError> {
+        let response = outcome?;
+        (self.deserializer)(&response)
+            .map_err(|e| LroError::decode("the deserialization callback failed", Some(e)))
+    }
+}
+
+impl<K, S, T> Stream for FleetStream<K, S, T>
+where
+    K: Clone + Eq + Hash + Ord + Send + Unpin + 'static,
+    S: Strategy + Unpin,
+{
+    type Item = (K, Result<T, LroError>);
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        this.apply_commands(cx);
+        loop {
+            let now = this.timer.now();
+            match this.fleet.poll(now) {
+                FleetAction::Send { key, request } => {
+                    let client = Arc::clone(&this.client);
+                    this.in_flight.push(Box::pin(async move { (key, client.send(request).await) }));
+                    continue;
+                }
+                FleetAction::Finished { key, outcome } => {
+                    let outcome = this.outcome(outcome);
+                    return Poll::Ready(Some((key, outcome)));
+                }
+                FleetAction::Wait(wait) => {
+                    if this.sleep.is_none() {
+                        this.sleep = Some(this.timer.sleep(wait));
+                    }
+                }
+                FleetAction::Idle => this.sleep = None,
+            }
+            // Responses first: each one may make more work due.
+            if let Poll::Ready(Some((key, result))) = this.in_flight.poll_next_unpin(cx) {
+                let now = this.timer.now();
+                match result {
+                    Ok(response) => this.fleet.handle_response(now, &key, response),
+                    Err(error) => this.fleet.handle_transport_error(now, &key, error),
+                }
+                this.sleep = None; // the next due time may have changed
+                continue;
+            }
+            if let Some(sleep) = this.sleep.as_mut() {
+                if sleep.as_mut().poll(cx).is_ready() {
+                    this.sleep = None;
+                    continue;
+                }
+            }
+            break;
+        }
+        if this.checkpoints {
+            let tokens = this
+                .fleet
+                .continuation_tokens()
+                .into_iter()
+                .filter_map(|(key, token)| token.ok().map(|token| (key, token)))
+                .collect();
+            this.shared.lock().unwrap_or_else(PoisonError::into_inner).tokens = tokens;
+        }
+        if this.fleet.is_empty() && this.in_flight.is_empty() {
+            let pending = !this.shared.lock().unwrap_or_else(PoisonError::into_inner).commands.is_empty();
+            if !pending {
+                return Poll::Ready(None);
+            }
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+}
