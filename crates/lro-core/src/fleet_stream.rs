@@ -31,7 +31,7 @@ type Sent<K> = BoxFuture<'static, (K, Result<Response<Bytes>, TransportError>)>;
 
 /// What a [`FleetHandle`] asks of the stream, applied at its next poll.
 enum Command<K, S> {
-    Add(K, Engine<S>, Option<Duration>),
+    Add(K, Box<Engine<S>>, Option<Duration>),
     Remove(K),
     Wake(K),
 }
@@ -72,7 +72,7 @@ impl<K: Clone, S> FleetHandle<K, S> {
     /// Adds an operation (from [`Engine::start`] or [`Engine::resume`]) under `key`, ending at
     /// `deadline` at the latest.
     pub fn add(&self, key: K, engine: Engine<S>, deadline: Option<Duration>) {
-        self.send(Command::Add(key, engine, deadline));
+        self.send(Command::Add(key, Box::new(engine), deadline));
     }
 
     /// Stops polling operation `key`; it yields no outcome.
@@ -165,7 +165,7 @@ where
         let now = self.timer.now();
         for command in commands {
             match command {
-                Command::Add(key, engine, deadline) => self.fleet.add(now, key, engine, deadline),
+                Command::Add(key, engine, deadline) => self.fleet.add(now, key, *engine, deadline),
                 Command::Remove(key) => {
                     let _ = self.fleet.remove(&key);
                 }
