@@ -122,7 +122,7 @@ where
     match limit {
         None => future.await,
         Some(limit) => tokio::time::timeout(limit, future).await.unwrap_or_else(|_| {
-            Err(LroError::timeout("the initial request did not finish in time", Some(limit), 0))
+            Err(LroError::gave_up("the initial request did not finish in time", Some(limit), 0))
         }),
     }
 }

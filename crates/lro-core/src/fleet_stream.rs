@@ -240,7 +240,8 @@ where
             this.shared.lock().unwrap_or_else(PoisonError::into_inner).tokens = tokens;
         }
         if this.fleet.is_empty() && this.in_flight.is_empty() {
-            let pending = !this.shared.lock().unwrap_or_else(PoisonError::into_inner).commands.is_empty();
+            let pending =
+                !this.shared.lock().unwrap_or_else(PoisonError::into_inner).commands.is_empty();
             if !pending {
                 return Poll::Ready(None);
             }

@@ -28,6 +28,26 @@
 //! # Ok::<(), lro_core::LroError>(())
 //! ```
 //!
+//! The reverse does not compile either:
+//!
+//! ```compile_fail,E0277
+//! use std::sync::Arc;
+//! use lro_core::test_util::{ScriptedTransport, json_response, OperationLocationStrategy};
+//! use lro_core::{AsyncHttpClient, AsyncPollingMethod, BlockingOperation, InitialResponse, StrategyPolling, deserialize};
+//!
+//! let client: Arc<dyn AsyncHttpClient> = Arc::new(ScriptedTransport::new());
+//! let initial = InitialResponse::new(
+//!     ScriptedTransport::request_head("POST", "http://svc/jobs"),
+//!     json_response(202, ""),
+//! );
+//! let method = StrategyPolling::new(OperationLocationStrategy::default());
+//! let operation = AsyncPollingMethod::initialize(method, client, initial, deserialize::none());
+//! fn drive_blocking<O: BlockingOperation<()>>(_: &O) {}
+//! if let Ok(operation) = &operation {
+//!     drive_blocking(operation);
+//! }
+//! ```
+//!
 //! Built-in methods are [`StrategyPolling`](crate::StrategyPolling) over a sans-IO
 //! [`Strategy`](crate::Strategy) — the way to write a custom method once for both pollers.
 //!

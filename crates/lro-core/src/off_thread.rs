@@ -37,9 +37,16 @@ pub trait BlockingThreads: Send + Sync + 'static {
 /// A blocking [`PollingMethod`] usable with the async poller: its loop runs on a blocking thread
 /// of the runtime, and its requests go through the async client.
 ///
-/// Waits use the system clock ([`SystemTimer`]), not the async timer. Dropping the async
-/// poller's future stops the loop at its next step, as dropping a blocking poller does; waiting
-/// again starts it again where it stopped. The method's `initialize` must not send requests.
+/// Waits use the system clock ([`SystemTimer`]), not the async timer. Dropping the future of
+/// [`run`](AsyncOperation::run) stops the loop at its next step (a request in flight finishes
+/// first, within the transport's timeout); running again continues where it stopped, once the
+/// previous loop has let go (two loops never run at once). Under
+/// [`AsyncLroPoller`](crate::AsyncLroPoller), whose run is shared and kept for the next waiter,
+/// the loop goes on until the operation ends or the poller is dropped.
+///
+/// Each operation holds one of the runtime's blocking threads while it runs, waits included:
+/// keep the number of such operations well below the runtime's blocking-thread limit (tokio:
+/// 512, shared with DNS lookups). The method's `initialize` must not send requests.
 ///
 /// ```no_run
 /// # fn example<M: lro_core::PollingMethod<()> + 'static, B: lro_core::BlockingThreads>(method: M, threads: B) {
@@ -110,7 +117,11 @@ impl<M, B: BlockingThreads> OffThread<M, B> {
     ) -> Result<OffThreadOperation<O, B>, LroError> {
         let bridge = Arc::new(Bridge { client, threads: Arc::clone(&self.threads) });
         let operation = start(self.method, bridge)?;
-        Ok(OffThreadOperation { operation: Arc::new(operation), threads: self.threads })
+        Ok(OffThreadOperation {
+            operation: Arc::new(operation),
+            threads: self.threads,
+            running: Arc::default(),
+        })
     }
 }
 
@@ -119,6 +130,8 @@ impl<M, B: BlockingThreads> OffThread<M, B> {
 pub struct OffThreadOperation<O, B> {
     operation: Arc<O>,
     threads: Arc<B>,
+    /// Held by the loop that runs: a new run waits until the previous one has stopped.
+    running: Arc<std::sync::Mutex<()>>,
 }
 
 /// Sets the interrupt of a run when its future is dropped, so the blocking loop stops.
@@ -140,7 +153,11 @@ where
         let interrupt = Arc::new(Interrupt::new());
         let _stop = StopOnDrop(Arc::clone(&interrupt));
         let operation = Arc::clone(&self.operation);
-        let job = Box::new(move || operation.run(&RunContext::new(&SystemTimer, &interrupt)));
+        let running = Arc::clone(&self.running);
+        let job = Box::new(move || {
+            let _running = running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            operation.run(&RunContext::new(&SystemTimer, &interrupt))
+        });
         self.threads.run(job).await
     }
 

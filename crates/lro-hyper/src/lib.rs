@@ -186,8 +186,8 @@ impl HyperClient {
 fn no_runtime() -> TransportError {
     TransportError::new(
         TransportErrorKind::Unusable,
-        "lro-hyper needs a tokio runtime (with IO and time enabled), and none is running on \
-         this thread: drive the poller inside one, or use lro-blocking",
+        "lro-hyper needs a tokio runtime with IO and time enabled (`enable_all()`), and there is \
+         none on this thread: drive the poller inside one, or use lro-blocking",
     )
 }
 
@@ -204,6 +204,17 @@ impl AsyncHttpClient for HyperClient {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(no_runtime());
         }
+        // A runtime built without IO or time makes hyper and tokio panic: a typed error instead.
+        let attempt = std::panic::AssertUnwindSafe(self.send_within_timeout(request));
+        futures_util::FutureExt::catch_unwind(attempt).await.unwrap_or_else(|_| Err(no_runtime()))
+    }
+}
+
+impl HyperClient {
+    async fn send_within_timeout(
+        &self,
+        request: Request<Bytes>,
+    ) -> Result<Response<Bytes>, TransportError> {
         match self.inner.request_timeout {
             None => self.exchange(request).await,
             Some(limit) => match tokio::time::timeout(limit, self.exchange(request)).await {
@@ -239,21 +250,30 @@ impl AsyncTimer for TokioTimer {
             let deadline = now
                 .checked_add(duration)
                 .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
-            tokio::time::sleep_until(deadline).await;
+            // A runtime without time enabled panics here: fall back to a thread instead.
+            match std::panic::catch_unwind(|| tokio::time::sleep_until(deadline)) {
+                Ok(sleep) => sleep.await,
+                Err(_) => thread_sleep(duration).await,
+            }
         })
     }
 }
 
 /// A sleep for executors other than tokio's: a thread waits, then wakes the task (tokio's
-/// channels work on any executor).
+/// channels work on any executor). The thread sleeps its whole duration even if the future is
+/// dropped. If no thread can be started the sleep never ends (rather than return at once and
+/// let polling spin).
 async fn thread_sleep(duration: Duration) {
     let (done, wait) = tokio::sync::oneshot::channel::<()>();
     let spawned = std::thread::Builder::new().name("lro-sleep".into()).spawn(move || {
         std::thread::sleep(duration);
         let _ = done.send(());
     });
-    if spawned.is_ok() {
-        let _ = wait.await;
+    match spawned {
+        Ok(_) => {
+            let _ = wait.await;
+        }
+        Err(_) => std::future::pending().await,
     }
 }
 
@@ -283,10 +303,19 @@ impl lro_core::BlockingThreads for TokioBlocking {
         &self,
         request: BoxFuture<'_, Result<Response<Bytes>, TransportError>>,
     ) -> Result<Response<Bytes>, TransportError> {
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => handle.block_on(request),
-            Err(_) => Err(no_runtime()),
-        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return Err(no_runtime());
+        };
+        // On a runtime's own thread (say, a method that sends from `initialize`), tokio refuses
+        // to block: a typed error, not its panic.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle.block_on(request)))
+            .unwrap_or_else(|_| {
+                Err(TransportError::new(
+                    TransportErrorKind::Unusable,
+                    "a blocking polling method sent a request from the async task itself (only \
+                     its run loop, on a blocking thread, may send)",
+                ))
+            })
     }
 }
 

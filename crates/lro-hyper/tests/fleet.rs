@@ -29,7 +29,8 @@ async fn two_thousand_operations_under_one_budget_all_reach_their_scripted_outco
     let config = MockConfig::builder().faults(faults).max_operations(5000).build();
     let mock = MockServer::start(config).await.unwrap();
     let client = Arc::new(HyperClient::new().unwrap());
-    let options = FleetOptions::builder().rate(4000.0).burst(500).max_in_flight_per_origin(64).build();
+    let options =
+        FleetOptions::builder().rate(4000.0).burst(500).max_in_flight_per_origin(64).build();
     let (mut fleet, handle) = FleetStream::<usize, Box<dyn Strategy>, Value>::new(
         client.clone(),
         TokioTimer,
@@ -49,7 +50,10 @@ async fn two_thousand_operations_under_one_budget_all_reach_their_scripted_outco
             .body(Bytes::from_static(b"{}"))
             .unwrap();
         let initial = InitialResponse::send_async(&*client, request).await.unwrap();
-        let retry = RetryPolicy::builder().max_retries(8).initial_backoff(Duration::from_millis(10)).build();
+        let retry = RetryPolicy::builder()
+            .max_retries(8)
+            .initial_backoff(Duration::from_millis(10))
+            .build();
         let (strategy, _) = ArmPolling::builder().into_parts();
         let poll = PollOptions::builder().interval(Duration::from_millis(10)).retry(retry).build();
         let engine = Engine::start(Box::new(strategy) as Box<dyn Strategy>, poll, initial).unwrap();
@@ -62,7 +66,9 @@ async fn two_thousand_operations_under_one_budget_all_reach_their_scripted_outco
         while let Some((key, result)) = next(&mut fleet).await {
             done += 1;
             let fine = match (expected[&key], &result) {
-                ("Succeeded", Ok(widget)) => widget["properties"]["provisioningState"] == "Succeeded",
+                ("Succeeded", Ok(widget)) => {
+                    widget["properties"]["provisioningState"] == "Succeeded"
+                }
                 ("Failed", Err(LroError::OperationFailed(e))) => {
                     e.operation_status().map(|s| s.kind()) == Some(StatusKind::Failed)
                 }
@@ -72,7 +78,11 @@ async fn two_thousand_operations_under_one_budget_all_reach_their_scripted_outco
                 _ => false,
             };
             if !fine {
-                wrong.push(format!("{key}: expected {}, got {:?}", expected[&key], result.map_err(|e| e.chain().to_string())));
+                wrong.push(format!(
+                    "{key}: expected {}, got {:?}",
+                    expected[&key],
+                    result.map_err(|e| e.chain().to_string())
+                ));
             }
         }
     };

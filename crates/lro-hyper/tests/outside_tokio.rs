@@ -70,3 +70,14 @@ fn a_tokio_timer_sleep_outside_tokio_still_waits_and_ends() {
     // The timer's future falls back to a thread of its own instead of panicking.
     block_on(TokioTimer.sleep(Duration::from_millis(5)));
 }
+
+#[test]
+fn a_runtime_without_io_or_time_gives_the_same_clear_error() {
+    // A runtime built without `enable_all()`: hyper and tokio's timers would panic.
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let client = HyperClient::new().unwrap();
+    let request = Request::get("http://127.0.0.1:9/op").body(Bytes::new()).unwrap();
+    let error = runtime.block_on(client.send(request)).expect_err("no IO driver");
+    assert_eq!(error.kind(), TransportErrorKind::Unusable);
+    runtime.block_on(TokioTimer.sleep(Duration::from_millis(5))); // falls back to a thread
+}

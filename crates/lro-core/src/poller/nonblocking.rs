@@ -24,8 +24,11 @@ use crate::transport::{AsyncHttpClient, AsyncTimer, BoxFuture};
 /// Drives a long-running operation from the task that awaits it.
 ///
 /// No thread and no spawned task: polling happens while the poller (or its
-/// [`progress`](AsyncLroPoller::progress) stream) is awaited, and stops when the future is
-/// dropped. Awaiting again continues where it stopped.
+/// [`progress`](AsyncLroPoller::progress) stream) is awaited, and pauses when the future is
+/// dropped. Awaiting again continues where it stopped. (A blocking method run through
+/// [`OffThread`](crate::OffThread) is the exception: its loop runs on a blocking thread until the
+/// operation ends or the poller is dropped.) Once the run ended, its outcome is kept: awaiting
+/// again returns it.
 ///
 /// The poller may be shared by several tasks (`&self` methods): they all await one run of the
 /// polling method, so no request is sent twice and all get the same outcome; whichever of them
