@@ -5,6 +5,7 @@
 //!           [--flavour base|arm] [--final-state-via V] [--interval S] [--timeout S]
 //!           [--token-file F] [--output text|json]
 //! lro resume (--token TOKEN | --token-file F) [--url URL] [polling options]
+//! lro batch --file ops.jsonl [--rate N] [--max-in-flight N] [--state-file F [--resume]] [--output text|json]
 //! lro mock [--port N] [--faults SPEC]
 //! ```
 //!
@@ -29,6 +30,7 @@
 //! `timeout`, `transport`, `invalid_token`, `policy`, `interrupted`), `polls` (GET requests sent after the initial one, final GET included) and
 //! `continuation_token` (to resume, `null` on success).
 
+mod batch;
 mod drive;
 mod mock;
 mod output;
@@ -55,6 +57,9 @@ enum Command {
     Start(StartArgs),
     /// Resume an operation from a continuation token (this tool's or Python azure-core's).
     Resume(ResumeArgs),
+    /// Run many operations at once under one request budget (one JSON object per line of
+    /// --file), with a state file to resume after a kill.
+    Batch(batch::BatchArgs),
     /// Serve the embedded mock LRO service in the foreground until interrupted.
     Mock(mock::MockArgs),
 }
@@ -190,6 +195,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Start(args) => run::start(args).await,
             Command::Resume(args) => run::resume(args).await,
+            Command::Batch(args) => batch::batch(args).await,
             Command::Mock(args) => mock::serve(args).await,
         }
     });

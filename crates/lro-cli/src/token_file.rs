@@ -11,9 +11,14 @@ use lro_core::{ContinuationToken, MAX_TOKEN_LEN};
 
 /// Writes `token` to `path` atomically.
 pub(crate) fn write(path: &Path, token: &ContinuationToken) -> io::Result<()> {
+    write_text(path, token.as_str())
+}
+
+/// Writes `text` and a newline to `path` atomically (also the state file of `lro batch`).
+pub(crate) fn write_text(path: &Path, text: &str) -> io::Result<()> {
     let temporary = temporary_path(path, std::process::id());
     let mut file = fs::File::create(&temporary)?;
-    file.write_all(token.as_str().as_bytes())?;
+    file.write_all(text.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()?;
     drop(file);

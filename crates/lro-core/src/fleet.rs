@@ -28,6 +28,7 @@ use crate::engine::{Action, Engine};
 use crate::error::LroError;
 use crate::options::Origin;
 use crate::retry::RetryPolicy;
+use crate::status::Status;
 use crate::strategy::Strategy;
 use crate::token::ContinuationToken;
 use crate::transport::{Timestamp, TransportError};
@@ -121,6 +122,10 @@ pub enum FleetAction<K> {
         key: K,
         /// The outcome.
         outcome: Result<Response<Bytes>, LroError>,
+        /// Its last status, as the service spelled it.
+        status: Status,
+        /// How many polls it took (status polls and final GET).
+        polls: u32,
     },
     /// Nothing to do before this long (or before a response comes back or an operation is
     /// added or woken).
@@ -149,7 +154,22 @@ pub struct Fleet<K, S> {
     refilled: Option<Instant>,
     in_flight: HashMap<Origin, usize>,
     paused_until: HashMap<Origin, Instant>,
-    finished: Vec<(K, Result<Response<Bytes>, LroError>)>,
+    finished: Vec<Ended<K>>,
+}
+
+/// An operation that ended, waiting to be reported.
+struct Ended<K> {
+    key: K,
+    outcome: Result<Response<Bytes>, LroError>,
+    status: Status,
+    polls: u32,
+}
+
+impl<K> From<Ended<K>> for FleetAction<K> {
+    fn from(ended: Ended<K>) -> Self {
+        let Ended { key, outcome, status, polls } = ended;
+        FleetAction::Finished { key, outcome, status, polls }
+    }
 }
 
 impl<K, S> fmt::Debug for Fleet<K, S> {
@@ -237,8 +257,8 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
 
     /// What to do next, given the current time.
     pub fn poll(&mut self, now: Timestamp) -> FleetAction<K> {
-        if let Some((key, outcome)) = self.finished.pop() {
-            return FleetAction::Finished { key, outcome };
+        if let Some(ended) = self.finished.pop() {
+            return ended.into();
         }
         self.refill(now.instant);
         let mut blocked = Vec::new();
@@ -358,9 +378,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
             }
             Action::Done => {
                 self.finish(&key);
-                self.finished.pop().map_or(FleetAction::Idle, |(key, outcome)| {
-                    FleetAction::Finished { key, outcome }
-                })
+                self.finished.pop().map_or(FleetAction::Idle, FleetAction::from)
             }
         }
     }
@@ -381,13 +399,17 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
             Ok(token) => error.with_continuation_token(token),
             Err(_) => error,
         };
-        Some(FleetAction::Finished { key: key.clone(), outcome: Err(error) })
+        let status = operation.engine.status().clone();
+        let polls = operation.engine.polls();
+        Some(FleetAction::Finished { key: key.clone(), outcome: Err(error), status, polls })
     }
 
     fn finish(&mut self, key: &K) {
         if let Some(operation) = self.operations.remove(key) {
             let outcome = operation.engine.outcome().cloned().map_err(Clone::clone);
-            self.finished.push((key.clone(), outcome));
+            let status = operation.engine.status().clone();
+            let polls = operation.engine.polls();
+            self.finished.push(Ended { key: key.clone(), outcome, status, polls });
         }
     }
 

@@ -92,7 +92,21 @@ impl<K: Clone, S> FleetHandle<K, S> {
     }
 }
 
-/// Drives a [`Fleet`]: a [`Stream`] of `(key, outcome)` in completion order. It ends when no
+/// How one operation of a [`FleetStream`] ended.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct FleetResult<K, T> {
+    /// The operation's key.
+    pub key: K,
+    /// The resource, or the error that ended the operation (with a continuation token).
+    pub result: Result<T, LroError>,
+    /// The last status, as the service spelled it.
+    pub status: crate::status::Status,
+    /// How many polls it took (status polls and final GET).
+    pub polls: u32,
+}
+
+/// Drives a [`Fleet`]: a [`Stream`] of [`FleetResult`]s in completion order. It ends when no
 /// operation is left; operations added later through a [`FleetHandle`] need a new poll of the
 /// stream (keep polling it while you add).
 pub struct FleetStream<K, S, T> {
@@ -188,7 +202,7 @@ where
     K: Clone + Eq + Hash + Ord + Send + Unpin + 'static,
     S: Strategy + Unpin,
 {
-    type Item = (K, Result<T, LroError>);
+    type Item = FleetResult<K, T>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
@@ -201,9 +215,9 @@ where
                     this.in_flight.push(Box::pin(async move { (key, client.send(request).await) }));
                     continue;
                 }
-                FleetAction::Finished { key, outcome } => {
-                    let outcome = this.outcome(outcome);
-                    return Poll::Ready(Some((key, outcome)));
+                FleetAction::Finished { key, outcome, status, polls } => {
+                    let result = this.outcome(outcome);
+                    return Poll::Ready(Some(FleetResult { key, result, status, polls }));
                 }
                 FleetAction::Wait(wait) => {
                     if this.sleep.is_none() {

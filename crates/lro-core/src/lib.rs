@@ -100,7 +100,7 @@ pub use error::{
     ServiceError, StoppedError, TimeoutError, TransportFailure,
 };
 pub use fleet::{Fleet, FleetAction, FleetOptions, FleetOptionsBuilder};
-pub use fleet_stream::{FleetHandle, FleetStream};
+pub use fleet_stream::{FleetHandle, FleetResult, FleetStream};
 pub use initial::{InitialResponse, RequestHead};
 pub use method::{
     AsyncOperation, AsyncPollingMethod, BlockingOperation, PollingMethod, RunContext,

@@ -64,7 +64,7 @@ fn drive(
                 let max = run.max_in_flight.entry(host).or_default();
                 *max = (*max).max(busy);
             }
-            FleetAction::Finished { key, outcome } => {
+            FleetAction::Finished { key, outcome, .. } => {
                 let outcome =
                     outcome.map(|r| r.body().clone()).map_err(|e| e.kind_name().to_owned());
                 run.finished.insert(key, outcome);
@@ -208,7 +208,7 @@ fn wake_makes_one_operation_poll_now_deadline_and_remove_end_others() {
     for _ in 0..2 {
         match fleet.poll(later) {
             FleetAction::Send { key, .. } => seen.push(format!("send {key}")),
-            FleetAction::Finished { key, outcome: Err(LroError::Timeout(t)) } => {
+            FleetAction::Finished { key, outcome: Err(LroError::Timeout(t)), .. } => {
                 assert!(t.is_final());
                 seen.push(format!("deadline {key}"));
             }
@@ -220,7 +220,7 @@ fn wake_makes_one_operation_poll_now_deadline_and_remove_end_others() {
     // Removing 3: it never polls again.
     assert!(fleet.remove(&3).is_some());
     fleet.handle_response(later, &1, status("Succeeded"));
-    assert!(matches!(fleet.poll(later), FleetAction::Finished { key: 1, outcome: Ok(_) }));
+    assert!(matches!(fleet.poll(later), FleetAction::Finished { key: 1, outcome: Ok(_), .. }));
     assert!(matches!(fleet.poll(later.advanced(Duration::from_secs(3600))), FleetAction::Idle));
     assert!(fleet.is_empty());
 }

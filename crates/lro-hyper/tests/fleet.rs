@@ -63,7 +63,8 @@ async fn two_thousand_operations_under_one_budget_all_reach_their_scripted_outco
     let mut done = 0;
     let mut wrong = Vec::new();
     let results = async {
-        while let Some((key, result)) = next(&mut fleet).await {
+        while let Some(ended) = next(&mut fleet).await {
+            let (key, result) = (ended.key, ended.result);
             done += 1;
             let fine = match (expected[&key], &result) {
                 ("Succeeded", Ok(widget)) => {

@@ -1,0 +1,334 @@
+//! `lro batch`: many operations at once, through one fleet under one budget, with a state file
+//! to resume after a kill.
+//!
+//! Each line of `--file` is one operation: `{"method", "url", "headers"?, "body"?, "flavour"?,
+//! "final_state_via"?, "key"?}` (`key` defaults to the line number). `--state-file` holds, after
+//! every finished operation and every few seconds, a token for each operation still running and
+//! the report of each one done; `--resume` continues from it (give the same `--file`: it says
+//! how to poll and which origins to trust).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Args;
+use futures_core::Stream;
+use http::{HeaderName, HeaderValue, Method, Request};
+use lro_core::{
+    ContinuationToken, Engine, FleetHandle, FleetOptions, FleetResult, FleetStream,
+    InitialResponse, LroError, OriginPolicy, PollOptions, RetryPolicy, Strategy, deserialize,
+};
+use lro_hyper::{HyperClient, TokioTimer};
+use lro_strategies::{ArmPolling, FinalStateVia, LroBasePolling};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::output::Report;
+use crate::{Output, UsageError, token_file};
+
+/// Arguments of `lro batch`.
+#[derive(Debug, Args)]
+pub(crate) struct BatchArgs {
+    /// The operations, one JSON object per line.
+    #[arg(long, value_name = "F")]
+    file: PathBuf,
+    /// Requests per second over all operations.
+    #[arg(long, value_name = "N", default_value_t = 50.0)]
+    rate: f64,
+    /// Requests in flight to one host at most.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    max_in_flight: usize,
+    /// Seconds between polls when the service sends no Retry-After.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    interval: f64,
+    /// Retries of a transient fault, per request.
+    #[arg(long, value_name = "N", default_value_t = lro_core::DEFAULT_MAX_RETRIES)]
+    retries: u32,
+    /// Keep the state of the batch in this file (atomically), to resume it after a kill.
+    #[arg(long, value_name = "F")]
+    state_file: Option<PathBuf>,
+    /// Continue the batch saved in --state-file instead of starting it.
+    #[arg(long, requires = "state_file")]
+    resume: bool,
+    /// What to print: progress lines and a summary, or one JSON object per operation and a
+    /// summary object last.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+/// One line of the operations file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    method: String,
+    url: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    body: Option<Value>,
+    #[serde(default)]
+    flavour: Option<String>,
+    #[serde(default)]
+    final_state_via: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+}
+
+/// The state file.
+#[derive(Debug, Default, serde::Serialize, Deserialize)]
+struct State {
+    /// Operations still running: key → continuation token.
+    pending: BTreeMap<String, String>,
+    /// Operations done: key → their report.
+    done: BTreeMap<String, Value>,
+}
+
+type Operations = FleetStream<String, Box<dyn Strategy>, Bytes>;
+
+/// `lro batch`.
+pub(crate) async fn batch(args: BatchArgs) -> Result<ExitCode, UsageError> {
+    let lines = read_lines(&args)?;
+    let state = match (&args.state_file, args.resume) {
+        (Some(path), true) => {
+            let text = token_file::read_bounded(path, 256 * 1024 * 1024).map_err(|e| {
+                UsageError(format!("cannot read --state-file {}: {e}", path.display()))
+            })?;
+            serde_json::from_str::<State>(&text).map_err(|e| {
+                UsageError(format!("--state-file {} is not a batch state: {e}", path.display()))
+            })?
+        }
+        _ => State::default(),
+    };
+    let client = Arc::new(
+        HyperClient::builder()
+            .pool_max_idle_per_host(args.max_in_flight)
+            .build()
+            .map_err(|e| UsageError(e.to_string()))?,
+    );
+    let options = FleetOptions::builder()
+        .rate(args.rate)
+        .burst(u32::try_from(args.max_in_flight).unwrap_or(u32::MAX))
+        .max_in_flight_per_origin(args.max_in_flight)
+        .build();
+    let (fleet, handle) =
+        Operations::new(client.clone(), TokioTimer, deserialize::bytes(), options);
+    let mut fleet = fleet.with_checkpoints();
+    // Tokens of the operations as they are added: the first checkpoint, before any poll.
+    let mut pending = BTreeMap::new();
+    let mut done = state.done.clone();
+    let total = lines.len();
+    for (key, line) in &lines {
+        if done.contains_key(key) {
+            continue;
+        }
+        let engine = match state.pending.get(key) {
+            Some(token) => resume_one(line, token, &args),
+            None => start_one(&client, line, &args).await,
+        };
+        match engine {
+            Ok(engine) => {
+                if let Ok(token) = engine.continuation_token() {
+                    pending.insert(key.clone(), token.into_string());
+                }
+                handle.add(key.clone(), engine, None);
+            }
+            Err(error) => {
+                done.insert(key.clone(), keyed(key, &Report::failed(&error, None, 0)));
+            }
+        }
+    }
+    write_state(&args, pending, &done);
+    let started = Instant::now();
+    let mut last_save = Instant::now();
+    let mut last_line = Instant::now();
+    if args.output == Output::Json {
+        for report in done.values() {
+            println!("{report}");
+        }
+    }
+    while let Some(ended) = next(&mut fleet).await {
+        let report = report_of(ended);
+        if args.output == Output::Json {
+            println!("{report}");
+        }
+        let key = report["key"].as_str().unwrap_or_default().to_owned();
+        done.insert(key, report);
+        if last_save.elapsed() >= Duration::from_secs(2) || done.len() == total {
+            save(&args, &handle, &done);
+            last_save = Instant::now();
+        }
+        if args.output == Output::Text && last_line.elapsed() >= Duration::from_secs(1) {
+            eprintln!("{}", summary_line(&done, total, started));
+            last_line = Instant::now();
+        }
+    }
+    save(&args, &handle, &done);
+    let failed = done.values().filter(|r| r["outcome"] != "succeeded").count();
+    let summary = json!({
+        "summary": {
+            "operations": total,
+            "succeeded": total - failed,
+            "failed": failed,
+            "seconds": started.elapsed().as_secs_f64(),
+        }
+    });
+    match args.output {
+        Output::Json => println!("{summary}"),
+        _ => eprintln!("{}", summary_line(&done, total, started)),
+    }
+    Ok(if failed == 0 && done.len() == total { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn next(
+    fleet: &mut FleetStream<String, Box<dyn Strategy>, Bytes>,
+) -> Option<FleetResult<String, Bytes>> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *fleet).poll_next(cx)).await
+}
+
+fn read_lines(args: &BatchArgs) -> Result<Vec<(String, Line)>, UsageError> {
+    let text = token_file::read_bounded(&args.file, 256 * 1024 * 1024)
+        .map_err(|e| UsageError(format!("cannot read --file {}: {e}", args.file.display())))?;
+    let mut lines = Vec::new();
+    let mut keys = HashSet::new();
+    for (index, raw) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let line: Line = serde_json::from_str(raw)
+            .map_err(|e| UsageError(format!("--file line {}: {e}", index + 1)))?;
+        let key = line.key.clone().unwrap_or_else(|| (index + 1).to_string());
+        if !keys.insert(key.clone()) {
+            return Err(UsageError(format!(
+                "--file line {}: the key {key:?} is used twice",
+                index + 1
+            )));
+        }
+        lines.push((key, line));
+    }
+    Ok(lines)
+}
+
+/// The polling options of one line; `vouch` trusts the line's own URL (on resume).
+fn poll_options(
+    line: &Line,
+    args: &BatchArgs,
+    vouch: bool,
+) -> Result<(Box<dyn Strategy>, PollOptions), LroError> {
+    let mut builder = match line.flavour.as_deref() {
+        Some("arm") => ArmPolling::builder(),
+        _ => LroBasePolling::builder(),
+    };
+    if let Some(via) = &line.final_state_via {
+        let via: FinalStateVia = via
+            .parse()
+            .map_err(|e: lro_strategies::UnknownFinalStateVia| LroError::policy(e.to_string()))?;
+        builder = builder.final_state_via(via);
+    }
+    for (name, value) in &line.headers {
+        let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value))
+        else {
+            return Err(LroError::policy(format!("the header {name:?} is not valid")));
+        };
+        builder = builder.header(name, value);
+    }
+    let interval = Duration::try_from_secs_f64(args.interval).unwrap_or(Duration::from_secs(5));
+    let retry = RetryPolicy::builder().max_retries(args.retries).build();
+    let origins = if vouch {
+        // The operations file names this URL: the user vouches for its origin.
+        OriginPolicy::same_origin().allow(&line.url).unwrap_or_default()
+    } else {
+        OriginPolicy::same_origin()
+    };
+    let (strategy, options) =
+        builder.interval(interval).retry(retry).poll_options(|o| o.origins(origins)).into_parts();
+    Ok((Box::new(strategy), options))
+}
+
+async fn start_one(
+    client: &HyperClient,
+    line: &Line,
+    args: &BatchArgs,
+) -> Result<Engine<Box<dyn Strategy>>, LroError> {
+    let method = Method::from_bytes(line.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| LroError::policy(format!("{:?} is not an HTTP method", line.method)))?;
+    let body = line.body.as_ref().map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+    let mut request = Request::builder().method(method).uri(&line.url);
+    for (name, value) in &line.headers {
+        request = request.header(name, value);
+    }
+    if !body.is_empty() {
+        request = request.header("content-type", "application/json");
+    }
+    let request =
+        request.body(body).map_err(|e| LroError::policy(format!("invalid request: {e}")))?;
+    let retry = RetryPolicy::builder().max_retries(args.retries).build();
+    let initial =
+        InitialResponse::send_async_with_retry(client, &TokioTimer, request, &retry).await?;
+    let (strategy, options) = poll_options(line, args, false)?;
+    Engine::start(strategy, options, initial)
+}
+
+fn resume_one(
+    line: &Line,
+    token: &str,
+    args: &BatchArgs,
+) -> Result<Engine<Box<dyn Strategy>>, LroError> {
+    let token: ContinuationToken = token.parse()?;
+    let (strategy, options) = poll_options(line, args, true)?;
+    Engine::resume(strategy, options, &token)
+}
+
+fn keyed(key: &str, report: &Report) -> Value {
+    let mut value = report.to_json();
+    value["key"] = Value::from(key);
+    value
+}
+
+fn report_of(ended: FleetResult<String, Bytes>) -> Value {
+    let status = Some(ended.status.to_string());
+    let polls = u64::from(ended.polls);
+    let report = match &ended.result {
+        Ok(body) => Report::succeeded(status, body, polls),
+        Err(error) => Report::failed(error, status, polls),
+    };
+    keyed(&ended.key, &report)
+}
+
+fn save(
+    args: &BatchArgs,
+    handle: &FleetHandle<String, Box<dyn Strategy>>,
+    done: &BTreeMap<String, Value>,
+) {
+    let pending = handle
+        .checkpoint()
+        .into_iter()
+        .filter(|(key, _)| !done.contains_key(key))
+        .map(|(key, token)| (key, token.into_string()))
+        .collect();
+    write_state(args, pending, done);
+}
+
+fn write_state(
+    args: &BatchArgs,
+    pending: BTreeMap<String, String>,
+    done: &BTreeMap<String, Value>,
+) {
+    let Some(path) = &args.state_file else { return };
+    let state = State { pending, done: done.clone() };
+    let text = serde_json::to_string(&state).unwrap_or_default();
+    if let Err(e) = token_file::write_text(path, &text) {
+        eprintln!("warning: cannot write --state-file {}: {e}", path.display());
+    }
+}
+
+fn summary_line(done: &BTreeMap<String, Value>, total: usize, started: Instant) -> String {
+    let failed = done.values().filter(|r| r["outcome"] != "succeeded").count();
+    format!(
+        "batch: {} of {total} done ({} succeeded, {failed} failed), {} running, {:.1?}",
+        done.len(),
+        done.len() - failed,
+        total - done.len(),
+        started.elapsed()
+    )
+}

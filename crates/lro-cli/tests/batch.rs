@@ -1,0 +1,111 @@
+//! `lro batch`: many operations under one budget, JSON lines, exit codes, a state file that
+//! survives a kill.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use lro_mock::{MockConfig, MockServer};
+use serde_json::Value;
+use support::{TempDir, arg, lro_line, run_line, wait_limited, wait_until, widget};
+
+fn mock() -> MockServer {
+    MockServer::start_blocking(MockConfig::builder().build()).expect("start the mock service")
+}
+
+/// An operations file: `n` ARM PUTs, those in `failing` told to fail.
+fn ops_file(
+    dir: &TempDir,
+    server: &MockServer,
+    n: usize,
+    failing: &[usize],
+    polls: u32,
+) -> std::path::PathBuf {
+    let path = dir.join("ops.jsonl");
+    let mut file = std::fs::File::create(&path).unwrap();
+    for i in 0..n {
+        let outcome = if failing.contains(&i) { "Failed" } else { "Succeeded" };
+        let line = serde_json::json!({
+            "method": "PUT",
+            "url": widget(&server.base_url(), &format!("batch-{i}")),
+            "headers": {"x-mock-outcome": outcome, "x-mock-polls": polls.to_string()},
+            "body": {"properties": {"i": i}},
+            "flavour": "arm",
+            "key": format!("op-{i}"),
+        });
+        writeln!(file, "{line}").unwrap();
+    }
+    path
+}
+
+fn json_lines(stdout: &str) -> Vec<Value> {
+    stdout.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect()
+}
+
+#[test]
+fn a_batch_prints_one_object_per_operation_then_a_summary_and_fails_if_one_failed() {
+    let server = mock();
+    let dir = TempDir::new("batch");
+    let file = ops_file(&dir, &server, 30, &[3, 17], 2);
+    let run = run_line(&format!(
+        "batch --file '{}' --rate 500 --max-in-flight 8 --interval 0.01 --output json",
+        arg(&file)
+    ));
+    assert_eq!(run.code(), Some(1), "two operations failed\n{}", run.describe());
+    let objects = json_lines(&run.stdout);
+    assert_eq!(objects.len(), 31, "{}", run.describe());
+    let summary = &objects[30]["summary"];
+    assert_eq!(summary["operations"], 30);
+    assert_eq!(summary["failed"], 2);
+    for object in &objects[..30] {
+        let key = object["key"].as_str().unwrap();
+        let expected = if key == "op-3" || key == "op-17" { "failed" } else { "succeeded" };
+        assert_eq!(object["outcome"], expected, "{object}");
+        if expected == "succeeded" {
+            assert_eq!(object["resource"]["properties"]["provisioningState"], "Succeeded");
+        }
+    }
+    let puts = server.log().iter().filter(|e| e.method == "PUT").count();
+    assert_eq!(puts, 30);
+
+    let all_good = ops_file(&dir, &server, 10, &[], 1);
+    let run = run_line(&format!("batch --file '{}' --interval 0.01", arg(&all_good)));
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert!(run.stderr.contains("10 of 10 done (10 succeeded, 0 failed)"), "{}", run.describe());
+}
+
+#[test]
+fn a_killed_batch_resumes_from_its_state_file_without_starting_anything_twice() {
+    let server = mock();
+    let dir = TempDir::new("batch-kill");
+    let file = ops_file(&dir, &server, 20, &[], 40);
+    let state = dir.join("state.json");
+    let line = format!(
+        "batch --file '{}' --interval 0.05 --state-file '{}' --output json",
+        arg(&file),
+        arg(&state)
+    );
+    let mut child = lro_line(&line).stdout(std::process::Stdio::null()).spawn().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || state.exists()), "the state file appears");
+    assert!(wait_until(Duration::from_secs(10), || {
+        server.log().iter().filter(|e| e.method == "GET").count() > 40
+    }));
+    child.kill().unwrap();
+    wait_limited(&mut child, Duration::from_secs(5)).expect("killed");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert!(!saved["pending"].as_object().unwrap().is_empty(), "operations were still running");
+
+    let resume = format!(
+        "batch --file '{}' --interval 0.01 --rate 1000 --state-file '{}' --output json --resume",
+        arg(&file),
+        arg(&state)
+    );
+    let run = run_line(&resume);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    let objects = json_lines(&run.stdout);
+    assert_eq!(objects.last().unwrap()["summary"]["succeeded"], 20, "{}", run.describe());
+    let puts = server.log().iter().filter(|e| e.method == "PUT").count();
+    assert_eq!(puts, 20, "no operation was started twice");
+}
