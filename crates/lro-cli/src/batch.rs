@@ -30,7 +30,7 @@ use crate::output::Report;
 use crate::{Output, UsageError, token_file};
 
 /// Arguments of `lro batch`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct BatchArgs {
     /// The operations, one JSON object per line.
     #[arg(long, value_name = "F")]
@@ -60,7 +60,7 @@ pub(crate) struct BatchArgs {
 }
 
 /// One line of the operations file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Line {
     method: String,
@@ -120,24 +120,33 @@ pub(crate) async fn batch(args: BatchArgs) -> Result<ExitCode, UsageError> {
     let mut pending = BTreeMap::new();
     let mut done = state.done.clone();
     let total = lines.len();
+    // Resumed operations first (no request needed), then the initial requests, up to
+    // --max-in-flight of them at a time.
+    let mut to_start = Vec::new();
     for (key, line) in &lines {
         if done.contains_key(key) {
             continue;
         }
-        let engine = match state.pending.get(key) {
-            Some(token) => resume_one(line, token, &args),
-            None => start_one(&client, line, &args).await,
-        };
-        match engine {
-            Ok(engine) => {
-                if let Ok(token) = engine.continuation_token() {
-                    pending.insert(key.clone(), token.into_string());
-                }
-                handle.add(key.clone(), engine, None);
+        match state.pending.get(key) {
+            Some(token) => {
+                admit(key, resume_one(line, token, &args), &handle, &mut pending, &mut done)
             }
-            Err(error) => {
-                done.insert(key.clone(), keyed(key, &Report::failed(&error, None, 0)));
-            }
+            None => to_start.push((key.clone(), line.clone())),
+        }
+    }
+    let shared = Arc::new(args.clone());
+    let mut starting = tokio::task::JoinSet::new();
+    let mut queue = to_start.into_iter();
+    loop {
+        while starting.len() < args.max_in_flight.max(1) {
+            let Some((key, line)) = queue.next() else { break };
+            let (client, shared) = (Arc::clone(&client), Arc::clone(&shared));
+            starting.spawn(async move { (key, start_one(&client, &line, &shared).await) });
+        }
+        match starting.join_next().await {
+            None => break,
+            Some(Ok((key, engine))) => admit(&key, engine, &handle, &mut pending, &mut done),
+            Some(Err(e)) => eprintln!("warning: an initial request failed to run: {e}"),
         }
     }
     write_state(&args, pending, &done);
@@ -180,6 +189,27 @@ pub(crate) async fn batch(args: BatchArgs) -> Result<ExitCode, UsageError> {
         _ => eprintln!("{}", summary_line(&done, total, started)),
     }
     Ok(if failed == 0 && done.len() == total { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Adds a started (or resumed) operation to the fleet, or records why it could not start.
+fn admit(
+    key: &str,
+    engine: Result<Engine<Box<dyn Strategy>>, LroError>,
+    handle: &FleetHandle<String, Box<dyn Strategy>>,
+    pending: &mut BTreeMap<String, String>,
+    done: &mut BTreeMap<String, Value>,
+) {
+    match engine {
+        Ok(engine) => {
+            if let Ok(token) = engine.continuation_token() {
+                pending.insert(key.to_owned(), token.into_string());
+            }
+            handle.add(key.to_owned(), engine, None);
+        }
+        Err(error) => {
+            done.insert(key.to_owned(), keyed(key, &Report::failed(&error, None, 0)));
+        }
+    }
 }
 
 async fn next(
