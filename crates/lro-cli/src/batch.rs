@@ -8,6 +8,7 @@
 //! how to poll and which origins to trust).
 
 use std::collections::{BTreeMap, HashSet};
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -153,6 +154,19 @@ pub(crate) async fn batch(args: BatchArgs) -> Result<ExitCode, UsageError> {
     let started = Instant::now();
     let mut last_save = Instant::now();
     let mut last_line = Instant::now();
+    // On a terminal: one live summary bar; otherwise a plain line a second.
+    let bar = (args.output == Output::Text && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(u64::MAX));
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} done · {msg} · {elapsed} (eta {eta})",
+        ) {
+            bar.set_style(style);
+        }
+        bar.set_position(u64::try_from(done.len()).unwrap_or(u64::MAX));
+        bar.set_message(format!("{} running", total - done.len()));
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    });
     if args.output == Output::Json {
         for report in done.values() {
             println!("{report}");
@@ -169,12 +183,19 @@ pub(crate) async fn batch(args: BatchArgs) -> Result<ExitCode, UsageError> {
             save(&args, &handle, &done);
             last_save = Instant::now();
         }
-        if args.output == Output::Text && last_line.elapsed() >= Duration::from_secs(1) {
+        if let Some(bar) = &bar {
+            let failed = done.values().filter(|r| r["outcome"] != "succeeded").count();
+            bar.set_position(u64::try_from(done.len()).unwrap_or(u64::MAX));
+            bar.set_message(format!("{failed} failed, {} running", total - done.len()));
+        } else if args.output == Output::Text && last_line.elapsed() >= Duration::from_secs(1) {
             eprintln!("{}", summary_line(&done, total, started));
             last_line = Instant::now();
         }
     }
     save(&args, &handle, &done);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
     let failed = done.values().filter(|r| r["outcome"] != "succeeded").count();
     let summary = json!({
         "summary": {
