@@ -17,15 +17,22 @@ static PADDING: [u8; CHUNK] = [b' '; CHUNK];
 pub(crate) struct MockBody {
     head: Option<Bytes>,
     padding: u64,
+    /// A stream of chunks (server-sent events) after the head, until the sender is dropped.
+    events: Option<tokio::sync::mpsc::Receiver<Bytes>>,
 }
 
 impl MockBody {
     pub(crate) fn new(head: impl Into<Bytes>) -> Self {
-        Self { head: Some(head.into()), padding: 0 }
+        Self { head: Some(head.into()), padding: 0, events: None }
     }
 
     pub(crate) fn padded(head: impl Into<Bytes>, padding: u64) -> Self {
-        Self { head: Some(head.into()), padding }
+        Self { head: Some(head.into()), padding, events: None }
+    }
+
+    /// A body that streams whatever `events` receives, until its sender is dropped.
+    pub(crate) fn streaming(events: tokio::sync::mpsc::Receiver<Bytes>) -> Self {
+        Self { head: None, padding: 0, events: Some(events) }
     }
 
     fn head_len(&self) -> u64 {
@@ -39,7 +46,7 @@ impl Body for MockBody {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         if let Some(head) = self.head.take() {
             if !head.is_empty() {
@@ -51,14 +58,20 @@ impl Body for MockBody {
             self.padding -= n as u64;
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&PADDING[..n])))));
         }
+        if let Some(events) = self.events.as_mut() {
+            return events.poll_recv(cx).map(|event| event.map(|bytes| Ok(Frame::data(bytes))));
+        }
         Poll::Ready(None)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.head_len() == 0 && self.padding == 0
+        self.head_len() == 0 && self.padding == 0 && self.events.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.events.is_some() {
+            return SizeHint::default();
+        }
         SizeHint::with_exact(self.head_len().saturating_add(self.padding))
     }
 }

@@ -27,6 +27,7 @@
 //! | `GET /operations/{id}`, `GET /jobs/operations/{id}` | `200 {"id", "status", "startTime", "endTime"?, "error"?, "resourceLocation"?}` — `endTime` once terminal, `error: {"code", "message"}` when `Failed` or `Canceled`, `resourceLocation: {base}/jobs/{id}` when a job `Succeeded` |
 //! | `GET /operationResults/{id}` | `202` while running; then `204` (delete), `200` + the resource (PUT/PATCH), `200 {"operationId", "id", "name", "restarted": true}` (restart), `200` + the job (job); `400 {"error"}` when `Failed` or `Canceled` |
 //! | `GET /jobs/{id}` | `200 {"id", "status", "input", "result"?, "error"?}` (`result` once `Succeeded`) |
+//! | `GET /events` | `200 text/event-stream`: `data: {"operation": "{id}", "status": "Succeeded"}` once per operation when it ends (useful with [`MockConfigBuilder::progress_after`]: clients wake the operation instead of polling it) |
 //!
 //! Unknown paths answer `404`, known paths with another method `405`; request bodies above the
 //! configured cap (1 MiB) `413`; bodies that are not JSON `400`. Responses echo
@@ -72,6 +73,7 @@
 mod body;
 mod config;
 mod control;
+mod events;
 pub mod faults;
 mod log;
 mod reply;

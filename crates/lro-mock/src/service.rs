@@ -57,7 +57,7 @@ pub(crate) struct State {
 pub(crate) fn handler(state: Arc<State>) -> Handler {
     Arc::new(move |request, conn| {
         let state = state.clone();
-        Box::pin(async move { state.handle(request, conn).await })
+        Box::pin(async move { State::handle(state, request, conn).await })
     })
 }
 
@@ -81,8 +81,14 @@ impl State {
     }
 
     /// Answers one request and records it in the log.
-    async fn handle(&self, request: hyper::Request<Incoming>, conn: Conn) -> Handled {
+    async fn handle(self: Arc<Self>, request: hyper::Request<Incoming>, conn: Conn) -> Handled {
         let (parts, body) = request.into_parts();
+        if parts.method == http::Method::GET && parts.uri.path() == "/events" {
+            let mut entry = LogEntry::new(&parts);
+            entry.status = Some(200);
+            self.log.record(entry);
+            return Ok(crate::events::stream(Arc::clone(&self)));
+        }
         let mut entry = LogEntry::new(&parts);
         let mut ctx = Ctx::default();
         let result = self.dispatch(&parts, body, &conn, &mut ctx).await;
