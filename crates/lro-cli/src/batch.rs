@@ -91,17 +91,19 @@ type Operations = FleetStream<String, Box<dyn Strategy>, Bytes>;
 
 /// `lro batch`.
 pub(crate) async fn batch(args: BatchArgs) -> Result<ExitCode, UsageError> {
+    if !(args.rate.is_finite() && args.rate > 0.0) {
+        return Err(UsageError(format!("--rate must be a positive number (got {})", args.rate)));
+    }
     let lines = read_lines(&args)?;
     let state = match (&args.state_file, args.resume) {
-        (Some(path), true) => {
-            let text = token_file::read_bounded(path, 256 * 1024 * 1024).map_err(|e| {
-                UsageError(format!("cannot read --state-file {}: {e}", path.display()))
-            })?;
-            serde_json::from_str::<State>(&text).map_err(|e| {
-                UsageError(format!("--state-file {} is not a batch state: {e}", path.display()))
-            })?
-        }
+        (Some(path), true) => read_state(path, &lines)?,
         _ => State::default(),
+    };
+    let mut journal = match &args.state_file {
+        Some(path) => Some(Journal::create(path, !args.resume).map_err(|e| {
+            UsageError(format!("cannot write beside --state-file {}: {e}", path.display()))
+        })?),
+        None => None,
     };
     let client = Arc::new(
         HyperClient::builder()
@@ -146,11 +148,20 @@ pub(crate) async fn batch(args: BatchArgs) -> Result<ExitCode, UsageError> {
         }
         match starting.join_next().await {
             None => break,
-            Some(Ok((key, engine))) => admit(&key, engine, &handle, &mut pending, &mut done),
+            Some(Ok((key, engine))) => {
+                admit(&key, engine, &handle, &mut pending, &mut done);
+                // Recorded at once: a kill now must not start this operation again on resume.
+                if let (Some(journal), Some(token)) = (journal.as_mut(), pending.get(&key)) {
+                    journal.record(&key, token);
+                }
+            }
             Some(Err(e)) => eprintln!("warning: an initial request failed to run: {e}"),
         }
     }
     write_state(&args, pending, &done);
+    if let Some(journal) = journal.take() {
+        journal.finish(); // the state file now holds every operation started
+    }
     let started = Instant::now();
     let mut last_save = Instant::now();
     let mut last_line = Instant::now();
@@ -163,7 +174,7 @@ pub(crate) async fn batch(args: BatchArgs) -> Result<ExitCode, UsageError> {
             bar.set_style(style);
         }
         bar.set_position(u64::try_from(done.len()).unwrap_or(u64::MAX));
-        bar.set_message(format!("{} running", total - done.len()));
+        bar.set_message(format!("{} running", total.saturating_sub(done.len())));
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     });
@@ -186,7 +197,10 @@ pub(crate) async fn batch(args: BatchArgs) -> Result<ExitCode, UsageError> {
         if let Some(bar) = &bar {
             let failed = done.values().filter(|r| r["outcome"] != "succeeded").count();
             bar.set_position(u64::try_from(done.len()).unwrap_or(u64::MAX));
-            bar.set_message(format!("{failed} failed, {} running", total - done.len()));
+            bar.set_message(format!(
+                "{failed} failed, {} running",
+                total.saturating_sub(done.len())
+            ));
         } else if args.output == Output::Text && last_line.elapsed() >= Duration::from_secs(1) {
             eprintln!("{}", summary_line(&done, total, started));
             last_line = Instant::now();
@@ -200,7 +214,7 @@ pub(crate) async fn batch(args: BatchArgs) -> Result<ExitCode, UsageError> {
     let summary = json!({
         "summary": {
             "operations": total,
-            "succeeded": total - failed,
+            "succeeded": total.saturating_sub(failed),
             "failed": failed,
             "seconds": started.elapsed().as_secs_f64(),
         }
@@ -237,6 +251,81 @@ async fn next(
     fleet: &mut FleetStream<String, Box<dyn Strategy>, Bytes>,
 ) -> Option<FleetResult<String, Bytes>> {
     std::future::poll_fn(|cx| std::pin::Pin::new(&mut *fleet).poll_next(cx)).await
+}
+
+/// The state file, and the journal of operations started after it was written (a kill during
+/// the start phase), keeping only the keys of `lines`.
+fn read_state(path: &std::path::Path, lines: &[(String, Line)]) -> Result<State, UsageError> {
+    let mut state = match token_file::read_bounded(path, 256 * 1024 * 1024) {
+        Ok(text) => serde_json::from_str::<State>(&text).map_err(|e| {
+            UsageError(format!("--state-file {} is not a batch state: {e}", path.display()))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+        Err(e) => {
+            return Err(UsageError(format!("cannot read --state-file {}: {e}", path.display())));
+        }
+    };
+    let journal = Journal::path(path);
+    let found = journal.exists() || path.exists();
+    if !found {
+        return Err(UsageError(format!(
+            "--resume: there is no {} (nor its journal of started operations)",
+            path.display()
+        )));
+    }
+    if let Ok(text) = std::fs::read_to_string(&journal) {
+        for line in text.lines() {
+            // A torn last line (killed mid-write) is skipped: that operation had not been
+            // recorded yet.
+            let Ok(entry) = serde_json::from_str::<Value>(line) else { continue };
+            if let (Some(key), Some(token)) = (entry["key"].as_str(), entry["token"].as_str()) {
+                if !state.done.contains_key(key) {
+                    state.pending.entry(key.to_owned()).or_insert_with(|| token.to_owned());
+                }
+            }
+        }
+    }
+    let keys: HashSet<&str> = lines.iter().map(|(key, _)| key.as_str()).collect();
+    state.pending.retain(|key, _| keys.contains(key.as_str()));
+    state.done.retain(|key, _| keys.contains(key.as_str()));
+    Ok(state)
+}
+
+/// `F.started`: one line per operation started, appended and synced as each initial request
+/// is answered, until the state file holds them all.
+struct Journal {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl Journal {
+    fn path(state: &std::path::Path) -> PathBuf {
+        let mut name = state.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(".started");
+        state.with_file_name(name)
+    }
+
+    /// Opens the journal; a `fresh` batch starts it empty (a resumed one keeps its lines).
+    fn create(state: &std::path::Path, fresh: bool) -> std::io::Result<Self> {
+        let path = Self::path(state);
+        if fresh {
+            let _ = std::fs::remove_file(&path);
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(Journal { path, file })
+    }
+
+    fn record(&mut self, key: &str, token: &str) {
+        use std::io::Write as _;
+        let line = format!("{}\n", json!({"key": key, "token": token}));
+        if self.file.write_all(line.as_bytes()).and_then(|()| self.file.sync_data()).is_err() {
+            eprintln!("warning: cannot record a started operation in {}", self.path.display());
+        }
+    }
+
+    fn finish(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 fn read_lines(args: &BatchArgs) -> Result<Vec<(String, Line)>, UsageError> {
@@ -379,7 +468,7 @@ fn summary_line(done: &BTreeMap<String, Value>, total: usize, started: Instant) 
         "batch: {} of {total} done ({} succeeded, {failed} failed), {} running, {:.1?}",
         done.len(),
         done.len() - failed,
-        total - done.len(),
+        total.saturating_sub(done.len()),
         started.elapsed()
     )
 }

@@ -109,3 +109,42 @@ fn a_killed_batch_resumes_from_its_state_file_without_starting_anything_twice() 
     let puts = server.log().iter().filter(|e| e.method == "PUT").count();
     assert_eq!(puts, 20, "no operation was started twice");
 }
+
+#[test]
+fn a_batch_killed_while_starting_its_operations_starts_none_of_them_twice() {
+    let server = mock();
+    let dir = TempDir::new("batch-start-kill");
+    let path = dir.join("ops.jsonl");
+    let mut file = std::fs::File::create(&path).unwrap();
+    for i in 0..20 {
+        // Every initial request is answered after 100 ms: the start phase lasts about a second.
+        let line = serde_json::json!({
+            "method": "PUT",
+            "url": widget(&server.base_url(), &format!("slow-{i}")),
+            "headers": {"x-mock-faults": "slow=1:100ms,initial=true", "x-mock-polls": "1"},
+            "body": {},
+            "flavour": "arm",
+        });
+        writeln!(file, "{line}").unwrap();
+    }
+    let state = dir.join("state.json");
+    let journal = dir.join("state.json.started");
+    let line = format!(
+        "batch --file '{}' --max-in-flight 2 --interval 0.01 --rate 1000 --state-file '{}' --output json",
+        arg(&path),
+        arg(&state)
+    );
+    let mut child = lro_line(&line).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let recorded =
+        |p: &std::path::Path| std::fs::read_to_string(p).map_or(0, |t| t.lines().count());
+    assert!(wait_until(Duration::from_secs(10), || recorded(&journal) >= 4), "operations started");
+    child.kill().unwrap();
+    wait_limited(&mut child, Duration::from_secs(5)).expect("killed");
+    assert!(!state.exists(), "killed before the state file was written (the test needs it)");
+
+    let run = run_line(&format!("{line} --resume"));
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    let puts = server.log().iter().filter(|e| e.method == "PUT").count();
+    assert_eq!(puts, 20, "every operation started exactly once");
+    assert!(!journal.exists(), "the journal is gone once the state file holds everything");
+}

@@ -1,5 +1,6 @@
 //! [`Fleet`]: many operations driven through one timer queue, under one request budget — the
-//! sans-IO scheduler. (The async driver that sends its requests comes next; see `docs/fleet.md`.)
+//! sans-IO scheduler. [`FleetStream`](crate::FleetStream) is its async driver; see
+//! `docs/fleet.md`.
 //!
 //! Every operation is an [`Engine`]; the fleet adds what no single engine can know:
 //!
@@ -8,7 +9,7 @@
 //! - **a shared budget**: a token bucket (requests per second, with a burst) and a cap on
 //!   requests in flight per origin; due polls over budget wait their turn, oldest due first;
 //! - **coordinated throttling**: a 429 or 503 with `Retry-After` on any request to an origin
-//!   pauses every poll to that origin until then (bounded by the engine's `max_delay`);
+//!   pauses every poll to that origin until then (bounded by [`FleetOptionsBuilder::max_pause`]);
 //! - per-operation deadlines, removal, early wake-up, and continuation tokens of every
 //!   operation on demand.
 //!
@@ -103,16 +104,22 @@ impl FleetOptionsBuilder {
     }
 }
 
+/// Identifies one request a [`Fleet`] asked to send; hand it back with the outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestId(u64);
+
 /// What the driver of a [`Fleet`] must do next.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // one per step, consumed at once
 #[allow(clippy::exhaustive_enums)] // as `Action`: a driver must carry out every action
 pub enum FleetAction<K> {
-    /// Send `request` for operation `key`; report the outcome with
+    /// Send `request` for operation `key`; report the outcome under `id` with
     /// [`Fleet::handle_response`] or [`Fleet::handle_transport_error`].
     Send {
         /// The operation.
         key: K,
+        /// The request's id, to report its outcome.
+        id: RequestId,
         /// The request.
         request: Request<Bytes>,
     },
@@ -130,7 +137,7 @@ pub enum FleetAction<K> {
     /// Nothing to do before this long (or before a response comes back or an operation is
     /// added or woken).
     Wait(Duration),
-    /// No operation is queued; wait for responses in flight, or for new operations.
+    /// Nothing to do until a response comes back or an operation is added or woken.
     Idle,
 }
 
@@ -138,23 +145,19 @@ struct Operation<S> {
     engine: Engine<S>,
     deadline: Option<Instant>,
     origin: Option<Origin>,
-    in_flight: bool,
-    /// Bumped whenever the operation is queued again, so stale queue entries are skipped.
+    /// The request in flight, if any.
+    in_flight: Option<u64>,
+    /// Woken while a request was in flight: poll at once after its answer.
+    woken: bool,
+    /// The generation of its current queue entry (entries of other generations are stale).
     generation: u64,
 }
 
-/// Many operations, one queue, one budget: the sans-IO scheduler (see the module docs).
-pub struct Fleet<K, S> {
-    options: FleetOptions,
-    operations: HashMap<K, Operation<S>>,
-    /// (due, order of insertion, key, generation): oldest due first, then first queued.
-    queue: BinaryHeap<Reverse<(Instant, u64, u64, K)>>,
-    next_seq: u64,
-    tokens: f64,
-    refilled: Option<Instant>,
-    in_flight: HashMap<Origin, usize>,
-    paused_until: HashMap<Origin, Instant>,
-    finished: Vec<Ended<K>>,
+/// A request on the wire: the operation it belongs to (`None` once removed) and its origin,
+/// whose in-flight slot it holds until its outcome is reported.
+struct InFlight<K> {
+    key: Option<K>,
+    origin: Option<Origin>,
 }
 
 /// An operation that ended, waiting to be reported.
@@ -172,11 +175,32 @@ impl<K> From<Ended<K>> for FleetAction<K> {
     }
 }
 
+/// One queue entry: (due, order of queueing, generation, key) — oldest due first, then first
+/// queued.
+type Entry<K> = Reverse<(Instant, u64, u64, K)>;
+
+/// Many operations, one queue, one budget: the sans-IO scheduler (see the module docs).
+pub struct Fleet<K, S> {
+    options: FleetOptions,
+    operations: HashMap<K, Operation<S>>,
+    queue: BinaryHeap<Entry<K>>,
+    /// Orders queue entries, and numbers their generations, fleet-wide.
+    next_seq: u64,
+    next_request: u64,
+    requests: HashMap<u64, InFlight<K>>,
+    tokens: f64,
+    refilled: Option<Instant>,
+    in_flight: HashMap<Origin, usize>,
+    paused_until: HashMap<Origin, Instant>,
+    finished: Vec<Ended<K>>,
+}
+
 impl<K, S> fmt::Debug for Fleet<K, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fleet")
             .field("operations", &self.operations.len())
             .field("queued", &self.queue.len())
+            .field("in_flight", &self.requests.len())
             .field("tokens", &self.tokens)
             .finish_non_exhaustive()
     }
@@ -191,6 +215,8 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
             operations: HashMap::new(),
             queue: BinaryHeap::new(),
             next_seq: 0,
+            next_request: 0,
+            requests: HashMap::new(),
             tokens,
             refilled: None,
             in_flight: HashMap::new(),
@@ -200,36 +226,39 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
     }
 
     /// Adds an operation (from [`Engine::start`] or [`Engine::resume`]), due at once, ending at
-    /// `deadline` at the latest. An operation already under `key` is replaced.
+    /// `deadline` at the latest. An operation already under `key` is replaced (as by
+    /// [`remove`](Self::remove)).
     pub fn add(&mut self, now: Timestamp, key: K, engine: Engine<S>, deadline: Option<Duration>) {
+        let _ = self.remove(&key);
         let origin = Origin::of(engine.initial().request().uri());
         let deadline = deadline.and_then(|d| now.instant.checked_add(d));
-        let operation = Operation { engine, deadline, origin, in_flight: false, generation: 0 };
+        let operation =
+            Operation { engine, deadline, origin, in_flight: None, woken: false, generation: 0 };
         self.operations.insert(key.clone(), operation);
         self.enqueue(&key, now.instant);
     }
 
-    /// Removes an operation (cancels its polling; a response still in flight is ignored).
+    /// Removes an operation: polling stops. A request of it still in flight keeps its origin's
+    /// slot until its outcome is reported, and that outcome is then ignored.
     pub fn remove(&mut self, key: &K) -> Option<Engine<S>> {
         let operation = self.operations.remove(key)?;
-        if operation.in_flight {
-            self.release(operation.origin.as_ref());
+        if let Some(request) = operation.in_flight.and_then(|id| self.requests.get_mut(&id)) {
+            request.key = None;
         }
         Some(operation.engine)
     }
 
-    /// Makes operation `key` due at once (a notification said it changed). Returns whether
-    /// there is such an operation.
+    /// Makes operation `key` poll at once (a notification said it changed) — or, if a request
+    /// of it is in flight, right after its answer. Returns whether there is such an operation.
     pub fn wake(&mut self, now: Timestamp, key: &K) -> bool {
-        match self.operations.get_mut(key) {
-            Some(operation) if !operation.in_flight => {
-                operation.engine.poll_now();
-                self.enqueue(key, now.instant);
-                true
-            }
-            Some(_) => true,
-            None => false,
+        let Some(operation) = self.operations.get_mut(key) else { return false };
+        if operation.in_flight.is_some() {
+            operation.woken = true;
+        } else {
+            operation.engine.poll_now();
+            self.enqueue(key, now.instant);
         }
+        true
     }
 
     /// How many operations are in the fleet (queued or in flight).
@@ -240,6 +269,11 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
     /// Whether the fleet has no operation.
     pub fn is_empty(&self) -> bool {
         self.operations.is_empty()
+    }
+
+    /// How many requests are in flight (those of removed operations included).
+    pub fn in_flight(&self) -> usize {
+        self.requests.len()
     }
 
     /// A continuation token for every operation, to checkpoint the whole fleet.
@@ -261,7 +295,11 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
             return ended.into();
         }
         self.refill(now.instant);
-        let mut blocked = Vec::new();
+        let mut held_back: Vec<Entry<K>> = Vec::new();
+        // What can end the wait if nothing is sent now.
+        let mut next_due: Option<Instant> = None;
+        let mut budget_blocked = false;
+        let mut pause_ends: Option<Instant> = None;
         let mut action = None;
         while let Some(Reverse((due, seq, generation, key))) = self.queue.pop() {
             let current = self.operations.get(&key).is_some_and(|op| op.generation == generation);
@@ -269,116 +307,132 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
                 continue; // removed, or queued again since
             }
             if due > now.instant {
-                blocked.push(Reverse((due, seq, generation, key)));
+                next_due = Some(due);
+                held_back.push(Reverse((due, seq, generation, key)));
                 break;
             }
             if let Some(done) = self.expire(now, &key) {
                 action = Some(done);
                 break;
             }
-            if self.origin_blocked(&key, now.instant) {
+            if let Some(blocked) = self.origin_blocked(&key, now.instant) {
                 // Its origin is paused or full: others may go first; it keeps its place.
-                blocked.push(Reverse((due, seq, generation, key)));
+                if let Some(until) = blocked {
+                    pause_ends = Some(pause_ends.map_or(until, |p| p.min(until)));
+                }
+                held_back.push(Reverse((due, seq, generation, key)));
                 continue;
             }
             if self.tokens < 1.0 - TOKEN_EPSILON {
-                blocked.push(Reverse((due, seq, generation, key)));
+                budget_blocked = true;
+                held_back.push(Reverse((due, seq, generation, key)));
                 break;
             }
-            action = Some(self.step(now, key));
-            if matches!(action, Some(FleetAction::Send { .. } | FleetAction::Finished { .. })) {
+            if let Some(done @ (FleetAction::Send { .. } | FleetAction::Finished { .. })) =
+                self.step(now, key)
+            {
+                action = Some(done);
                 break;
             }
-            action = None;
         }
-        self.queue.extend(blocked);
+        self.queue.extend(held_back);
         if let Some(action) = action {
             return action;
         }
-        self.next_wait(now.instant)
+        self.next_wait(now.instant, next_due, budget_blocked, pause_ends)
     }
 
-    /// Feeds the response to operation `key`'s request.
-    pub fn handle_response(&mut self, now: Timestamp, key: &K, response: Response<Bytes>) {
-        let Some(operation) = self.operations.get_mut(key) else { return };
-        if !operation.in_flight {
-            return;
-        }
-        operation.in_flight = false;
-        let origin = operation.origin.clone();
+    /// Feeds the response to request `id`.
+    pub fn handle_response(&mut self, now: Timestamp, id: RequestId, response: Response<Bytes>) {
+        let Some(key) = self.settle(id) else { return };
         let status = response.status();
         if RetryPolicy::honours_retry_after(status) {
+            let origin = self.operations.get(&key).and_then(|op| op.origin.clone());
             if let (Some(hint), Some(origin)) =
-                (crate::delay::retry_after(response.headers(), now.wall), origin.clone())
+                (crate::delay::retry_after(response.headers(), now.wall), origin)
             {
                 // The whole origin is throttled, not this operation alone.
-                let until = now.instant.checked_add(hint.min(self.options.max_pause));
-                if let Some(until) = until {
+                if let Some(until) = now.instant.checked_add(hint.min(self.options.max_pause)) {
                     let entry = self.paused_until.entry(origin).or_insert(until);
                     *entry = (*entry).max(until);
                 }
             }
         }
-        operation.engine.handle_response(now, response);
-        self.release(origin.as_ref());
-        self.after_step(now, key);
+        if let Some(operation) = self.operations.get_mut(&key) {
+            operation.engine.handle_response(now, response);
+        }
+        self.after_step(now, &key);
     }
 
-    /// Reports that operation `key`'s request failed in the transport.
-    pub fn handle_transport_error(&mut self, now: Timestamp, key: &K, error: TransportError) {
-        let Some(operation) = self.operations.get_mut(key) else { return };
-        if !operation.in_flight {
-            return;
+    /// Reports that request `id` failed in the transport.
+    pub fn handle_transport_error(&mut self, now: Timestamp, id: RequestId, error: TransportError) {
+        let Some(key) = self.settle(id) else { return };
+        if let Some(operation) = self.operations.get_mut(&key) {
+            operation.engine.handle_transport_error(now, error);
         }
-        operation.in_flight = false;
-        let origin = operation.origin.clone();
-        operation.engine.handle_transport_error(now, error);
-        self.release(origin.as_ref());
-        self.after_step(now, key);
+        self.after_step(now, &key);
+    }
+
+    /// Ends request `id`: frees its origin's slot; the operation it belongs to, if still there.
+    fn settle(&mut self, id: RequestId) -> Option<K> {
+        let request = self.requests.remove(&id.0)?;
+        self.release(request.origin.as_ref());
+        let key = request.key?;
+        let operation = self.operations.get_mut(&key)?;
+        if operation.in_flight != Some(id.0) {
+            return None;
+        }
+        operation.in_flight = None;
+        Some(key)
     }
 
     fn enqueue(&mut self, key: &K, due: Instant) {
         let Some(operation) = self.operations.get_mut(key) else { return };
         // A deadline before the next poll is when the operation must be looked at.
         let due = operation.deadline.map_or(due, |deadline| due.min(deadline));
-        operation.generation = operation.generation.wrapping_add(1);
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        self.queue.push(Reverse((due, seq, operation.generation, key.clone())));
+        operation.generation = seq;
+        self.queue.push(Reverse((due, seq, seq, key.clone())));
     }
 
     /// After a response: queue the next poll, or record the end.
     fn after_step(&mut self, now: Timestamp, key: &K) {
         let Some(operation) = self.operations.get_mut(key) else { return };
+        if std::mem::take(&mut operation.woken) {
+            operation.engine.poll_now();
+        }
         match operation.engine.poll(now) {
             Action::Done => self.finish(key),
-            Action::Wait(wait) => {
-                self.enqueue(key, due_after(now.instant, wait));
-            }
+            Action::Wait(wait) => self.enqueue(key, due_after(now.instant, wait)),
             Action::SendRequest(_) => self.enqueue(key, now.instant),
         }
     }
 
-    /// The operation's next action, now that it is due and within budget.
-    fn step(&mut self, now: Timestamp, key: K) -> FleetAction<K> {
-        let Some(operation) = self.operations.get_mut(&key) else { return FleetAction::Idle };
+    /// The operation's next action, now that it is due and within budget; `None` if it only
+    /// had to be queued again.
+    fn step(&mut self, now: Timestamp, key: K) -> Option<FleetAction<K>> {
+        let operation = self.operations.get_mut(&key)?;
         match operation.engine.poll(now) {
             Action::SendRequest(request) => {
-                operation.in_flight = true;
+                let id = self.next_request;
+                self.next_request = self.next_request.wrapping_add(1);
+                operation.in_flight = Some(id);
                 let origin = operation.origin.clone();
                 self.tokens -= 1.0;
-                if let Some(origin) = origin {
-                    *self.in_flight.entry(origin).or_default() += 1;
+                if let Some(origin) = &origin {
+                    *self.in_flight.entry(origin.clone()).or_default() += 1;
                 }
-                FleetAction::Send { key, request }
+                self.requests.insert(id, InFlight { key: Some(key.clone()), origin });
+                Some(FleetAction::Send { key, id: RequestId(id), request })
             }
             Action::Wait(wait) => {
                 self.enqueue(&key, due_after(now.instant, wait));
-                FleetAction::Idle
+                None
             }
             Action::Done => {
                 self.finish(&key);
-                self.finished.pop().map_or(FleetAction::Idle, FleetAction::from)
+                self.finished.pop().map(FleetAction::from)
             }
         }
     }
@@ -413,14 +467,15 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
         }
     }
 
-    /// Whether `key`'s origin cannot take a request now (paused, or at its in-flight cap).
-    fn origin_blocked(&self, key: &K, now: Instant) -> bool {
-        let Some(origin) = self.operations.get(key).and_then(|op| op.origin.as_ref()) else {
-            return false;
-        };
-        let paused = self.paused_until.get(origin).is_some_and(|until| *until > now);
+    /// Whether `key`'s origin cannot take a request now: `Some(Some(end))` while paused,
+    /// `Some(None)` at its in-flight cap (a response frees it), `None` if it can.
+    fn origin_blocked(&self, key: &K, now: Instant) -> Option<Option<Instant>> {
+        let origin = self.operations.get(key).and_then(|op| op.origin.as_ref())?;
+        if let Some(until) = self.paused_until.get(origin).filter(|until| **until > now) {
+            return Some(Some(*until));
+        }
         let busy = self.in_flight.get(origin).copied().unwrap_or(0);
-        paused || busy >= self.options.max_in_flight_per_origin
+        (busy >= self.options.max_in_flight_per_origin).then_some(None)
     }
 
     fn release(&mut self, origin: Option<&Origin>) {
@@ -437,32 +492,24 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
         self.refilled = Some(now);
     }
 
-    /// How long until something can happen: the next due poll, the next token, the end of a
-    /// pause.
-    fn next_wait(&self, now: Instant) -> FleetAction<K> {
-        let Some(Reverse((due, ..))) = self.queue.peek() else { return FleetAction::Idle };
-        let mut wait = due.saturating_duration_since(now);
-        if wait.is_zero() {
-            // Due but held back: by the budget (the next token), by a paused origin (the end of
-            // the pause), or by a full origin (only a response coming back frees it: idle).
-            let token = (self.tokens < 1.0 - TOKEN_EPSILON).then(|| {
-                // At least a microsecond: float rounding must not make "almost a token" idle.
-                Duration::from_secs_f64((1.0 - self.tokens) / self.options.rate)
-                    .max(Duration::from_micros(1))
-            });
-            let pause = self
-                .paused_until
-                .values()
-                .filter(|until| **until > now)
-                .map(|until| until.saturating_duration_since(now))
-                .min();
-            wait = match (token, pause) {
-                (Some(token), Some(pause)) => token.min(pause),
-                (Some(wait), None) | (None, Some(wait)) => wait,
-                (None, None) => return FleetAction::Idle,
-            };
-        }
-        FleetAction::Wait(wait)
+    /// How long until something can happen when nothing can be sent now: the next poll that is
+    /// not due yet, the next token (when the budget held a due poll back), the end of a pause
+    /// that held one back. A full origin frees up only when a response comes back: idle.
+    fn next_wait(
+        &self,
+        now: Instant,
+        next_due: Option<Instant>,
+        budget_blocked: bool,
+        pause_ends: Option<Instant>,
+    ) -> FleetAction<K> {
+        let token = budget_blocked.then(|| {
+            // At least a microsecond: float rounding must not make "almost a token" idle.
+            let wait = Duration::from_secs_f64((1.0 - self.tokens).max(0.0) / self.options.rate);
+            now + wait.max(Duration::from_micros(1))
+        });
+        [next_due, token, pause_ends].into_iter().flatten().min().map_or(FleetAction::Idle, |at| {
+            FleetAction::Wait(at.saturating_duration_since(now).max(Duration::from_micros(1)))
+        })
     }
 }
 

@@ -22,12 +22,15 @@ use http::Response;
 use crate::deserialize::Deserializer;
 use crate::engine::Engine;
 use crate::error::LroError;
-use crate::fleet::{Fleet, FleetAction, FleetOptions};
+use crate::fleet::{Fleet, FleetAction, FleetOptions, RequestId};
 use crate::strategy::Strategy;
 use crate::token::ContinuationToken;
 use crate::transport::{AsyncHttpClient, AsyncTimer, BoxFuture, TransportError};
 
-type Sent<K> = BoxFuture<'static, (K, Result<Response<Bytes>, TransportError>)>;
+/// How often, at most, the checkpoint is refreshed.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+type Sent = BoxFuture<'static, (RequestId, Result<Response<Bytes>, TransportError>)>;
 
 /// What a [`FleetHandle`] asks of the stream, applied at its next poll.
 enum Command<K, S> {
@@ -114,10 +117,12 @@ pub struct FleetStream<K, S, T> {
     client: Arc<dyn AsyncHttpClient>,
     timer: Arc<dyn AsyncTimer>,
     deserializer: Deserializer<T>,
-    in_flight: FuturesUnordered<Sent<K>>,
+    in_flight: FuturesUnordered<Sent>,
     sleep: Option<BoxFuture<'static, ()>>,
     shared: Arc<Mutex<Shared<K, S>>>,
     checkpoints: bool,
+    /// When the checkpoint was last refreshed.
+    checkpointed: Option<std::time::Instant>,
 }
 
 impl<K, S, T> fmt::Debug for FleetStream<K, S, T> {
@@ -155,12 +160,13 @@ where
             sleep: None,
             shared: Arc::clone(&shared),
             checkpoints: false,
+            checkpointed: None,
         };
         (stream, FleetHandle { shared })
     }
 
-    /// Keeps [`FleetHandle::checkpoint`] up to date after every step (it costs a token per
-    /// operation per step; off by default).
+    /// Keeps [`FleetHandle::checkpoint`] up to date: refreshed at most once a second, and
+    /// whenever an operation ends (it costs a token per operation; off by default).
     #[must_use]
     pub fn with_checkpoints(mut self) -> Self {
         self.checkpoints = true;
@@ -210,12 +216,13 @@ where
         loop {
             let now = this.timer.now();
             match this.fleet.poll(now) {
-                FleetAction::Send { key, request } => {
+                FleetAction::Send { id, request, .. } => {
                     let client = Arc::clone(&this.client);
-                    this.in_flight.push(Box::pin(async move { (key, client.send(request).await) }));
+                    this.in_flight.push(Box::pin(async move { (id, client.send(request).await) }));
                     continue;
                 }
                 FleetAction::Finished { key, outcome, status, polls } => {
+                    this.checkpointed = None; // the next checkpoint must not list it
                     let result = this.outcome(outcome);
                     return Poll::Ready(Some(FleetResult { key, result, status, polls }));
                 }
@@ -227,11 +234,11 @@ where
                 FleetAction::Idle => this.sleep = None,
             }
             // Responses first: each one may make more work due.
-            if let Poll::Ready(Some((key, result))) = this.in_flight.poll_next_unpin(cx) {
+            if let Poll::Ready(Some((id, result))) = this.in_flight.poll_next_unpin(cx) {
                 let now = this.timer.now();
                 match result {
-                    Ok(response) => this.fleet.handle_response(now, &key, response),
-                    Err(error) => this.fleet.handle_transport_error(now, &key, error),
+                    Ok(response) => this.fleet.handle_response(now, id, response),
+                    Err(error) => this.fleet.handle_transport_error(now, id, error),
                 }
                 this.sleep = None; // the next due time may have changed
                 continue;
@@ -244,7 +251,12 @@ where
             }
             break;
         }
-        if this.checkpoints {
+        let now = this.timer.now().instant;
+        let stale = this
+            .checkpointed
+            .is_none_or(|at| now.saturating_duration_since(at) >= CHECKPOINT_EVERY);
+        if this.checkpoints && stale {
+            this.checkpointed = Some(now);
             let tokens = this
                 .fleet
                 .continuation_tokens()

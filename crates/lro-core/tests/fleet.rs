@@ -50,17 +50,17 @@ fn drive(
 ) -> Run {
     let mut run = Run::default();
     let mut now = start;
-    let mut in_flight: Vec<(Timestamp, usize, String)> = Vec::new();
+    let mut in_flight: Vec<(Timestamp, usize, String, lro_core::RequestId)> = Vec::new();
     let mut polls: HashMap<usize, usize> = HashMap::new();
     let elapsed = |now: Timestamp| now.instant.duration_since(start.instant);
     for _ in 0..1_000_000 {
         assert!(elapsed(now) <= limit, "the run went on past {limit:?}");
         match fleet.poll(now) {
-            FleetAction::Send { key, request } => {
+            FleetAction::Send { key, id, request } => {
                 let host = request.uri().host().unwrap().to_owned();
                 run.sent.push((elapsed(now).as_secs_f64(), key, host.clone()));
-                in_flight.push((now.advanced(latency), key, host.clone()));
-                let busy = in_flight.iter().filter(|(_, _, h)| *h == host).count();
+                in_flight.push((now.advanced(latency), key, host.clone(), id));
+                let busy = in_flight.iter().filter(|(_, _, h, _)| *h == host).count();
                 let max = run.max_in_flight.entry(host).or_default();
                 *max = (*max).max(busy);
             }
@@ -81,11 +81,11 @@ fn drive(
                 // Deliver every answer due by now, oldest first.
                 in_flight.sort_by_key(|(at, ..)| at.instant);
                 while in_flight.first().is_some_and(|(at, ..)| at.instant <= now.instant) {
-                    let (_, key, _) = in_flight.remove(0);
+                    let (_, key, _, id) = in_flight.remove(0);
                     let count = polls.entry(key).or_default();
                     let response = answer(key, *count, elapsed(now));
                     *count += 1;
-                    fleet.handle_response(now, &key, response);
+                    fleet.handle_response(now, id, response);
                 }
             }
         }
@@ -194,8 +194,8 @@ fn wake_makes_one_operation_poll_now_deadline_and_remove_end_others() {
     fleet.add(now, 3, engine("svc", 3, Duration::from_secs(60)), None);
     // First polls of all three, answered Running.
     for _ in 0..3 {
-        let FleetAction::Send { key, .. } = fleet.poll(now) else { panic!("a send") };
-        fleet.handle_response(now, &key, status("Running"));
+        let FleetAction::Send { id, .. } = fleet.poll(now) else { panic!("a send") };
+        fleet.handle_response(now, id, status("Running"));
     }
     assert!(
         matches!(fleet.poll(now), FleetAction::Wait(d) if d == Duration::from_secs(5) || d == Duration::from_secs(60))
@@ -205,9 +205,13 @@ fn wake_makes_one_operation_poll_now_deadline_and_remove_end_others() {
     assert!(fleet.wake(later, &1));
     // Operation 2's deadline (5 s) has passed: it ends with a final timeout and a token.
     let mut seen = Vec::new();
+    let mut woken = None;
     for _ in 0..2 {
         match fleet.poll(later) {
-            FleetAction::Send { key, .. } => seen.push(format!("send {key}")),
+            FleetAction::Send { key, id, .. } => {
+                woken = Some(id);
+                seen.push(format!("send {key}"));
+            }
             FleetAction::Finished { key, outcome: Err(LroError::Timeout(t)), .. } => {
                 assert!(t.is_final());
                 seen.push(format!("deadline {key}"));
@@ -219,7 +223,7 @@ fn wake_makes_one_operation_poll_now_deadline_and_remove_end_others() {
     assert_eq!(seen, ["deadline 2", "send 1"]);
     // Removing 3: it never polls again.
     assert!(fleet.remove(&3).is_some());
-    fleet.handle_response(later, &1, status("Succeeded"));
+    fleet.handle_response(later, woken.unwrap(), status("Succeeded"));
     assert!(matches!(fleet.poll(later), FleetAction::Finished { key: 1, outcome: Ok(_), .. }));
     assert!(matches!(fleet.poll(later.advanced(Duration::from_secs(3600))), FleetAction::Idle));
     assert!(fleet.is_empty());
@@ -234,8 +238,8 @@ fn a_checkpoint_of_every_operation_resumes_to_the_same_results() {
     }
     // One round of polls, then a crash: keep only the tokens.
     for _ in 0..20 {
-        let FleetAction::Send { key, .. } = fleet.poll(now) else { panic!("a send") };
-        fleet.handle_response(now, &key, status("Running"));
+        let FleetAction::Send { id, .. } = fleet.poll(now) else { panic!("a send") };
+        fleet.handle_response(now, id, status("Running"));
     }
     let checkpoint = fleet.continuation_tokens();
     assert_eq!(checkpoint.len(), 20);
@@ -255,4 +259,88 @@ fn a_checkpoint_of_every_operation_resumes_to_the_same_results() {
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(value["key"], key);
     }
+}
+
+/// Sends what is due now; returns the (key, id) of each request.
+fn send_all(
+    fleet: &mut Fleet<usize, Monitor>,
+    now: Timestamp,
+) -> Vec<(usize, lro_core::RequestId)> {
+    let mut sent = Vec::new();
+    while let FleetAction::Send { key, id, .. } = fleet.poll(now) {
+        sent.push((key, id));
+    }
+    sent
+}
+
+#[test]
+fn a_paused_origin_does_not_hold_back_the_polls_of_other_origins() {
+    let now = t0();
+    let mut fleet = Fleet::new(FleetOptions::default());
+    fleet.add(now, 0, engine("throttled.example", 0, Duration::from_secs(1)), None);
+    fleet.add(now, 1, engine("throttled.example", 1, Duration::from_secs(1)), None);
+    fleet.add(now, 2, engine("calm.example", 2, Duration::from_secs(5)), None);
+    for (key, id) in send_all(&mut fleet, now) {
+        let answer = if key == 0 {
+            json_response(429, "").with_header("retry-after", "600")
+        } else {
+            status("Running")
+        };
+        fleet.handle_response(now, id, answer);
+    }
+    // At 2 s operation 1 is due but paused for 600 s; operation 2 (another origin) is due at 5 s.
+    let at2 = now.advanced(Duration::from_secs(2));
+    match fleet.poll(at2) {
+        FleetAction::Wait(wait) => assert!(wait <= Duration::from_secs(3), "waited {wait:?}"),
+        other => panic!("{other:?}"),
+    }
+    let at5 = now.advanced(Duration::from_secs(5));
+    assert!(matches!(fleet.poll(at5), FleetAction::Send { key: 2, .. }));
+}
+
+#[test]
+fn a_full_origin_does_not_make_the_fleet_idle_while_another_poll_comes_due() {
+    let now = t0();
+    let options = FleetOptions::builder().max_in_flight_per_origin(1).build();
+    let mut fleet = Fleet::new(options);
+    fleet.add(now, 0, engine("a.example", 0, Duration::from_secs(1)), None);
+    fleet.add(now, 1, engine("a.example", 1, Duration::from_secs(1)), None);
+    fleet.add(now, 2, engine("b.example", 2, Duration::from_secs(1)), None);
+    let sent = send_all(&mut fleet, now); // 0 and 2 go; 1 waits for a's slot
+    assert_eq!(sent.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [0, 2]);
+    let b = sent.iter().find(|(k, _)| *k == 2).unwrap().1;
+    fleet.handle_response(now, b, status("Running")); // b polls again in 1 s
+    assert!(matches!(fleet.poll(now), FleetAction::Wait(d) if d <= Duration::from_secs(1)));
+}
+
+#[test]
+fn replacing_or_re_adding_an_operation_never_sends_twice_nor_leaks_a_slot() {
+    let now = t0();
+    let options = FleetOptions::builder().max_in_flight_per_origin(1).build();
+    let mut fleet = Fleet::new(options);
+    fleet.add(now, 7, engine("svc", 7, Duration::from_secs(1)), None);
+    fleet.remove(&7);
+    fleet.add(now, 7, engine("svc", 7, Duration::from_secs(1)), None);
+    let sent = send_all(&mut fleet, now);
+    assert_eq!(sent.len(), 1, "one operation 7, one request: {sent:?}");
+    // Replaced while its request is in flight: the old answer is ignored, its slot freed.
+    fleet.add(now, 7, engine("svc", 7, Duration::from_secs(1)), None);
+    assert!(matches!(fleet.poll(now), FleetAction::Idle), "the slot is still taken");
+    fleet.handle_response(now, sent[0].1, status("Succeeded"));
+    let again = send_all(&mut fleet, now);
+    assert_eq!(again.len(), 1, "the new operation 7 polls once its origin is free");
+    fleet.handle_response(now, again[0].1, status("Succeeded"));
+    assert!(matches!(fleet.poll(now), FleetAction::Finished { key: 7, outcome: Ok(_), .. }));
+    assert!(fleet.is_empty() && fleet.in_flight() == 0);
+}
+
+#[test]
+fn a_wake_while_a_poll_is_in_flight_polls_again_right_after_its_answer() {
+    let now = t0();
+    let mut fleet = Fleet::new(FleetOptions::default());
+    fleet.add(now, 1, engine("svc", 1, Duration::from_secs(60)), None);
+    let sent = send_all(&mut fleet, now);
+    assert!(fleet.wake(now, &1)); // the notification overtakes the answer
+    fleet.handle_response(now, sent[0].1, status("Running"));
+    assert!(matches!(fleet.poll(now), FleetAction::Send { key: 1, .. }), "not after 60 s");
 }

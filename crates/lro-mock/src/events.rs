@@ -48,7 +48,14 @@ pub(crate) fn stream(state: Arc<State>) -> Response<MockBody> {
                     return; // the client went away
                 }
             }
-            tokio::time::sleep(TICK).await;
+            // Stop as soon as the client goes away, even when nothing happens.
+            tokio::select! {
+                () = sender.closed() => return,
+                () = tokio::time::sleep(TICK) => {}
+            }
+            // Forget operations the store no longer holds (evicted), so `told` stays bounded.
+            let known: HashSet<String> = lock(&state.store).operations.keys().cloned().collect();
+            told.retain(|id| known.contains(id));
         }
     });
     let mut response = Response::new(MockBody::streaming(receiver));
