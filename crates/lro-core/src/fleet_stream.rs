@@ -112,6 +112,41 @@ pub struct FleetResult<K, T> {
 /// Drives a [`Fleet`]: a [`Stream`] of [`FleetResult`]s in completion order. It ends when no
 /// operation is left; operations added later through a [`FleetHandle`] need a new poll of the
 /// stream (keep polling it while you add).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), lro_core::LroError> {
+/// use std::sync::Arc;
+/// use lro_core::test_util::{ScriptedTransport, json_response, WithHeader, OperationLocationStrategy};
+/// use futures_core::Stream as _;
+/// use lro_core::{deserialize, Engine, FleetOptions, FleetStream, InitialResponse, PollOptions};
+///
+/// // A scripted service with virtual time; any AsyncHttpClient and AsyncTimer will do.
+/// let transport = Arc::new(ScriptedTransport::new());
+/// let (mut fleet, handle) = FleetStream::<u32, OperationLocationStrategy, serde_json::Value>::new(
+///     transport.clone(),
+///     transport.clone(),
+///     deserialize::json(),
+///     FleetOptions::builder().rate(10.0).max_in_flight_per_origin(4).build(),
+/// );
+/// for n in 0..3 {
+///     let monitor = format!("http://svc/op/{n}");
+///     transport.push_get(&monitor, json_response(200, &format!(r#"{{"status":"Succeeded","n":{n}}}"#)));
+///     let initial = InitialResponse::new(
+///         ScriptedTransport::request_head("POST", "http://svc/jobs"),
+///         json_response(202, "").with_header("operation-location", &monitor),
+///     );
+///     let engine = Engine::start(OperationLocationStrategy::default(), PollOptions::default(), initial)?;
+///     handle.add(n, engine, None);
+/// }
+/// let mut ended = Vec::new();
+/// while let Some(result) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut fleet).poll_next(cx)).await {
+///     ended.push((result.key, result.result?["n"].as_u64()));
+/// }
+/// ended.sort();
+/// assert_eq!(ended, [(0, Some(0)), (1, Some(1)), (2, Some(2))]);
+/// # Ok(()) }
+/// ```
 pub struct FleetStream<K, S, T> {
     fleet: Fleet<K, S>,
     client: Arc<dyn AsyncHttpClient>,
