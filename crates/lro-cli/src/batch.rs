@@ -8,7 +8,6 @@
 //! how to poll and which origins to trust).
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -27,6 +26,7 @@ use lro_strategies::{ArmPolling, FinalStateVia, LroBasePolling};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::batch_display::Display;
 use crate::output::Report;
 use crate::{Output, UsageError, token_file};
 
@@ -158,58 +158,47 @@ pub(crate) async fn batch(args: BatchArgs) -> Result<ExitCode, UsageError> {
             Some(Err(e)) => eprintln!("warning: an initial request failed to run: {e}"),
         }
     }
+    let running: Vec<String> = pending.keys().cloned().collect();
     write_state(&args, pending, &done);
     if let Some(journal) = journal.take() {
         journal.finish(); // the state file now holds every operation started
     }
     let started = Instant::now();
     let mut last_save = Instant::now();
-    let mut last_line = Instant::now();
-    // On a terminal: one live summary bar; otherwise a plain line a second.
-    let bar = (args.output == Output::Text && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(u64::MAX));
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} done · {msg} · {elapsed} (eta {eta})",
-        ) {
-            bar.set_style(style);
-        }
-        bar.set_position(u64::try_from(done.len()).unwrap_or(u64::MAX));
-        bar.set_message(format!("{} running", total.saturating_sub(done.len())));
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
-    });
+    let mut display = Display::new(total, done.len(), args.output == Output::Text);
+    for key in &running {
+        display.running(key);
+    }
     if args.output == Output::Json {
         for report in done.values() {
             println!("{report}");
         }
     }
-    while let Some(ended) = next(&mut fleet).await {
-        let report = report_of(ended);
-        if args.output == Output::Json {
-            println!("{report}");
+    // The display refreshes as operations end, and at least twice a second.
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            ended = next(&mut fleet) => {
+                let Some(ended) = ended else { break };
+                let report = report_of(ended);
+                if args.output == Output::Json {
+                    println!("{report}");
+                }
+                let key = report["key"].as_str().unwrap_or_default().to_owned();
+                display.ended(&key);
+                done.insert(key, report);
+                if last_save.elapsed() >= Duration::from_secs(2) || done.len() == total {
+                    save(&args, &handle, &done);
+                    last_save = Instant::now();
+                }
+            }
+            _ = tick.tick() => {}
         }
-        let key = report["key"].as_str().unwrap_or_default().to_owned();
-        done.insert(key, report);
-        if last_save.elapsed() >= Duration::from_secs(2) || done.len() == total {
-            save(&args, &handle, &done);
-            last_save = Instant::now();
-        }
-        if let Some(bar) = &bar {
-            let failed = done.values().filter(|r| r["outcome"] != "succeeded").count();
-            bar.set_position(u64::try_from(done.len()).unwrap_or(u64::MAX));
-            bar.set_message(format!(
-                "{failed} failed, {} running",
-                total.saturating_sub(done.len())
-            ));
-        } else if args.output == Output::Text && last_line.elapsed() >= Duration::from_secs(1) {
-            eprintln!("{}", summary_line(&done, total, started));
-            last_line = Instant::now();
-        }
+        display.refresh(&done, handle.stats());
     }
     save(&args, &handle, &done);
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
+    display.finish();
     let failed = done.values().filter(|r| r["outcome"] != "succeeded").count();
     let summary = json!({
         "summary": {
@@ -221,7 +210,7 @@ pub(crate) async fn batch(args: BatchArgs) -> Result<ExitCode, UsageError> {
     });
     match args.output {
         Output::Json => println!("{summary}"),
-        _ => eprintln!("{}", summary_line(&done, total, started)),
+        _ => eprintln!("{}", display.final_line(&done)),
     }
     Ok(if failed == 0 && done.len() == total { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -460,15 +449,4 @@ fn write_state(
     if let Err(e) = token_file::write_text(path, &text) {
         eprintln!("warning: cannot write --state-file {}: {e}", path.display());
     }
-}
-
-fn summary_line(done: &BTreeMap<String, Value>, total: usize, started: Instant) -> String {
-    let failed = done.values().filter(|r| r["outcome"] != "succeeded").count();
-    format!(
-        "batch: {} of {total} done ({} succeeded, {failed} failed), {} running, {:.1?}",
-        done.len(),
-        done.len() - failed,
-        total.saturating_sub(done.len()),
-        started.elapsed()
-    )
 }

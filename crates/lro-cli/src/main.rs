@@ -31,6 +31,7 @@
 //! `continuation_token` (to resume, `null` on success).
 
 mod batch;
+mod batch_display;
 mod drive;
 mod mock;
 mod output;

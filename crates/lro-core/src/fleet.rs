@@ -141,6 +141,23 @@ pub enum FleetAction<K> {
     Idle,
 }
 
+/// Counters of a [`Fleet`], for progress displays: see [`Fleet::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FleetStats {
+    /// Operations in the fleet (queued or in flight).
+    pub operations: usize,
+    /// Requests in flight.
+    pub in_flight: usize,
+    /// Requests sent since the fleet was made.
+    pub requests_sent: u64,
+    /// Throttling answers (429 or 503 with `Retry-After`) that paused an origin, since the fleet
+    /// was made.
+    pub throttled: u64,
+    /// Origins paused now by such an answer.
+    pub paused_origins: usize,
+}
+
 struct Operation<S> {
     engine: Engine<S>,
     deadline: Option<Instant>,
@@ -193,6 +210,8 @@ pub struct Fleet<K, S> {
     in_flight: HashMap<Origin, usize>,
     paused_until: HashMap<Origin, Instant>,
     finished: Vec<Ended<K>>,
+    requests_sent: u64,
+    throttled: u64,
 }
 
 impl<K, S> fmt::Debug for Fleet<K, S> {
@@ -222,6 +241,8 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
             in_flight: HashMap::new(),
             paused_until: HashMap::new(),
             finished: Vec::new(),
+            requests_sent: 0,
+            throttled: 0,
         }
     }
 
@@ -284,6 +305,21 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
             .collect()
     }
 
+    /// Counters for progress displays, as of `now`: cheap (no walk over the operations).
+    pub fn stats(&self, now: Timestamp) -> FleetStats {
+        FleetStats {
+            operations: self.operations.len(),
+            in_flight: self.requests.len(),
+            requests_sent: self.requests_sent,
+            throttled: self.throttled,
+            paused_origins: self
+                .paused_until
+                .values()
+                .filter(|until| **until > now.instant)
+                .count(),
+        }
+    }
+
     /// The operation under `key`, for status and progress displays.
     pub fn engine(&self, key: &K) -> Option<&Engine<S>> {
         self.operations.get(key).map(|op| &op.engine)
@@ -342,9 +378,16 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
         self.next_wait(now.instant, next_due, budget_blocked, pause_ends)
     }
 
-    /// Feeds the response to request `id`.
-    pub fn handle_response(&mut self, now: Timestamp, id: RequestId, response: Response<Bytes>) {
-        let Some(key) = self.settle(id) else { return };
+    /// Feeds the response to request `id`. Returns the operation's key if this response changed
+    /// its status and it goes on (read it, and its new continuation token, with
+    /// [`engine`](Self::engine)); an operation that ended is reported by [`FleetAction::Finished`].
+    pub fn handle_response(
+        &mut self,
+        now: Timestamp,
+        id: RequestId,
+        response: Response<Bytes>,
+    ) -> Option<K> {
+        let key = self.settle(id)?;
         let status = response.status();
         if RetryPolicy::honours_retry_after(status) {
             let origin = self.operations.get(&key).and_then(|op| op.origin.clone());
@@ -353,15 +396,20 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
             {
                 // The whole origin is throttled, not this operation alone.
                 if let Some(until) = now.instant.checked_add(hint.min(self.options.max_pause)) {
+                    self.throttled = self.throttled.saturating_add(1);
                     let entry = self.paused_until.entry(origin).or_insert(until);
                     *entry = (*entry).max(until);
                 }
             }
         }
+        let mut changed = false;
         if let Some(operation) = self.operations.get_mut(&key) {
+            let before = operation.engine.status().clone();
             operation.engine.handle_response(now, response);
+            changed = *operation.engine.status() != before;
         }
         self.after_step(now, &key);
+        (changed && self.operations.contains_key(&key)).then_some(key)
     }
 
     /// Reports that request `id` failed in the transport.
@@ -420,6 +468,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
                 operation.in_flight = Some(id);
                 let origin = operation.origin.clone();
                 self.tokens -= 1.0;
+                self.requests_sent = self.requests_sent.saturating_add(1);
                 if let Some(origin) = &origin {
                     *self.in_flight.entry(origin.clone()).or_default() += 1;
                 }

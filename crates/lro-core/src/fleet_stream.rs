@@ -22,13 +22,16 @@ use http::Response;
 use crate::deserialize::Deserializer;
 use crate::engine::Engine;
 use crate::error::LroError;
-use crate::fleet::{Fleet, FleetAction, FleetOptions, RequestId};
+use crate::fleet::{Fleet, FleetAction, FleetOptions, FleetStats, RequestId};
 use crate::strategy::Strategy;
 use crate::token::ContinuationToken;
 use crate::transport::{AsyncHttpClient, AsyncTimer, BoxFuture, TransportError};
 
 /// How often, at most, the checkpoint is refreshed.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// An observer of status changes: see [`FleetStream::on_status_change`].
+type Observer<K, S> = Box<dyn FnMut(&K, &Engine<S>) + Send>;
 
 type Sent = BoxFuture<'static, (RequestId, Result<Response<Bytes>, TransportError>)>;
 
@@ -44,6 +47,8 @@ struct Shared<K, S> {
     waker: Option<Waker>,
     /// Continuation tokens of every operation, refreshed after each poll of the stream.
     tokens: Vec<(K, ContinuationToken)>,
+    /// The fleet's counters as of the stream's latest step.
+    stats: FleetStats,
 }
 
 /// Adds, removes and wakes operations of a running [`FleetStream`]; cheap to clone.
@@ -92,6 +97,12 @@ impl<K: Clone, S> FleetHandle<K, S> {
     /// of the whole fleet.
     pub fn checkpoint(&self) -> Vec<(K, ContinuationToken)> {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner).tokens.clone()
+    }
+
+    /// The fleet's counters (operations, requests in flight and sent, throttling), as of the
+    /// stream's latest step: for progress displays.
+    pub fn stats(&self) -> FleetStats {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner).stats
     }
 }
 
@@ -158,6 +169,7 @@ pub struct FleetStream<K, S, T> {
     checkpoints: bool,
     /// When the checkpoint was last refreshed.
     checkpointed: Option<std::time::Instant>,
+    on_status_change: Option<Observer<K, S>>,
 }
 
 impl<K, S, T> fmt::Debug for FleetStream<K, S, T> {
@@ -185,6 +197,7 @@ where
             commands: VecDeque::new(),
             waker: None,
             tokens: Vec::new(),
+            stats: FleetStats::default(),
         }));
         let stream = FleetStream {
             fleet: Fleet::new(options),
@@ -196,6 +209,7 @@ where
             shared: Arc::clone(&shared),
             checkpoints: false,
             checkpointed: None,
+            on_status_change: None,
         };
         (stream, FleetHandle { shared })
     }
@@ -205,6 +219,22 @@ where
     #[must_use]
     pub fn with_checkpoints(mut self) -> Self {
         self.checkpoints = true;
+        self
+    }
+
+    /// Calls `observer` whenever a poll changes an operation's status and the operation goes
+    /// on: with its key and engine, whose [`status`](Engine::status) and
+    /// [`continuation_token`](Engine::continuation_token) it may read — for progress displays,
+    /// and to persist a token as the operation moves on. Operations that end are yielded by the
+    /// stream instead.
+    ///
+    /// The observer runs inside the stream's poll: keep it short.
+    #[must_use]
+    pub fn on_status_change(
+        mut self,
+        observer: impl FnMut(&K, &Engine<S>) + Send + 'static,
+    ) -> Self {
+        self.on_status_change = Some(Box::new(observer));
         self
     }
 
@@ -229,6 +259,12 @@ where
                 }
             }
         }
+    }
+
+    /// Makes the fleet's counters visible to [`FleetHandle::stats`].
+    fn publish_stats(&self) {
+        let stats = self.fleet.stats(self.timer.now());
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner).stats = stats;
     }
 
     fn outcome(&self, outcome: Result<Response<Bytes>, LroError>) -> Result<T, LroError> {
@@ -258,6 +294,7 @@ where
                 }
                 FleetAction::Finished { key, outcome, status, polls } => {
                     this.checkpointed = None; // the next checkpoint must not list it
+                    this.publish_stats();
                     let result = this.outcome(outcome);
                     return Poll::Ready(Some(FleetResult { key, result, status, polls }));
                 }
@@ -272,7 +309,14 @@ where
             if let Poll::Ready(Some((id, result))) = this.in_flight.poll_next_unpin(cx) {
                 let now = this.timer.now();
                 match result {
-                    Ok(response) => this.fleet.handle_response(now, id, response),
+                    Ok(response) => {
+                        let changed = this.fleet.handle_response(now, id, response);
+                        if let (Some(key), Some(observer)) = (changed, &mut this.on_status_change) {
+                            if let Some(engine) = this.fleet.engine(&key) {
+                                observer(&key, engine);
+                            }
+                        }
+                    }
                     Err(error) => this.fleet.handle_transport_error(now, id, error),
                 }
                 this.sleep = None; // the next due time may have changed
@@ -286,6 +330,7 @@ where
             }
             break;
         }
+        this.publish_stats();
         let now = this.timer.now().instant;
         let stale = this
             .checkpointed

@@ -99,7 +99,7 @@ pub use error::{
     DecodeError, ErrorChain, HttpResponseError, LroError, MAX_ERROR_BODY, PolicyError,
     ServiceError, StoppedError, TimeoutError, TransportFailure,
 };
-pub use fleet::{Fleet, FleetAction, FleetOptions, FleetOptionsBuilder, RequestId};
+pub use fleet::{Fleet, FleetAction, FleetOptions, FleetOptionsBuilder, FleetStats, RequestId};
 pub use fleet_stream::{FleetHandle, FleetResult, FleetStream};
 pub use initial::{InitialResponse, RequestHead};
 pub use method::{

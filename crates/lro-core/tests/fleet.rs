@@ -344,3 +344,31 @@ fn a_wake_while_a_poll_is_in_flight_polls_again_right_after_its_answer() {
     fleet.handle_response(now, sent[0].1, status("Running"));
     assert!(matches!(fleet.poll(now), FleetAction::Send { key: 1, .. }), "not after 60 s");
 }
+
+#[test]
+fn a_response_reports_the_operation_whose_status_it_changed_and_stats_count_the_traffic() {
+    let now = t0();
+    let mut fleet = Fleet::new(FleetOptions::default());
+    fleet.add(now, 1, engine("svc", 1, Duration::from_secs(1)), None);
+    fleet.add(now, 2, engine("svc", 2, Duration::from_secs(1)), None);
+    let sent = send_all(&mut fleet, now);
+    assert_eq!(sent.len(), 2);
+    // From the initial "InProgress" to "Running": a change, the operation goes on.
+    assert_eq!(fleet.handle_response(now, sent[0].1, status("Running")), Some(sent[0].0));
+    let running = fleet.engine(&sent[0].0).unwrap().status().as_str().to_owned();
+    assert_eq!(running, "Running");
+    // A 429 leaves the status alone but pauses the origin.
+    let throttle = json_response(429, "").with_header("retry-after", "10");
+    assert_eq!(fleet.handle_response(now, sent[1].1, throttle), None);
+    let stats = fleet.stats(now);
+    assert_eq!((stats.operations, stats.in_flight, stats.requests_sent), (2, 0, 2));
+    assert_eq!((stats.throttled, stats.paused_origins), (1, 1));
+    assert_eq!(fleet.stats(now.advanced(Duration::from_secs(11))).paused_origins, 0);
+    // The same status again is no change; an operation that ends is reported by `Finished`.
+    let later = now.advanced(Duration::from_secs(11));
+    for (key, id) in send_all(&mut fleet, later) {
+        let answer = if key == sent[0].0 { status("Running") } else { status("Succeeded") };
+        assert_eq!(fleet.handle_response(later, id, answer), None, "operation {key}");
+    }
+    assert_eq!(fleet.stats(later).requests_sent, 4);
+}
