@@ -108,6 +108,8 @@ pub(crate) async fn batch(args: BatchArgs) -> Result<ExitCode, UsageError> {
     let client = Arc::new(
         HyperClient::builder()
             .pool_max_idle_per_host(args.max_in_flight)
+            // Initial requests and polls together: never more connections to a host.
+            .max_connections_per_host(Some(args.max_in_flight))
             .build()
             .map_err(|e| UsageError(e.to_string()))?,
     );

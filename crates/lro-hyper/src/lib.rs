@@ -32,6 +32,8 @@
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
 
+mod host_limit;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -71,6 +73,7 @@ struct Inner {
     client: Box<dyn Exchange>,
     request_timeout: Option<Duration>,
     max_body: usize,
+    host_limit: Option<Arc<host_limit::HostLimit>>,
 }
 
 /// One request through a hyper-util client, whatever its connector (kept out of the public
@@ -118,6 +121,7 @@ impl HyperClient {
             http2_only: false,
             pool_idle_timeout: Some(Duration::from_secs(90)),
             pool_max_idle_per_host: 32,
+            max_connections_per_host: None,
             default_roots: true,
             extra_roots: Vec::new(),
         }
@@ -141,7 +145,12 @@ impl HyperClient {
         C: Connect + Clone + Send + Sync + 'static,
     {
         HyperClient {
-            inner: Arc::new(Inner { client: Box::new(client), request_timeout, max_body }),
+            inner: Arc::new(Inner {
+                client: Box::new(client),
+                request_timeout,
+                max_body,
+                host_limit: None,
+            }),
         }
     }
 
@@ -215,6 +224,11 @@ impl HyperClient {
         &self,
         request: Request<Bytes>,
     ) -> Result<Response<Bytes>, TransportError> {
+        // Its turn among the host's requests first: the timeout counts from the send.
+        let _permit = match &self.inner.host_limit {
+            Some(limit) => Some(limit.acquire(request.uri()).await),
+            None => None,
+        };
         match self.inner.request_timeout {
             None => self.exchange(request).await,
             Some(limit) => match tokio::time::timeout(limit, self.exchange(request)).await {
@@ -356,6 +370,7 @@ pub struct HyperClientBuilder {
     http2_only: bool,
     pool_idle_timeout: Option<Duration>,
     pool_max_idle_per_host: usize,
+    max_connections_per_host: Option<usize>,
     default_roots: bool,
     extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
@@ -367,6 +382,7 @@ impl fmt::Debug for HyperClientBuilder {
             .field("request_timeout", &self.request_timeout)
             .field("max_body", &self.max_body)
             .field("http2_only", &self.http2_only)
+            .field("max_connections_per_host", &self.max_connections_per_host)
             .field("extra_roots", &self.extra_roots.len())
             .finish_non_exhaustive()
     }
@@ -407,6 +423,16 @@ impl HyperClientBuilder {
     /// How many idle connections are kept per host (default 32).
     pub fn pool_max_idle_per_host(mut self, max: usize) -> Self {
         self.pool_max_idle_per_host = max;
+        self
+    }
+
+    /// At most this many requests in flight to one host (scheme, host and port) at once — with
+    /// HTTP/1.1, at most this many connections to it; more requests wait their turn, before
+    /// their request timeout starts. Default: no cap (hyper-util caps only idle connections).
+    /// Many operations on one client (thousands of async pollers) need it so as not to run out
+    /// of file descriptors; a `Fleet` caps its requests per origin itself.
+    pub fn max_connections_per_host(mut self, max: Option<usize>) -> Self {
+        self.max_connections_per_host = max;
         self
     }
 
@@ -455,11 +481,17 @@ impl HyperClientBuilder {
             .pool_max_idle_per_host(self.pool_max_idle_per_host);
         client.pool_timer(hyper_util::rt::TokioTimer::new());
         client.http2_only(self.http2_only);
-        Ok(HyperClient::from_client_with(
+        let mut built = HyperClient::from_client_with(
             client.build(connector),
             self.request_timeout,
             self.max_body,
-        ))
+        );
+        if let (Some(max), Some(inner)) =
+            (self.max_connections_per_host, Arc::get_mut(&mut built.inner))
+        {
+            inner.host_limit = Some(host_limit::HostLimit::new(max));
+        }
+        Ok(built)
     }
 }
 
