@@ -5,6 +5,7 @@
 //! Rust pollers; `cargo xtask demo` runs the demo; `cargo xtask help` lists the subcommands.
 //! The crate uses std only, so that it builds in seconds on a clean clone.
 
+mod bench;
 mod checks;
 mod conformance;
 mod demo;
@@ -45,6 +46,12 @@ const SUBCOMMANDS: &[Subcommand] = &[
         run: soak,
     },
     Subcommand {
+        name: "bench",
+        about: "the benchmarks over loopback (release build; `--quick`: debug, seconds): prints \
+                a table, writes target/bench/results.json (see docs/performance.md)",
+        run: bench,
+    },
+    Subcommand {
         name: "demo",
         about: "run the tour against the embedded mock service (both pollers, both transports, the lro CLI)",
         run: demo,
@@ -67,7 +74,8 @@ fn main() -> ExitCode {
         print_usage(&mut io::stderr());
         return ExitCode::from(2);
     };
-    if args.len() > 1 {
+    let quick_bench = subcommand == "bench" && args[1..] == ["--quick"];
+    if args.len() > 1 && !quick_bench {
         eprintln!(
             "error: `cargo xtask {subcommand}` takes no arguments (got: {})\n",
             args[1..].join(" ")
@@ -102,6 +110,12 @@ fn print_usage(out: &mut dyn Write) {
 /// `cargo xtask demo`.
 fn demo(ctx: &Ctx) -> ExitCode {
     exit_code("demo", demo::run_demo(ctx))
+}
+
+/// `cargo xtask bench [--quick]`.
+fn bench(ctx: &Ctx) -> ExitCode {
+    let quick = env::args().skip(2).any(|arg| arg == "--quick");
+    exit_code("bench", bench::bench(ctx, quick))
 }
 
 /// `cargo xtask soak`.

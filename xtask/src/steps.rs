@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::{Ctx, Failure, checks, conformance, demo, run, soak};
+use crate::{Ctx, Failure, bench, checks, conformance, demo, run, soak};
 
 /// The steps of `cargo xtask test-all`, in order.
 ///
@@ -19,6 +19,7 @@ pub(crate) const STEPS: &[Step] = &[
     Step::check("conformance", conformance::SHOWS, conformance::check).note(conformance::NETWORK_NOTE),
     Step::check("demo", demo::SHOWS, demo::check),
     Step::check("soak (reduced)", soak::SHOWS, soak::check),
+    Step::check("bench (quick)", bench::SHOWS, bench::check),
     Step::cargo("docs", &["doc", "--workspace", "--no-deps", "--all-features"]).env(&[("RUSTDOCFLAGS", "-D warnings")]),
     Step::cargo("cargo-deny", &["deny", "--all-features", "check", "bans", "licenses", "sources"]).needs(CARGO_DENY).note(ADVISORIES_NOT_CHECKED),
     Step::check("dependency guard", checks::DEPENDENCY_GUARD, checks::dependency_guard),

@@ -209,6 +209,10 @@ pub struct Fleet<K, S> {
     refilled: Option<Instant>,
     in_flight: HashMap<Origin, usize>,
     paused_until: HashMap<Origin, Instant>,
+    /// Due polls of origins that were paused or full, set aside (each origin's own heap) so
+    /// that a blocked origin costs nothing per step; they go back to the queue as its slots
+    /// free up or its pause ends.
+    parked: HashMap<Origin, BinaryHeap<Entry<K>>>,
     finished: Vec<Ended<K>>,
     requests_sent: u64,
     throttled: u64,
@@ -240,6 +244,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
             refilled: None,
             in_flight: HashMap::new(),
             paused_until: HashMap::new(),
+            parked: HashMap::new(),
             finished: Vec::new(),
             requests_sent: 0,
             throttled: 0,
@@ -331,16 +336,19 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
             return ended.into();
         }
         self.refill(now.instant);
+        self.unpark(now.instant);
         let mut held_back: Vec<Entry<K>> = Vec::new();
         // What can end the wait if nothing is sent now.
         let mut next_due: Option<Instant> = None;
         let mut budget_blocked = false;
-        let mut pause_ends: Option<Instant> = None;
         let mut action = None;
         while let Some(Reverse((due, seq, generation, key))) = self.queue.pop() {
-            let current = self.operations.get(&key).is_some_and(|op| op.generation == generation);
+            let current = self
+                .operations
+                .get(&key)
+                .is_some_and(|op| op.generation == generation && op.in_flight.is_none());
             if !current {
-                continue; // removed, or queued again since
+                continue; // removed, queued again since, or its request is on the wire
             }
             if due > now.instant {
                 next_due = Some(due);
@@ -351,12 +359,10 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
                 action = Some(done);
                 break;
             }
-            if let Some(blocked) = self.origin_blocked(&key, now.instant) {
-                // Its origin is paused or full: others may go first; it keeps its place.
-                if let Some(until) = blocked {
-                    pause_ends = Some(pause_ends.map_or(until, |p| p.min(until)));
-                }
-                held_back.push(Reverse((due, seq, generation, key)));
+            if self.origin_blocked(&key, now.instant).is_some() {
+                // Its origin is paused or full: others go first; it keeps its place among the
+                // origin's own polls.
+                self.park(Reverse((due, seq, generation, key)));
                 continue;
             }
             if self.tokens < 1.0 - TOKEN_EPSILON {
@@ -375,7 +381,43 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
         if let Some(action) = action {
             return action;
         }
+        // A pause that holds polls back ends the wait; a full origin frees up on a response.
+        let pause_ends = (self.parked.keys())
+            .filter_map(|origin| self.paused_until.get(origin).filter(|u| **u > now.instant))
+            .min()
+            .copied();
         self.next_wait(now.instant, next_due, budget_blocked, pause_ends)
+    }
+
+    /// Sets a due poll of a blocked origin aside. An operation with a deadline also keeps an
+    /// entry in the queue at its deadline, so that it still ends on time.
+    fn park(&mut self, entry: Entry<K>) {
+        let Reverse((due, seq, generation, key)) = entry;
+        let Some(operation) = self.operations.get(&key) else { return };
+        let Some(origin) = operation.origin.clone() else { return };
+        if let Some(deadline) = operation.deadline.filter(|deadline| *deadline > due) {
+            self.queue.push(Reverse((deadline, seq, generation, key.clone())));
+        }
+        self.parked.entry(origin).or_default().push(Reverse((due, seq, generation, key)));
+    }
+
+    /// Puts back into the queue as many set-aside polls of each origin as it has free slots
+    /// (none while it is paused), oldest first.
+    fn unpark(&mut self, now: Instant) {
+        let Fleet { parked, queue, paused_until, in_flight, options, .. } = self;
+        parked.retain(|origin, entries| {
+            if paused_until.get(origin).is_some_and(|until| *until > now) {
+                return true;
+            }
+            let busy = in_flight.get(origin).copied().unwrap_or(0);
+            for _ in 0..options.max_in_flight_per_origin.saturating_sub(busy) {
+                match entries.pop() {
+                    Some(entry) => queue.push(entry),
+                    None => break,
+                }
+            }
+            !entries.is_empty()
+        });
     }
 
     /// Feeds the response to request `id`. Returns the operation's key if this response changed

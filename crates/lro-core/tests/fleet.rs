@@ -372,3 +372,29 @@ fn a_response_reports_the_operation_whose_status_it_changed_and_stats_count_the_
     }
     assert_eq!(fleet.stats(later).requests_sent, 4);
 }
+
+#[test]
+fn an_operation_waiting_for_a_full_origin_still_ends_at_its_deadline() {
+    let now = t0();
+    let options = FleetOptions::builder().max_in_flight_per_origin(1).build();
+    let mut fleet = Fleet::new(options);
+    fleet.add(now, 0, engine("svc", 0, Duration::from_secs(1)), None);
+    fleet.add(now, 1, engine("svc", 1, Duration::from_secs(1)), Some(Duration::from_secs(5)));
+    let sent = send_all(&mut fleet, now); // 0 takes the only slot, and its answer never comes
+    assert_eq!(sent.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [0]);
+    match fleet.poll(now) {
+        FleetAction::Wait(wait) => assert_eq!(wait, Duration::from_secs(5), "until the deadline"),
+        other => panic!("{other:?}"),
+    }
+    let at5 = now.advanced(Duration::from_secs(5));
+    match fleet.poll(at5) {
+        FleetAction::Finished { key: 1, outcome: Err(e), .. } => {
+            assert_eq!(e.kind_name(), "timeout", "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The slot frees: nothing of operation 1 is sent.
+    fleet.handle_response(at5, sent[0].1, status("Succeeded"));
+    assert!(matches!(fleet.poll(at5), FleetAction::Finished { key: 0, outcome: Ok(_), .. }));
+    assert!(matches!(fleet.poll(at5), FleetAction::Idle) && fleet.is_empty());
+}

@@ -1,0 +1,31 @@
+//! `cargo xtask bench [--quick]`: the benchmarks of the `lro-bench` crate, over loopback. The
+//! full run (release build) gives the figures of `docs/performance.md`; `--quick` (a debug
+//! build, seconds) is the test-all step: its heap and request counts are exact, its times only
+//! a smoke test. Both print a table and write `target/bench/results.json`.
+
+use crate::{Ctx, Failure, run};
+
+/// What the test-all step line shows.
+pub(crate) const SHOWS: &str = "cargo run -p lro-bench -- --quick (2,000 operations in one \
+     fleet over loopback: all complete, 2 requests each, connections within the cap; writes \
+     target/bench/results.json)";
+
+/// `cargo xtask bench`, full unless `quick`.
+pub(crate) fn bench(ctx: &Ctx, quick: bool) -> Result<(), Failure> {
+    let mut command = ctx.cargo();
+    command.arg("run");
+    if !quick {
+        command.arg("--release");
+    }
+    command.args(["--quiet", "-p", "lro-bench", "--", "--out"]);
+    command.arg(ctx.root.join("target/bench/results.json"));
+    if quick {
+        command.arg("--quick");
+    }
+    run(&mut command)
+}
+
+/// The test-all step.
+pub(crate) fn check(ctx: &Ctx) -> Result<Option<String>, Failure> {
+    bench(ctx, true).map(|()| None)
+}
