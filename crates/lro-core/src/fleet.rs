@@ -168,6 +168,10 @@ struct Operation<S> {
     woken: bool,
     /// The generation of its current queue entry (entries of other generations are stale).
     generation: u64,
+    /// When its current queue entry is due.
+    due: Instant,
+    /// The generation whose deadline entry is queued (see [`Fleet::park`]).
+    deadline_entry: Option<u64>,
 }
 
 /// A request on the wire: the operation it belongs to (`None` once removed) and its origin,
@@ -258,8 +262,16 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
         let _ = self.remove(&key);
         let origin = Origin::of(engine.initial().request().uri());
         let deadline = deadline.and_then(|d| now.instant.checked_add(d));
-        let operation =
-            Operation { engine, deadline, origin, in_flight: None, woken: false, generation: 0 };
+        let operation = Operation {
+            engine,
+            deadline,
+            origin,
+            in_flight: None,
+            woken: false,
+            generation: 0,
+            due: now.instant,
+            deadline_entry: None,
+        };
         self.operations.insert(key.clone(), operation);
         self.enqueue(&key, now.instant);
     }
@@ -282,7 +294,10 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
             operation.woken = true;
         } else {
             operation.engine.poll_now();
-            self.enqueue(key, now.instant);
+            // An entry already due (queued or set aside) serves: no entry per notification.
+            if operation.due > now.instant {
+                self.enqueue(key, now.instant);
+            }
         }
         true
     }
@@ -393,10 +408,13 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
     /// entry in the queue at its deadline, so that it still ends on time.
     fn park(&mut self, entry: Entry<K>) {
         let Reverse((due, seq, generation, key)) = entry;
-        let Some(operation) = self.operations.get(&key) else { return };
+        let Some(operation) = self.operations.get_mut(&key) else { return };
         let Some(origin) = operation.origin.clone() else { return };
         if let Some(deadline) = operation.deadline.filter(|deadline| *deadline > due) {
-            self.queue.push(Reverse((deadline, seq, generation, key.clone())));
+            if operation.deadline_entry != Some(generation) {
+                operation.deadline_entry = Some(generation);
+                self.queue.push(Reverse((deadline, seq, generation, key.clone())));
+            }
         }
         self.parked.entry(origin).or_default().push(Reverse((due, seq, generation, key)));
     }
@@ -404,16 +422,20 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
     /// Puts back into the queue as many set-aside polls of each origin as it has free slots
     /// (none while it is paused), oldest first.
     fn unpark(&mut self, now: Instant) {
-        let Fleet { parked, queue, paused_until, in_flight, options, .. } = self;
+        let Fleet { parked, queue, paused_until, in_flight, options, operations, .. } = self;
         parked.retain(|origin, entries| {
             if paused_until.get(origin).is_some_and(|until| *until > now) {
                 return true;
             }
             let busy = in_flight.get(origin).copied().unwrap_or(0);
-            for _ in 0..options.max_in_flight_per_origin.saturating_sub(busy) {
-                match entries.pop() {
-                    Some(entry) => queue.push(entry),
-                    None => break,
+            let mut free = options.max_in_flight_per_origin.saturating_sub(busy);
+            while free > 0 {
+                let Some(entry) = entries.pop() else { break };
+                // A stale entry (removed, woken, expired) is dropped here and takes no slot.
+                let Reverse((_, _, generation, key)) = &entry;
+                if operations.get(key).is_some_and(|op| op.generation == *generation) {
+                    queue.push(entry);
+                    free -= 1;
                 }
             }
             !entries.is_empty()
@@ -483,6 +505,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
         operation.generation = seq;
+        operation.due = due;
         self.queue.push(Reverse((due, seq, seq, key.clone())));
     }
 

@@ -398,3 +398,36 @@ fn an_operation_waiting_for_a_full_origin_still_ends_at_its_deadline() {
     assert!(matches!(fleet.poll(at5), FleetAction::Finished { key: 0, outcome: Ok(_), .. }));
     assert!(matches!(fleet.poll(at5), FleetAction::Idle) && fleet.is_empty());
 }
+
+#[test]
+fn woken_or_removed_operations_waiting_for_a_full_origin_never_strand_the_others() {
+    let now = t0();
+    let options = FleetOptions::builder().max_in_flight_per_origin(1).build();
+    let mut fleet = Fleet::new(options);
+    for key in [0, 1, 2, 3] {
+        fleet.add(now, key, engine("svc", key, Duration::from_secs(1)), None);
+    }
+    let sent = send_all(&mut fleet, now); // 0 takes the slot; 1, 2 and 3 wait for it
+    assert_eq!(sent.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [0]);
+    for _ in 0..100 {
+        assert!(fleet.wake(now, &1)); // a storm of notifications for a waiting operation
+    }
+    fleet.remove(&2);
+    fleet.handle_response(now, sent[0].1, status("Succeeded"));
+    let mut finished = Vec::new();
+    let mut sends = 0;
+    for _ in 0..50 {
+        match fleet.poll(now) {
+            FleetAction::Send { id, .. } => {
+                sends += 1;
+                fleet.handle_response(now, id, status("Succeeded"));
+            }
+            FleetAction::Finished { key, .. } => finished.push(key),
+            FleetAction::Idle | FleetAction::Wait(_) => break,
+        }
+    }
+    finished.sort_unstable();
+    assert_eq!(finished, [0, 1, 3], "every operation left ends; none is stranded");
+    assert_eq!(sends, 2, "one poll each for 1 and 3, however many wakes");
+    assert!(fleet.is_empty());
+}
