@@ -28,7 +28,13 @@ pub(crate) struct Display {
     last: (u64, Instant),
     rate: f64,
     last_line: Instant,
+    /// When the display was last drawn: at most every [`DRAW_EVERY`], since drawing counts
+    /// the failures over every operation done.
+    last_draw: Option<Instant>,
 }
+
+/// How often, at most, the display is drawn.
+const DRAW_EVERY: Duration = Duration::from_millis(100);
 
 impl Display {
     /// A display for `total` operations, `done` of them over already; `text` unless the output
@@ -55,6 +61,7 @@ impl Display {
             last: (0, now),
             rate: 0.0,
             last_line: now,
+            last_draw: None,
         }
     }
 
@@ -72,6 +79,10 @@ impl Display {
     /// the fleet's counters.
     pub(crate) fn refresh(&mut self, done: &BTreeMap<String, Value>, stats: FleetStats) {
         let now = Instant::now();
+        if self.last_draw.is_some_and(|at| now.saturating_duration_since(at) < DRAW_EVERY) {
+            return;
+        }
+        self.last_draw = Some(now);
         let span = now.saturating_duration_since(self.last.1);
         if span >= Duration::from_millis(500) {
             let sent = stats.requests_sent.saturating_sub(self.last.0);
