@@ -24,10 +24,12 @@ pub(crate) const CAP: usize = 64;
 /// due at this pace, are under budget and their lateness is the scheduler's own.
 pub(crate) const RATE: f64 = 20_000.0;
 
-/// Runs the benchmark with `n` operations that wait `wait` between their two polls.
+/// Runs the benchmark with `n` operations that wait `wait` between their two polls, under a
+/// budget of `rate` requests per second.
 pub(crate) fn run(
     n: usize,
     wait: Duration,
+    rate: f64,
     heap: &dyn Fn() -> isize,
 ) -> Result<Vec<Measure>, BenchError> {
     let server = server::start(n, wait)?;
@@ -40,7 +42,7 @@ pub(crate) fn run(
             .map_err(|e| BenchError(e.to_string()))?,
     );
     let options = FleetOptions::builder()
-        .rate(RATE)
+        .rate(rate)
         .burst(u32::try_from(CAP).unwrap_or(u32::MAX))
         .max_in_flight_per_origin(CAP)
         .build();

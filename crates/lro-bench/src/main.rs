@@ -1,6 +1,7 @@
 //! `lro-bench`: the benchmarks behind `cargo xtask bench`, over loopback only.
 //!
-//! `lro-bench [--quick] [--out target/bench/results.json]` runs them, prints a table and writes
+//! `lro-bench [--quick] [--out target/bench/results.json] [--operations N] [--rate R]
+//! [--wait-ms MS]` runs them (the last three change the fleet workload, for experiments), prints a table and writes
 //! `{"results": [{"name", "metric", "value", "control", "ratio"}]}`. Heap figures come from a
 //! counting global allocator (`stats_alloc`); see `docs/performance.md` for each benchmark.
 
@@ -75,21 +76,43 @@ fn heap() -> isize {
 fn main() -> ExitCode {
     let mut quick = false;
     let mut out = PathBuf::from("target/bench/results.json");
+    let (mut operations, mut rate, mut wait_ms) = (None, fleet::RATE, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        let mut number = |name: &str| {
+            args.next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .ok_or_else(|| usage(&format!("{name} needs a positive number")))
+        };
         match arg.as_str() {
             "--quick" => quick = true,
             "--out" => match args.next() {
                 Some(path) => out = PathBuf::from(path),
                 None => return usage("--out needs a path"),
             },
+            "--operations" => match number("--operations") {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // positive
+                Ok(n) => operations = Some(n as usize),
+                Err(code) => return code,
+            },
+            "--rate" => match number("--rate") {
+                Ok(r) => rate = r,
+                Err(code) => return code,
+            },
+            "--wait-ms" => match number("--wait-ms") {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // positive
+                Ok(ms) => wait_ms = Some(ms as u64),
+                Err(code) => return code,
+            },
             other => return usage(&format!("unknown argument {other:?}")),
         }
     }
     // Quick: seconds, for CI (memory and request counts are exact; times only a smoke test).
-    let (operations, wait) =
-        if quick { (2_000, Duration::from_millis(500)) } else { (100_000, Duration::from_secs(5)) };
-    let measures = match fleet::run(operations, wait, &heap) {
+    let (default_operations, default_wait) = if quick { (2_000, 500) } else { (100_000, 5_000) };
+    let operations = operations.unwrap_or(default_operations);
+    let wait = Duration::from_millis(wait_ms.unwrap_or(default_wait));
+    let measures = match fleet::run(operations, wait, rate, &heap) {
         Ok(measures) => measures,
         Err(BenchError(e)) => {
             eprintln!("bench: the fleet benchmark failed: {e}");
@@ -126,6 +149,9 @@ fn main() -> ExitCode {
 }
 
 fn usage(problem: &str) -> ExitCode {
-    eprintln!("lro-bench: {problem}\nusage: lro-bench [--quick] [--out PATH]");
+    eprintln!(
+        "lro-bench: {problem}\nusage: lro-bench [--quick] [--out PATH] [--operations N] \
+         [--rate REQUESTS_PER_SECOND] [--wait-ms MS]"
+    );
     ExitCode::from(2)
 }
