@@ -20,8 +20,9 @@ use crate::{BenchError, Measure};
 pub(crate) const CAP: usize = 64;
 
 /// The fleet's budget, requests per second: below what client and server manage together on
-/// loopback (about 40,000 a second on the 2-core machine), so that the second polls, which come
-/// due at this pace, are under budget and their lateness is the scheduler's own.
+/// loopback (about 41,000 a second on the 2-core machine: see `docs/performance.md`), so that
+/// the second polls, which come due at this pace, are under budget and their lateness is the
+/// scheduler's own.
 pub(crate) const RATE: f64 = 20_000.0;
 
 /// Runs the benchmark with `n` operations that wait `wait` between their two polls, under a

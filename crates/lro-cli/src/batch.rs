@@ -201,7 +201,7 @@ pub(crate) async fn batch(args: BatchArgs) -> Result<ExitCode, UsageError> {
     }
     save(&args, &handle, &done);
     display.finish();
-    let failed = done.values().filter(|r| r["outcome"] != "succeeded").count();
+    let failed = crate::batch_display::failed(&done);
     let summary = json!({
         "summary": {
             "operations": total,

@@ -117,7 +117,7 @@ impl Display {
 
     /// `12 failed · 30 running · 1 origin paused (4 throttled) · 48.0 req/s`.
     fn summary(&self, done: &BTreeMap<String, Value>, stats: FleetStats) -> String {
-        let failed = done.values().filter(|r| r["outcome"] != "succeeded").count();
+        let failed = failed(done);
         let running = self.total.saturating_sub(done.len());
         let paused = match stats.paused_origins {
             0 => String::new(),
@@ -154,7 +154,7 @@ impl Display {
 
     /// The final line: `batch: 98 of 100 done (97 succeeded, 1 failed), 2 running, 12.3s`.
     pub(crate) fn final_line(&self, done: &BTreeMap<String, Value>) -> String {
-        let failed = done.values().filter(|r| r["outcome"] != "succeeded").count();
+        let failed = failed(done);
         format!(
             "batch: {} of {} done ({} succeeded, {failed} failed), {} running, {:.1?}",
             done.len(),
@@ -164,6 +164,11 @@ impl Display {
             self.started.elapsed()
         )
     }
+}
+
+/// How many of the operations done did not succeed.
+pub(crate) fn failed(done: &BTreeMap<String, Value>) -> usize {
+    done.values().filter(|r| r["outcome"] != "succeeded").count()
 }
 
 #[cfg(test)]

@@ -374,7 +374,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
                 action = Some(done);
                 break;
             }
-            if self.origin_blocked(&key, now.instant).is_some() {
+            if self.origin_blocked(&key, now.instant) {
                 // Its origin is paused or full: others go first; it keeps its place among the
                 // origin's own polls.
                 self.park(Reverse((due, seq, generation, key)));
@@ -424,11 +424,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
     fn unpark(&mut self, now: Instant) {
         let Fleet { parked, queue, paused_until, in_flight, options, operations, .. } = self;
         parked.retain(|origin, entries| {
-            if paused_until.get(origin).is_some_and(|until| *until > now) {
-                return true;
-            }
-            let busy = in_flight.get(origin).copied().unwrap_or(0);
-            let mut free = options.max_in_flight_per_origin.saturating_sub(busy);
+            let mut free = room(origin, now, paused_until, in_flight, options);
             while free > 0 {
                 let Some(entry) = entries.pop() else { break };
                 // A stale entry (removed, woken, expired) is dropped here and takes no slot.
@@ -581,15 +577,12 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
         }
     }
 
-    /// Whether `key`'s origin cannot take a request now: `Some(Some(end))` while paused,
-    /// `Some(None)` at its in-flight cap (a response frees it), `None` if it can.
-    fn origin_blocked(&self, key: &K, now: Instant) -> Option<Option<Instant>> {
-        let origin = self.operations.get(key).and_then(|op| op.origin.as_ref())?;
-        if let Some(until) = self.paused_until.get(origin).filter(|until| **until > now) {
-            return Some(Some(*until));
-        }
-        let busy = self.in_flight.get(origin).copied().unwrap_or(0);
-        (busy >= self.options.max_in_flight_per_origin).then_some(None)
+    /// Whether `key`'s origin cannot take a request now: paused, or at its in-flight cap.
+    fn origin_blocked(&self, key: &K, now: Instant) -> bool {
+        let Some(origin) = self.operations.get(key).and_then(|op| op.origin.as_ref()) else {
+            return false;
+        };
+        room(origin, now, &self.paused_until, &self.in_flight, &self.options) == 0
     }
 
     fn release(&mut self, origin: Option<&Origin>) {
@@ -625,6 +618,21 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
             FleetAction::Wait(at.saturating_duration_since(now).max(Duration::from_micros(1)))
         })
     }
+}
+
+/// How many more requests `origin` may take now: none while paused, else its free slots.
+fn room(
+    origin: &Origin,
+    now: Instant,
+    paused_until: &HashMap<Origin, Instant>,
+    in_flight: &HashMap<Origin, usize>,
+    options: &FleetOptions,
+) -> usize {
+    if paused_until.get(origin).is_some_and(|until| *until > now) {
+        return 0;
+    }
+    let busy = in_flight.get(origin).copied().unwrap_or(0);
+    options.max_in_flight_per_origin.saturating_sub(busy)
 }
 
 /// Rounding slack of the token bucket's float arithmetic.
