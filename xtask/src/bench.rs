@@ -6,9 +6,10 @@
 use crate::{Ctx, Failure, run};
 
 /// What the test-all step line shows.
-pub(crate) const SHOWS: &str = "cargo run -p lro-bench -- --quick (2,000 operations in one \
-     fleet over loopback: all complete, 2 requests each, connections within the cap; writes \
-     target/bench/results.json)";
+pub(crate) const SHOWS: &str = "cargo run -p lro-bench -- --quick (a fleet of 2,000 \
+     operations, heap per idle poller, and every stack of the CPU benchmark through one operation \
+     over loopback: all complete with the minimum of requests and no timer call for zero waits; \
+     writes target/bench/results.json)";
 
 /// `cargo xtask bench`, full unless `quick`.
 pub(crate) fn bench(ctx: &Ctx, quick: bool) -> Result<(), Failure> {

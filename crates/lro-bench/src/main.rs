@@ -1,11 +1,21 @@
 //! `lro-bench`: the benchmarks behind `cargo xtask bench`, over loopback only.
 //!
-//! `lro-bench [--quick] [--out target/bench/results.json] [--operations N] [--rate R]
-//! [--wait-ms MS]` runs them (the last three change the fleet workload, for experiments), prints a table and writes
-//! `{"results": [{"name", "metric", "value", "control", "ratio"}]}`. Heap figures come from a
-//! counting global allocator (`stats_alloc`); see `docs/performance.md` for each benchmark.
+//! `lro-bench [--quick] [--out target/bench/results.json] [--only fleet|cpu|memory]
+//! [--operations N] [--rate R] [--wait-ms MS] [--polls N] [--runs N]` runs them (the options
+//! after `--only` change the workloads, for experiments), prints a table and writes
+//! `{"quick", "results": [{"name", "metric", "value", "control", "ratio"}]}`. Heap figures come
+//! from a counting global allocator (`stats_alloc`); see `docs/performance.md` for each
+//! benchmark and the stable names of its figures.
+//!
+//! Two subcommands are the benchmark's own processes: `lro-bench serve [--cpu C]` (the status
+//! monitor service) and `lro-bench client KIND --url URL --polls N [--cpu C]` (one measured
+//! client).
 
+mod clients;
+mod cpu;
 mod fleet;
+mod memory;
+mod monitor;
 mod server;
 
 use std::alloc::System;
@@ -73,85 +83,168 @@ fn heap() -> isize {
     isize::try_from(net).unwrap_or(isize::MAX)
 }
 
-fn main() -> ExitCode {
-    let mut quick = false;
-    let mut out = PathBuf::from("target/bench/results.json");
-    let (mut operations, mut rate, mut wait_ms) = (None, fleet::RATE, None);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut number = |name: &str| {
-            args.next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|v| v.is_finite() && *v > 0.0)
-                .ok_or_else(|| usage(&format!("{name} needs a positive number")))
-        };
-        match arg.as_str() {
-            "--quick" => quick = true,
-            "--out" => match args.next() {
-                Some(path) => out = PathBuf::from(path),
-                None => return usage("--out needs a path"),
-            },
-            "--operations" => match number("--operations") {
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // positive
-                Ok(n) => operations = Some(n as usize),
-                Err(code) => return code,
-            },
-            "--rate" => match number("--rate") {
-                Ok(r) => rate = r,
-                Err(code) => return code,
-            },
-            "--wait-ms" => match number("--wait-ms") {
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // positive
-                Ok(ms) => wait_ms = Some(ms as u64),
-                Err(code) => return code,
-            },
-            other => return usage(&format!("unknown argument {other:?}")),
-        }
-    }
-    // Quick: seconds, for CI (memory and request counts are exact; times only a smoke test).
-    let (default_operations, default_wait) = if quick { (2_000, 500) } else { (100_000, 5_000) };
-    let operations = operations.unwrap_or(default_operations);
-    let wait = Duration::from_millis(wait_ms.unwrap_or(default_wait));
-    let measures = match fleet::run(operations, wait, rate, &heap) {
-        Ok(measures) => measures,
-        Err(BenchError(e)) => {
-            eprintln!("bench: the fleet benchmark failed: {e}");
-            return ExitCode::FAILURE;
-        }
+/// What the command line asked for.
+#[derive(Debug)]
+struct Args {
+    quick: bool,
+    out: PathBuf,
+    only: Option<String>,
+    operations: Option<usize>,
+    rate: f64,
+    wait_ms: Option<u64>,
+    polls: Option<u32>,
+    runs: Option<usize>,
+    cpu: Option<usize>,
+    url: Option<String>,
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut parsed = Args {
+        quick: false,
+        out: PathBuf::from("target/bench/results.json"),
+        only: None,
+        operations: None,
+        rate: fleet::RATE,
+        wait_ms: None,
+        polls: None,
+        runs: None,
+        cpu: None,
+        url: None,
     };
-    println!("{:<40} {:>14} {:<32} {:>8}", "name", "value", "control", "ratio");
-    for m in &measures {
-        let ratio = m.ratio().map_or_else(String::new, |r| format!("{r:.3}"));
-        let control = m.control.map_or("", |(name, _)| name);
-        println!("{:<40} {:>14.3} {control:<32} {ratio:>8}", m.name, m.value);
-    }
-    let results = json!({
-        "quick": quick,
-        "results": measures.iter().map(Measure::to_json).collect::<Vec<_>>(),
-    });
-    if let Some(dir) = out.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    match serde_json::to_string_pretty(&results).map(|text| std::fs::write(&out, text)) {
-        Ok(Ok(())) => {
-            println!("wrote {}", out.display());
-            ExitCode::SUCCESS
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        let mut number = || -> Result<f64, String> {
+            value()?
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .ok_or_else(|| format!("{arg} needs a number"))
+        };
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // non-negative
+        match arg.as_str() {
+            "--quick" => parsed.quick = true,
+            "--out" => parsed.out = PathBuf::from(value()?),
+            "--only" => parsed.only = Some(value()?),
+            "--url" => parsed.url = Some(value()?),
+            "--operations" => parsed.operations = Some(number()? as usize),
+            "--rate" => parsed.rate = number()?,
+            "--wait-ms" => parsed.wait_ms = Some(number()? as u64),
+            "--polls" => parsed.polls = Some(number()? as u32),
+            "--runs" => parsed.runs = Some(number()? as usize),
+            "--cpu" => parsed.cpu = Some(number()? as usize),
+            other => return Err(format!("unknown argument {other:?}")),
         }
-        Ok(Err(e)) => {
-            eprintln!("bench: cannot write {}: {e}", out.display());
-            ExitCode::FAILURE
+    }
+    Ok(parsed)
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1).peekable();
+    let command = match args.peek().map(String::as_str) {
+        Some("serve" | "client") => args.next(),
+        _ => None,
+    };
+    let kind = match command.as_deref() {
+        Some("client") => match args.next().as_deref().map(clients::Kind::parse) {
+            Some(Some(kind)) => Some(kind),
+            _ => return usage("client needs a KIND"),
+        },
+        _ => None,
+    };
+    let args = match parse(args) {
+        Ok(args) => args,
+        Err(problem) => return usage(&problem),
+    };
+    if let Some(cpu) = args.cpu {
+        if let Err(BenchError(e)) = cpu::pin(cpu) {
+            eprintln!("lro-bench: cannot pin to CPU {cpu}: {e}");
         }
-        Err(e) => {
-            eprintln!("bench: {e}");
+    }
+    let outcome = match (command.as_deref(), kind) {
+        (Some("serve"), _) => monitor::serve().map_err(BenchError::from),
+        (Some("client"), Some(kind)) => {
+            let url = args.url.clone().unwrap_or_default();
+            cpu::client_main(kind, &url, args.polls.unwrap_or(1_000))
+        }
+        _ => benchmarks(&args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(BenchError(e)) => {
+            eprintln!("lro-bench: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
+/// Runs the benchmarks, prints the table and writes the results.
+fn benchmarks(args: &Args) -> Result<(), BenchError> {
+    let quick = args.quick;
+    let wanted = |name: &str| args.only.as_deref().is_none_or(|only| only == name);
+    let mut measures = Vec::new();
+    if wanted("fleet") {
+        // Quick: seconds, for CI (memory and request counts are exact; times only a smoke test).
+        let (operations, wait) = if quick { (2_000, 500) } else { (100_000, 5_000) };
+        let operations = args.operations.unwrap_or(operations);
+        let wait = Duration::from_millis(args.wait_ms.unwrap_or(wait));
+        let fleet = fleet::run(operations, wait, args.rate, &heap)
+            .map_err(|BenchError(e)| BenchError(format!("the fleet benchmark failed: {e}")))?;
+        measures.extend(fleet);
+    }
+    if wanted("cpu") || wanted("memory") {
+        let server = monitor::MonitorProcess::start(None)?;
+        if wanted("memory") {
+            let memory = memory::run(&server.url, &heap)
+                .map_err(|BenchError(e)| BenchError(format!("the memory benchmark failed: {e}")))?;
+            measures.extend(memory);
+        }
+        if wanted("cpu") {
+            let cost = clients::with_retry_after(&server.url, 3, 100)?;
+            #[allow(clippy::cast_precision_loss)]
+            measures.extend([
+                Measure::new(
+                    "requests_per_operation_retry_after",
+                    "requests_per_operation",
+                    cost.requests as f64,
+                )
+                .against("minimum", 5.0),
+                Measure::new(
+                    "timer_calls_retry_after",
+                    "timer_calls_per_operation",
+                    cost.timer_calls as f64,
+                )
+                .against("waits_asked", 2.0),
+            ]);
+            drop(server);
+            let (polls, runs) = if quick { (1_000, 1) } else { (20_000, 5) };
+            let cpu = cpu::run(args.polls.unwrap_or(polls), args.runs.unwrap_or(runs))
+                .map_err(|BenchError(e)| BenchError(format!("the CPU benchmark failed: {e}")))?;
+            measures.extend(cpu);
+        }
+    }
+    println!("{:<52} {:>14} {:<34} {:>8}", "name", "value", "control", "ratio");
+    for m in &measures {
+        let ratio = m.ratio().map_or_else(String::new, |r| format!("{r:.3}"));
+        let control = m.control.map_or("", |(name, _)| name);
+        println!("{:<52} {:>14.3} {control:<34} {ratio:>8}", m.name, m.value);
+    }
+    let results = json!({
+        "quick": quick,
+        "results": measures.iter().map(Measure::to_json).collect::<Vec<_>>(),
+    });
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&results)?)?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
 fn usage(problem: &str) -> ExitCode {
     eprintln!(
-        "lro-bench: {problem}\nusage: lro-bench [--quick] [--out PATH] [--operations N] \
-         [--rate REQUESTS_PER_SECOND] [--wait-ms MS]"
+        "lro-bench: {problem}\nusage: lro-bench [--quick] [--out PATH] [--only fleet|cpu|memory] \
+         [--operations N] [--rate REQUESTS_PER_SECOND] [--wait-ms MS] [--polls N] [--runs N]\n       \
+         lro-bench serve [--cpu C]\n       lro-bench client KIND --url URL --polls N [--cpu C]"
     );
     ExitCode::from(2)
 }

@@ -1,0 +1,393 @@
+//! The clients of the CPU benchmark (issue #10): one operation against the status monitor
+//! (`PUT /start?polls=N`, `N` zero-wait polls, the final GET), driven by each stack in turn.
+//! `lro-bench client KIND` runs one of them in a process of its own and prints what it cost.
+//!
+//! The raw loops are the controls: what a hand-written loop costs on the same HTTP stack, with
+//! the same work per response (read the body, parse the status).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use lro_core::{
+    Action, AsyncHttpClient, AsyncLroPoller, AsyncTimer, BoxFuture, Engine, InitialResponse,
+    Interrupt, LroPoller, SystemTimer, Timer, Timestamp, deserialize,
+};
+use lro_hyper::{HyperClient, TokioTimer};
+use lro_strategies::LroBasePolling;
+use serde::Deserialize;
+
+use crate::BenchError;
+
+/// The stacks measured, by their stable names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A hand-written hyper-util loop on a current-thread runtime (control).
+    RawHyperCurrentThread,
+    /// The same loop on a multi-thread runtime (control).
+    RawHyperMultiThread,
+    /// A hand-written ureq loop (control).
+    RawUreq,
+    /// `AsyncLroPoller` over `HyperClient`, current-thread runtime.
+    AsyncPollerCurrentThread,
+    /// `AsyncLroPoller` over `HyperClient`, multi-thread runtime.
+    AsyncPollerMultiThread,
+    /// `LroPoller` over `BlockingClient`.
+    BlockingPoller,
+    /// The sans-IO engine driven by hand over `HyperClient`, current-thread runtime.
+    EngineByHand,
+}
+
+impl Kind {
+    pub(crate) const ALL: [Kind; 7] = [
+        Kind::RawHyperCurrentThread,
+        Kind::RawHyperMultiThread,
+        Kind::RawUreq,
+        Kind::AsyncPollerCurrentThread,
+        Kind::AsyncPollerMultiThread,
+        Kind::BlockingPoller,
+        Kind::EngineByHand,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::RawHyperCurrentThread => "raw_hyper_current_thread",
+            Kind::RawHyperMultiThread => "raw_hyper_multi_thread",
+            Kind::RawUreq => "raw_ureq",
+            Kind::AsyncPollerCurrentThread => "async_poller_current_thread",
+            Kind::AsyncPollerMultiThread => "async_poller_multi_thread",
+            Kind::BlockingPoller => "blocking_poller",
+            Kind::EngineByHand => "engine_by_hand_hyper",
+        }
+    }
+
+    /// The control this stack is compared with (`None` for a control).
+    pub(crate) fn control(self) -> Option<Kind> {
+        match self {
+            Kind::RawHyperCurrentThread | Kind::RawHyperMultiThread | Kind::RawUreq => None,
+            Kind::AsyncPollerCurrentThread | Kind::EngineByHand => {
+                Some(Kind::RawHyperCurrentThread)
+            }
+            Kind::AsyncPollerMultiThread => Some(Kind::RawHyperMultiThread),
+            Kind::BlockingPoller => Some(Kind::RawUreq),
+        }
+    }
+
+    pub(crate) fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// Whether the stack waits through a timer of ours (whose calls are counted).
+    pub(crate) fn has_timer(self) -> bool {
+        matches!(
+            self,
+            Kind::AsyncPollerCurrentThread | Kind::AsyncPollerMultiThread | Kind::BlockingPoller
+        )
+    }
+}
+
+/// What one measured operation cost the client process.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cost {
+    /// CPU time (user + system) of the whole process during the operation.
+    pub(crate) cpu: Duration,
+    /// Calls to the poller's timer (`sleep`).
+    pub(crate) timer_calls: u64,
+    /// Requests the service answered for the operation.
+    pub(crate) requests: u64,
+}
+
+/// CPU time (user + system) of this process so far.
+pub(crate) fn cpu_time() -> Result<Duration, BenchError> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_SELF)?;
+    let micros = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(u64::try_from(t.tv_sec()).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec()).unwrap_or(0))
+    };
+    Ok(micros(usage.user_time()) + micros(usage.system_time()))
+}
+
+/// Runs a warm-up operation, then measures one of `polls` polls; the service counts the
+/// requests.
+pub(crate) fn measure(kind: Kind, url: &str, polls: u32) -> Result<Cost, BenchError> {
+    let count = || crate::monitor::requests(url).map_err(BenchError::from);
+    let before = std::cell::Cell::new(0);
+    let mut cost = measure_cpu(kind, url, polls, &|| before.set(count().unwrap_or(u64::MAX)))?;
+    cost.requests = count()?.saturating_sub(before.get());
+    Ok(cost)
+}
+
+/// As [`measure`]; `mark` is called after the warm-up, before the measured operation.
+fn measure_cpu(kind: Kind, url: &str, polls: u32, mark: &dyn Fn()) -> Result<Cost, BenchError> {
+    let warm_up = polls.clamp(1, 500);
+    match kind {
+        Kind::RawHyperCurrentThread | Kind::RawHyperMultiThread => {
+            let runtime = runtime(kind == Kind::RawHyperMultiThread)?;
+            runtime.block_on(async {
+                let client = hyper_util::client::legacy::Client::builder(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .build_http::<Full<Bytes>>();
+                raw_hyper(&client, url, warm_up).await?;
+                mark();
+                let before = cpu_time()?;
+                raw_hyper(&client, url, polls).await?;
+                Ok(Cost { cpu: cpu_time()? - before, timer_calls: 0, requests: 0 })
+            })
+        }
+        Kind::RawUreq => {
+            let agent: ureq::Agent =
+                ureq::Agent::config_builder().http_status_as_error(false).build().into();
+            raw_ureq(&agent, url, warm_up)?;
+            mark();
+            let before = cpu_time()?;
+            raw_ureq(&agent, url, polls)?;
+            Ok(Cost { cpu: cpu_time()? - before, timer_calls: 0, requests: 0 })
+        }
+        Kind::AsyncPollerCurrentThread | Kind::AsyncPollerMultiThread => {
+            let runtime = runtime(kind == Kind::AsyncPollerMultiThread)?;
+            runtime.block_on(async {
+                let client = Arc::new(hyper_client()?);
+                let timer = Counting::new(TokioTimer);
+                async_poller(&client, &timer, url, warm_up).await?;
+                mark();
+                let (before, calls) = (cpu_time()?, timer.calls());
+                async_poller(&client, &timer, url, polls).await?;
+                Ok(Cost {
+                    cpu: cpu_time()? - before,
+                    timer_calls: timer.calls() - calls,
+                    requests: 0,
+                })
+            })
+        }
+        Kind::BlockingPoller => {
+            let client = Arc::new(lro_blocking::BlockingClient::new()?);
+            let timer = Counting::new(SystemTimer);
+            blocking_poller(&client, &timer, url, warm_up)?;
+            mark();
+            let (before, calls) = (cpu_time()?, timer.calls());
+            blocking_poller(&client, &timer, url, polls)?;
+            Ok(Cost { cpu: cpu_time()? - before, timer_calls: timer.calls() - calls, requests: 0 })
+        }
+        Kind::EngineByHand => {
+            let runtime = runtime(false)?;
+            runtime.block_on(async {
+                let client = hyper_client()?;
+                engine_by_hand(&client, url, warm_up).await?;
+                mark();
+                let before = cpu_time()?;
+                engine_by_hand(&client, url, polls).await?;
+                Ok(Cost { cpu: cpu_time()? - before, timer_calls: 0, requests: 0 })
+            })
+        }
+    }
+}
+
+fn runtime(multi_thread: bool) -> std::io::Result<tokio::runtime::Runtime> {
+    if multi_thread {
+        // Two workers whatever the affinity: the same for the control and for the poller.
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    }
+}
+
+fn hyper_client() -> Result<HyperClient, BenchError> {
+    HyperClient::new().map_err(|e| BenchError(e.to_string()))
+}
+
+fn start_url(url: &str, polls: u32) -> String {
+    format!("{url}/start?polls={polls}")
+}
+
+/// The status document of the monitor.
+#[derive(Deserialize)]
+struct StatusBody<'a> {
+    status: &'a str,
+}
+
+fn finished(body: &[u8]) -> Result<bool, BenchError> {
+    let status: StatusBody<'_> = serde_json::from_slice(body)?;
+    match status.status {
+        "Succeeded" => Ok(true),
+        "Running" | "InProgress" | "NotStarted" => Ok(false),
+        other => Err(BenchError(format!("the operation ended {other}"))),
+    }
+}
+
+type RawHyper = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+/// The control loop on hyper: PUT, poll Operation-Location until `Succeeded`, GET the result.
+async fn raw_hyper(client: &RawHyper, url: &str, polls: u32) -> Result<(), BenchError> {
+    let start = start_url(url, polls);
+    let request = Request::put(&start).body(Full::new(Bytes::new()))?;
+    let response = client.request(request).await?;
+    let monitor = response
+        .headers()
+        .get("operation-location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| BenchError("no Operation-Location".into()))?;
+    response.into_body().collect().await?;
+    loop {
+        let request = Request::get(&monitor).body(Full::new(Bytes::new()))?;
+        let body = client.request(request).await?.into_body().collect().await?.to_bytes();
+        if finished(&body)? {
+            break;
+        }
+    }
+    let request = Request::get(&start).body(Full::new(Bytes::new()))?;
+    client.request(request).await?.into_body().collect().await?;
+    Ok(())
+}
+
+/// The control loop on ureq.
+fn raw_ureq(agent: &ureq::Agent, url: &str, polls: u32) -> Result<(), BenchError> {
+    let start = start_url(url, polls);
+    let mut response = agent.put(&start).send_empty()?;
+    let monitor = response
+        .headers()
+        .get("operation-location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| BenchError("no Operation-Location".into()))?;
+    response.body_mut().read_to_vec()?;
+    loop {
+        let body = agent.get(&monitor).call()?.body_mut().read_to_vec()?;
+        if finished(&body)? {
+            break;
+        }
+    }
+    agent.get(&start).call()?.body_mut().read_to_vec()?;
+    Ok(())
+}
+
+fn method() -> lro_core::StrategyPolling<LroBasePolling, Bytes> {
+    LroBasePolling::builder().interval(Duration::ZERO).build()
+}
+
+async fn async_poller(
+    client: &Arc<HyperClient>,
+    timer: &Counting<TokioTimer>,
+    url: &str,
+    polls: u32,
+) -> Result<(), BenchError> {
+    let request = Request::put(start_url(url, polls)).body(Bytes::new())?;
+    let initial = InitialResponse::send_async(&**client, request).await?;
+    let poller = AsyncLroPoller::new(
+        Arc::clone(client),
+        timer.clone(),
+        initial,
+        deserialize::bytes(),
+        method(),
+    )?;
+    poller.result(None).await?;
+    Ok(())
+}
+
+fn blocking_poller(
+    client: &Arc<lro_blocking::BlockingClient>,
+    timer: &Counting<SystemTimer>,
+    url: &str,
+    polls: u32,
+) -> Result<(), BenchError> {
+    let request = Request::put(start_url(url, polls)).body(Bytes::new())?;
+    let initial = InitialResponse::send(&**client, request)?;
+    let poller =
+        LroPoller::new(Arc::clone(client), timer.clone(), initial, deserialize::bytes(), method())?;
+    poller.result(None)?;
+    Ok(())
+}
+
+/// The engine in a hand-written loop over our hyper transport: the poller's cost taken away.
+async fn engine_by_hand(client: &HyperClient, url: &str, polls: u32) -> Result<(), BenchError> {
+    let request = Request::put(start_url(url, polls)).body(Bytes::new())?;
+    let initial = InitialResponse::send_async(client, request).await?;
+    let (strategy, options) = LroBasePolling::builder().interval(Duration::ZERO).into_parts();
+    let mut engine = Engine::start(strategy, options, initial)?;
+    loop {
+        match engine.poll(TokioTimer.now()) {
+            Action::SendRequest(request) => match client.send(request).await {
+                Ok(response) => engine.handle_response(TokioTimer.now(), response),
+                Err(error) => engine.handle_transport_error(TokioTimer.now(), error),
+            },
+            Action::Wait(delay) => tokio::time::sleep(delay).await,
+            Action::Done => break,
+        }
+    }
+    engine.outcome().map_err(|e| BenchError(e.chain().to_string()))?;
+    Ok(())
+}
+
+/// A timer that counts its sleeps.
+#[derive(Debug, Clone)]
+pub(crate) struct Counting<T> {
+    inner: T,
+    calls: Arc<AtomicU64>,
+}
+
+impl<T> Counting<T> {
+    pub(crate) fn new(inner: T) -> Self {
+        Counting { inner, calls: Arc::new(AtomicU64::new(0)) }
+    }
+
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+impl<T: Timer> Timer for Counting<T> {
+    fn now(&self) -> Timestamp {
+        self.inner.now()
+    }
+
+    fn sleep(&self, duration: Duration, interrupt: &Interrupt) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.sleep(duration, interrupt);
+    }
+}
+
+impl<T: AsyncTimer> AsyncTimer for Counting<T> {
+    fn now(&self) -> Timestamp {
+        self.inner.now()
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.sleep(duration)
+    }
+}
+
+/// An `AsyncLroPoller` operation whose service asks for waits: `polls` polls, each `Running`
+/// answer with `retry-after-ms: wait_ms`. Runs in this process; the service counts requests.
+pub(crate) fn with_retry_after(url: &str, polls: u32, wait_ms: u64) -> Result<Cost, BenchError> {
+    let runtime = runtime(false)?;
+    runtime.block_on(async {
+        let client = Arc::new(hyper_client()?);
+        let timer = Counting::new(TokioTimer);
+        let before = crate::monitor::requests(url)?;
+        let started = cpu_time()?;
+        let request = Request::put(format!("{url}/start?polls={polls}&retry_after_ms={wait_ms}"))
+            .body(Bytes::new())?;
+        let initial = InitialResponse::send_async(&*client, request).await?;
+        AsyncLroPoller::new(
+            Arc::clone(&client),
+            timer.clone(),
+            initial,
+            deserialize::bytes(),
+            method(),
+        )?
+        .result(None)
+        .await?;
+        let cpu = cpu_time()? - started;
+        let requests = crate::monitor::requests(url)? - before;
+        Ok(Cost { cpu, timer_calls: timer.calls(), requests })
+    })
+}

@@ -1,0 +1,145 @@
+//! Heap per idle poller (issue #10): pollers that have had their first answer and wait out a
+//! 30-second `retry-after-ms`, counted by the global allocator of this process. The service runs
+//! in a process of its own, so only the client's heap is counted. Pollers start one after the
+//! other, so that they share one pooled connection: what is counted is what each poller
+//! retains, not the transport's pool.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use lro_core::{AsyncLroPoller, InitialResponse, LroPoller, SystemTimer, deserialize};
+use lro_hyper::{HyperClient, TokioTimer};
+use lro_strategies::LroBasePolling;
+
+use crate::{BenchError, Measure};
+
+/// The target of issue #10 for an idle async poller, bytes.
+const TARGET: f64 = 2048.0;
+
+/// The size of the large response header: 60 KB.
+const LARGE_HEADER: usize = 60 * 1024;
+
+fn method() -> lro_core::StrategyPolling<LroBasePolling, Bytes> {
+    LroBasePolling::builder().interval(Duration::ZERO).build()
+}
+
+fn start(url: &str, pad: usize) -> Result<Request<Bytes>, BenchError> {
+    Ok(Request::put(format!("{url}/start?polls=2&retry_after_ms=30000&pad={pad}"))
+        .body(Bytes::new())?)
+}
+
+/// Runs the memory benchmarks against the service at `url`.
+pub(crate) fn run(url: &str, heap: &dyn Fn() -> isize) -> Result<Vec<Measure>, BenchError> {
+    let mut measures = Vec::new();
+    for (pad, async_name, blocking_name) in [
+        (0, "heap_idle_async_poller_small_headers", "heap_idle_blocking_poller_small_headers"),
+        (
+            LARGE_HEADER,
+            "heap_idle_async_poller_60kb_header",
+            "heap_idle_blocking_poller_60kb_header",
+        ),
+    ] {
+        let bytes = idle_async(url, pad, 1_000, heap)?;
+        measures.push(
+            Measure::new(async_name, "heap_bytes_per_idle_poller", bytes).against("target", TARGET),
+        );
+        let bytes = idle_blocking(url, pad, 100, heap)?;
+        measures.push(
+            Measure::new(blocking_name, "heap_bytes_per_idle_poller", bytes)
+                .against("target", TARGET),
+        );
+    }
+    Ok(measures)
+}
+
+#[allow(clippy::cast_precision_loss)] // figures for a report
+fn per(total: isize, n: usize) -> f64 {
+    total as f64 / n as f64
+}
+
+/// `n` idle `AsyncLroPoller`s, each awaited by a task of its own.
+fn idle_async(
+    url: &str,
+    pad: usize,
+    n: usize,
+    heap: &dyn Fn() -> isize,
+) -> Result<f64, BenchError> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = Arc::new(HyperClient::new().map_err(|e| BenchError(e.to_string()))?);
+        // Warm-up: the pooled connection, the runtime's timer wheel, first-use allocations.
+        let warm = Request::put(format!("{url}/start?polls=1")).body(Bytes::new())?;
+        let initial = InitialResponse::send_async(&*client, warm).await?;
+        AsyncLroPoller::new(
+            Arc::clone(&client),
+            TokioTimer,
+            initial,
+            deserialize::bytes(),
+            method(),
+        )?
+        .result(None)
+        .await?;
+        let mut pollers = Vec::with_capacity(n);
+        let mut tasks = Vec::with_capacity(n);
+        let before = heap();
+        for _ in 0..n {
+            let initial = InitialResponse::send_async(&*client, start(url, pad)?).await?;
+            let poller = Arc::new(AsyncLroPoller::new(
+                Arc::clone(&client),
+                TokioTimer,
+                initial,
+                deserialize::bytes(),
+                method(),
+            )?);
+            let waiter = Arc::clone(&poller);
+            tasks.push(tokio::spawn(async move { waiter.result(None).await }));
+            while poller.polling_method().polls() == 0 {
+                tokio::task::yield_now().await;
+            }
+            pollers.push(poller);
+        }
+        // Let every task reach its sleep.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let idle = heap() - before;
+        for task in &tasks {
+            task.abort();
+        }
+        Ok(per(idle, n))
+    })
+}
+
+/// `n` idle `LroPoller`s (a polling thread each).
+fn idle_blocking(
+    url: &str,
+    pad: usize,
+    n: usize,
+    heap: &dyn Fn() -> isize,
+) -> Result<f64, BenchError> {
+    let client = Arc::new(lro_blocking::BlockingClient::new()?);
+    let warm = Request::put(format!("{url}/start?polls=1")).body(Bytes::new())?;
+    let initial = InitialResponse::send(&*client, warm)?;
+    LroPoller::new(Arc::clone(&client), SystemTimer, initial, deserialize::bytes(), method())?
+        .result(None)?;
+    let mut pollers = Vec::with_capacity(n);
+    let before = heap();
+    for _ in 0..n {
+        let initial = InitialResponse::send(&*client, start(url, pad)?)?;
+        let poller = LroPoller::new(
+            Arc::clone(&client),
+            SystemTimer,
+            initial,
+            deserialize::bytes(),
+            method(),
+        )?;
+        while poller.polling_method().polls() == 0 {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        pollers.push(poller);
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let idle = heap() - before;
+    drop(pollers);
+    Ok(per(idle, n))
+}
