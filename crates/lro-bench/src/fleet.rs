@@ -59,6 +59,9 @@ pub(crate) fn run(
         seen.fetch_add(1, Ordering::Relaxed);
     });
     let origin = format!("http://{}", server.addr);
+    // One kind of operation: one strategy to clone and one set of options for all.
+    let (prototype, options) = LroBasePolling::builder().into_parts();
+    let options = Arc::new(options);
     let before = heap();
     for key in 0..n {
         let initial = InitialResponse::new(
@@ -68,8 +71,8 @@ pub(crate) fn run(
                 .header("operation-location", format!("{origin}/op/{key}"))
                 .body(Bytes::new())?,
         );
-        let (strategy, options) = LroBasePolling::builder().into_parts();
-        handle.add(key, Engine::start(strategy, options, initial)?, None);
+        let engine = Engine::start(prototype.clone(), Arc::clone(&options), initial)?;
+        handle.add(key, engine, None);
     }
     let started = Instant::now();
     let mut idle_heap = None;

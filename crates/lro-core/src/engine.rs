@@ -68,7 +68,8 @@ pub enum Action {
 #[derive(Debug)]
 enum Phase {
     Polling,
-    Final(Uri),
+    /// Boxed: an idle operation is `Polling`, and should not carry a URI's worth of room.
+    Final(Box<Uri>),
     Done(Result<(), LroError>),
 }
 
@@ -128,9 +129,13 @@ impl Due {
 #[derive(Debug)]
 pub struct Engine<S> {
     strategy: S,
-    options: PollOptions,
+    /// Shared: a fleet of operations of one kind need not hold a copy each.
+    options: Arc<PollOptions>,
+    /// Once polling is under way, only what a continuation token keeps of it.
     initial: InitialResponse,
-    latest: Option<Response<Bytes>>,
+    /// The response polling ended with (kept once the status is terminal or polling failed):
+    /// a poll that leaves the operation running is read, then dropped.
+    latest: Option<Box<Response<Bytes>>>,
     status: Status,
     phase: Phase,
     polls: u32,
@@ -153,11 +158,18 @@ impl<S: Strategy> Engine<S> {
     /// terminal initial status is not an error here: a failure is reported by
     /// [`outcome`](Engine::outcome) once the engine is driven, and a success may still need
     /// its final GET.
+    ///
+    /// Once the operation is under way the engine keeps only what a continuation token keeps
+    /// of the initial exchange ([`InitialResponse::token_parts`]): an operation that finished
+    /// in its initial response keeps all of it, as its result.
+    ///
+    /// `options` may be shared (`Arc<PollOptions>`) by many engines.
     pub fn start(
         mut strategy: S,
-        options: PollOptions,
+        options: impl Into<Arc<PollOptions>>,
         initial: InitialResponse,
     ) -> Result<Self, LroError> {
+        let options = options.into();
         let word = strategy.start(&initial)?;
         let status = options.vocabulary.status(word);
         let rng = options.retry.rng();
@@ -178,6 +190,9 @@ impl<S: Strategy> Engine<S> {
         if engine.status.is_terminal() {
             engine.on_terminal();
         }
+        if !engine.finished() {
+            engine.initial = engine.initial.token_parts();
+        }
         Ok(engine)
     }
 
@@ -196,9 +211,10 @@ impl<S: Strategy> Engine<S> {
     /// not match is refused whatever the origin.
     pub fn resume(
         strategy: S,
-        options: PollOptions,
+        options: impl Into<Arc<PollOptions>>,
         token: &ContinuationToken,
     ) -> Result<Self, LroError> {
+        let options = options.into();
         let (state, integrity): (TokenState, _) = match &options.token_key {
             Some(key) => token.decode_verified(key)?,
             None => (token.decode()?, TokenIntegrity::Unsigned),
@@ -246,7 +262,7 @@ impl<S: Strategy> Engine<S> {
         match &self.phase {
             Phase::Done(_) => Action::Done,
             Phase::Final(uri) => {
-                let uri = uri.clone();
+                let uri = Uri::clone(uri);
                 self.request_or_fail(uri)
             }
             Phase::Polling => match self.strategy.poll_uri() {
@@ -300,7 +316,7 @@ impl<S: Strategy> Engine<S> {
                 let attempts = std::mem::take(&mut self.retries).saturating_add(1);
                 self.polls = self.polls.saturating_add(1);
                 let checked = self.strategy.read_final(&response);
-                self.latest = Some(response);
+                self.latest = Some(Box::new(response));
                 match checked {
                     Ok(()) => self.phase = Phase::Done(Ok(())),
                     Err(error) => self.fail_after(error.with_attempts(attempts), keep_status),
@@ -316,15 +332,19 @@ impl<S: Strategy> Engine<S> {
                 }
                 let attempts = std::mem::take(&mut self.retries).saturating_add(1);
                 self.polls = self.polls.saturating_add(1);
-                let hint = self.strategy.retry_after(&response, now.wall);
-                self.latest = Some(response);
                 match read {
-                    Err(error) => self.fail_after(error.with_attempts(attempts), keep_status),
+                    Err(error) => {
+                        self.latest = Some(Box::new(response));
+                        self.fail_after(error.with_attempts(attempts), keep_status);
+                    }
                     Ok(word) => {
                         self.status = self.options.vocabulary.status(word);
                         if self.status.is_terminal() {
+                            self.latest = Some(Box::new(response));
                             self.on_terminal();
                         } else {
+                            // Read, then dropped: an idle operation keeps no response.
+                            let hint = self.strategy.retry_after(&response, now.wall);
                             self.schedule(now.instant, started, hint);
                         }
                     }
@@ -394,12 +414,15 @@ impl<S: Strategy> Engine<S> {
         }
     }
 
-    /// The latest response: the final GET's, the last poll's, or the initial one.
+    /// The response polling ended with (the final GET's, the terminal poll's, or the one that
+    /// failed polling); while the operation runs, the initial one. A poll that leaves the
+    /// operation running is read, then dropped: an idle operation keeps no response.
     pub fn latest_response(&self) -> &Response<Bytes> {
-        self.latest.as_ref().unwrap_or_else(|| self.initial.response())
+        self.latest.as_deref().unwrap_or_else(|| self.initial.response())
     }
 
-    /// The request and response that started the operation.
+    /// The request and response that started the operation: once it is under way, only what a
+    /// continuation token keeps of them ([`InitialResponse::token_parts`]).
     pub fn initial(&self) -> &InitialResponse {
         &self.initial
     }
@@ -443,7 +466,7 @@ impl<S: Strategy> Engine<S> {
         }
         self.next_poll = None; // the final GET goes at once
         match self.strategy.final_uri(self.latest_response()) {
-            Ok(Some(uri)) => self.phase = Phase::Final(uri),
+            Ok(Some(uri)) => self.phase = Phase::Final(Box::new(uri)),
             Ok(None) => self.phase = Phase::Done(Ok(())),
             Err(error) => self.fail(error),
         }
@@ -463,7 +486,11 @@ impl<S: Strategy> Engine<S> {
             }
         }
         let ctx = DelayContext::new(self.polls, elapsed, hint);
-        let mut delay = self.options.delay.next_delay(&ctx);
+        let mut delay = match self.options.delay.lock() {
+            Ok(mut policy) => policy.next_delay(&ctx),
+            // A policy that panicked once: its state is suspect, not its rule.
+            Err(poisoned) => poisoned.into_inner().next_delay(&ctx),
+        };
         if hint.is_some_and(|hint| !hint.is_zero()) {
             // The service asked for a wait: however small it asked, never poll in a hot loop.
             delay = delay.max(self.options.min_delay);

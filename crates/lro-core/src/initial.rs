@@ -218,4 +218,38 @@ impl InitialResponse {
     pub fn response(&self) -> &Response<Bytes> {
         &self.response
     }
+
+    /// What a continuation token keeps of this exchange: the method and URL, the request's
+    /// [`TOKEN_REQUEST_HEADERS`](crate::token::TOKEN_REQUEST_HEADERS), the status, the response's
+    /// [`TOKEN_RESPONSE_HEADERS`](crate::token::TOKEN_RESPONSE_HEADERS) and the body. An engine
+    /// keeps no more than this once its operation is under way: a large or secret header
+    /// (`Authorization`, a service's 60 KB of diagnostics) is not held for the hours an
+    /// operation may run.
+    pub fn token_parts(&self) -> InitialResponse {
+        let head = &self.request;
+        let request = RequestHead::new(
+            head.method.clone(),
+            head.uri.clone(),
+            kept(&head.headers, &crate::token::TOKEN_REQUEST_HEADERS),
+        );
+        let mut response = Response::new(self.response.body().clone());
+        *response.status_mut() = self.response.status();
+        *response.version_mut() = self.response.version();
+        *response.headers_mut() =
+            kept(self.response.headers(), &crate::token::TOKEN_RESPONSE_HEADERS);
+        InitialResponse::new(request, response)
+    }
+}
+
+/// The values of `names` in `headers`, in a map of their own.
+fn kept(headers: &HeaderMap, names: &[&str]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for name in names {
+        for value in headers.get_all(*name) {
+            if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
+                map.append(name, value.clone());
+            }
+        }
+    }
+    map
 }

@@ -116,6 +116,11 @@ impl OriginPolicy {
 /// How the engine drives a strategy: delay policy and cap, limits, trusted origins, status
 /// words and headers on polls. Built with [`PollOptions::builder`].
 ///
+/// Many engines may share one set (a fleet of operations of one kind): pass an
+/// `Arc<PollOptions>` to [`Engine::start`](crate::Engine::start). They then share its delay
+/// policy too, called under a lock; what a policy knows of one operation comes from its
+/// [`DelayContext`](crate::DelayContext).
+///
 /// ```
 /// use std::time::Duration;
 /// use http::{HeaderName, HeaderValue};
@@ -130,7 +135,8 @@ impl OriginPolicy {
 /// ```
 #[derive(Debug)]
 pub struct PollOptions {
-    pub(crate) delay: Box<dyn DelayPolicy>,
+    /// Behind a lock: engines that share one `Arc<PollOptions>` share its policy.
+    pub(crate) delay: std::sync::Mutex<Box<dyn DelayPolicy>>,
     pub(crate) max_delay: Duration,
     pub(crate) min_delay: Duration,
     pub(crate) retry: RetryPolicy,
@@ -175,7 +181,7 @@ pub fn is_credential(name: &HeaderName, value: &HeaderValue) -> bool {
 impl Default for PollOptions {
     fn default() -> Self {
         PollOptions {
-            delay: Box::new(FixedInterval::default()),
+            delay: std::sync::Mutex::new(Box::new(FixedInterval::default())),
             max_delay: DEFAULT_MAX_DELAY,
             min_delay: DEFAULT_MIN_DELAY,
             retry: RetryPolicy::default(),
@@ -226,7 +232,7 @@ impl PollOptionsBuilder {
     /// How long to wait between polls (default: [`FixedInterval`] of 30 s, honouring the
     /// service's `Retry-After`).
     pub fn delay(mut self, policy: impl DelayPolicy + 'static) -> Self {
-        self.options.delay = Box::new(policy);
+        self.options.delay = std::sync::Mutex::new(Box::new(policy));
         self
     }
 
