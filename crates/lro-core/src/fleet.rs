@@ -17,9 +17,10 @@
 //! the returned [`FleetAction`].
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -161,7 +162,7 @@ pub struct FleetStats {
 struct Operation<S> {
     engine: Engine<S>,
     deadline: Option<Instant>,
-    origin: Option<Origin>,
+    origin: Option<Arc<Origin>>,
     /// The request in flight, if any.
     in_flight: Option<u64>,
     /// Woken while a request was in flight: poll at once after its answer.
@@ -178,7 +179,7 @@ struct Operation<S> {
 /// whose in-flight slot it holds until its outcome is reported.
 struct InFlight<K> {
     key: Option<K>,
-    origin: Option<Origin>,
+    origin: Option<Arc<Origin>>,
 }
 
 /// An operation that ended, waiting to be reported.
@@ -203,7 +204,8 @@ type Entry<K> = Reverse<(Instant, u64, u64, K)>;
 /// Many operations, one queue, one budget: the sans-IO scheduler (see the module docs).
 pub struct Fleet<K, S> {
     options: FleetOptions,
-    operations: HashMap<K, Operation<S>>,
+    /// Boxed: the map's spare room then costs a pointer per slot, not an operation.
+    operations: HashMap<K, Box<Operation<S>>>,
     queue: BinaryHeap<Entry<K>>,
     /// Orders queue entries, and numbers their generations, fleet-wide.
     next_seq: u64,
@@ -211,12 +213,14 @@ pub struct Fleet<K, S> {
     requests: HashMap<u64, InFlight<K>>,
     tokens: f64,
     refilled: Option<Instant>,
-    in_flight: HashMap<Origin, usize>,
-    paused_until: HashMap<Origin, Instant>,
+    in_flight: HashMap<Arc<Origin>, usize>,
+    paused_until: HashMap<Arc<Origin>, Instant>,
     /// Due polls of origins that were paused or full, set aside (each origin's own heap) so
     /// that a blocked origin costs nothing per step; they go back to the queue as its slots
     /// free up or its pause ends.
-    parked: HashMap<Origin, BinaryHeap<Entry<K>>>,
+    parked: HashMap<Arc<Origin>, BinaryHeap<Entry<K>>>,
+    /// One copy of each origin, shared by its operations (dropped with the last of them).
+    origins: HashSet<Arc<Origin>>,
     finished: Vec<Ended<K>>,
     requests_sent: u64,
     throttled: u64,
@@ -249,6 +253,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
             in_flight: HashMap::new(),
             paused_until: HashMap::new(),
             parked: HashMap::new(),
+            origins: HashSet::new(),
             finished: Vec::new(),
             requests_sent: 0,
             throttled: 0,
@@ -260,7 +265,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
     /// [`remove`](Self::remove)).
     pub fn add(&mut self, now: Timestamp, key: K, engine: Engine<S>, deadline: Option<Duration>) {
         let _ = self.remove(&key);
-        let origin = Origin::of(engine.initial().request().uri());
+        let origin = Origin::of(engine.initial().request().uri()).map(|o| self.intern(o));
         let deadline = deadline.and_then(|d| now.instant.checked_add(d));
         let operation = Operation {
             engine,
@@ -272,14 +277,40 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
             due: now.instant,
             deadline_entry: None,
         };
-        self.operations.insert(key.clone(), operation);
+        self.operations.insert(key.clone(), Box::new(operation));
         self.enqueue(&key, now.instant);
+    }
+
+    /// The fleet's shared copy of `origin`.
+    fn intern(&mut self, origin: Origin) -> Arc<Origin> {
+        if let Some(shared) = self.origins.get(&origin) {
+            return Arc::clone(shared);
+        }
+        let shared = Arc::new(origin);
+        self.origins.insert(Arc::clone(&shared));
+        shared
+    }
+
+    /// Removes operation `key` from the fleet's map.
+    fn take(&mut self, key: &K) -> Option<Box<Operation<S>>> {
+        let mut operation = self.operations.remove(key)?;
+        self.forget(operation.origin.take());
+        Some(operation)
+    }
+
+    /// Forgets the shared copy of an operation's origin when nothing else holds it (a request
+    /// in flight or a pause still does; the copy then stays, one per origin).
+    fn forget(&mut self, origin: Option<Arc<Origin>>) {
+        // Held by the set and by `origin` alone: no operation, request or map uses it.
+        if let Some(origin) = origin.filter(|o| Arc::strong_count(o) == 2) {
+            self.origins.remove(&*origin);
+        }
     }
 
     /// Removes an operation: polling stops. A request of it still in flight keeps its origin's
     /// slot until its outcome is reported, and that outcome is then ignored.
     pub fn remove(&mut self, key: &K) -> Option<Engine<S>> {
-        let operation = self.operations.remove(key)?;
+        let operation = self.take(key)?;
         if let Some(request) = operation.in_flight.and_then(|id| self.requests.get_mut(&id)) {
             request.key = None;
         }
@@ -553,7 +584,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
         if operation.deadline.is_none_or(|deadline| now.instant < deadline) {
             return None;
         }
-        let operation = self.operations.remove(key)?;
+        let operation = self.take(key)?;
         let error = LroError::gave_up(
             "the operation's deadline in the fleet passed; it may still be running",
             None,
@@ -569,7 +600,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
     }
 
     fn finish(&mut self, key: &K) {
-        if let Some(operation) = self.operations.remove(key) {
+        if let Some(operation) = self.take(key) {
             let outcome = operation.engine.outcome().cloned().map_err(Clone::clone);
             let status = operation.engine.status().clone();
             let polls = operation.engine.polls();
@@ -585,9 +616,13 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
         room(origin, now, &self.paused_until, &self.in_flight, &self.options) == 0
     }
 
-    fn release(&mut self, origin: Option<&Origin>) {
-        if let Some(count) = origin.and_then(|origin| self.in_flight.get_mut(origin)) {
+    fn release(&mut self, origin: Option<&Arc<Origin>>) {
+        let Some(origin) = origin else { return };
+        if let Some(count) = self.in_flight.get_mut(origin) {
             *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.in_flight.remove(origin);
+            }
         }
     }
 
@@ -624,8 +659,8 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
 fn room(
     origin: &Origin,
     now: Instant,
-    paused_until: &HashMap<Origin, Instant>,
-    in_flight: &HashMap<Origin, usize>,
+    paused_until: &HashMap<Arc<Origin>, Instant>,
+    in_flight: &HashMap<Arc<Origin>, usize>,
     options: &FleetOptions,
 ) -> usize {
     if paused_until.get(origin).is_some_and(|until| *until > now) {

@@ -241,9 +241,11 @@ impl InitialResponse {
     }
 }
 
-/// The values of `names` in `headers`, in a map of their own.
+/// The values of `names` in `headers`, in a map of their own (no bigger than they need: a
+/// map that grows one entry at a time reserves room for several).
 fn kept(headers: &HeaderMap, names: &[&str]) -> HeaderMap {
-    let mut map = HeaderMap::new();
+    let count = names.iter().map(|name| headers.get_all(*name).iter().count()).sum();
+    let mut map = HeaderMap::with_capacity(count);
     for name in names {
         for value in headers.get_all(*name) {
             if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {

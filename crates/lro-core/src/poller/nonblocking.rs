@@ -141,10 +141,14 @@ where
     /// When `timeout` runs out, polling pauses and [`LroError::Timeout`] is returned with a
     /// continuation token; calling `wait` or `result` again continues.
     pub async fn wait(&self, timeout: Option<Duration>) -> Result<(), LroError> {
-        let run: BoxFuture<'_, Result<(), LroError>> = Box::pin(self.shared_run());
         let outcome = match timeout {
-            None => run.await,
-            Some(limit) => match (Race { work: run, deadline: self.timer.sleep(limit) }).await {
+            None => self.shared_run().await,
+            Some(limit) => match (Race {
+                work: Box::pin(self.shared_run()),
+                deadline: self.timer.sleep(limit),
+            })
+            .await
+            {
                 Some(outcome) => outcome,
                 None => Err(LroError::timeout(
                     format!(

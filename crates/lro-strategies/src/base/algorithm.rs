@@ -10,7 +10,7 @@ use lro_core::LroError;
 use serde_json::Value;
 
 use crate::final_state::FinalStateVia;
-use crate::urls::resolve;
+use crate::urls::{Link, resolve};
 
 pub(crate) const NO_BODY: &str =
     "The response from long running operation does not contain a body.";
@@ -72,11 +72,11 @@ impl Algorithm {
 pub(crate) struct Tracker {
     pub(crate) algorithm: Algorithm,
     pub(crate) method: Method,
-    pub(crate) original: Uri,
+    pub(crate) original: Link,
     /// Where to poll now.
-    pub(crate) polling: Option<Uri>,
+    pub(crate) polling: Option<Link>,
     /// The initial response's `Location`, for the final GET of the operation-resource algorithm.
-    pub(crate) location: Option<Uri>,
+    pub(crate) location: Option<Link>,
 }
 
 fn header_text<'r>(response: &'r Response<Bytes>, name: &HeaderName) -> Option<&'r str> {
@@ -102,9 +102,10 @@ impl Tracker {
     pub(crate) fn start(
         algorithm: Algorithm,
         method: Method,
-        original: Uri,
+        original: &Uri,
         response: &Response<Bytes>,
     ) -> Result<(Tracker, Arc<str>), LroError> {
+        let original = Link::of(original);
         let mut tracker = Tracker { algorithm, method, original, polling: None, location: None };
         let status = match &tracker.algorithm {
             Algorithm::OperationResource { header } => {
@@ -139,7 +140,7 @@ impl Tracker {
     }
 
     /// The absolute URL named by `header` in the initial response.
-    fn link(&self, response: &Response<Bytes>, header: &HeaderName) -> Result<Uri, LroError> {
+    fn link(&self, response: &Response<Bytes>, header: &HeaderName) -> Result<Link, LroError> {
         if let Some(raw) = response.headers().get(header) {
             if raw.to_str().is_err() {
                 return Err(LroError::bad_response(
@@ -228,13 +229,13 @@ impl Tracker {
         let post = self.method == Method::POST;
         match final_state_via {
             Some(FinalStateVia::Location) if self.location.is_some() => {
-                return Ok(self.location.clone());
+                return Ok(self.location.as_ref().map(Link::uri));
             }
             Some(FinalStateVia::AzureAsyncOperation | FinalStateVia::OperationLocation) if post => {
                 return Ok(None);
             }
             // azure-core ignores `original-uri`; the OpenAPI extension means the original URL.
-            Some(FinalStateVia::OriginalUri) => return Ok(Some(self.original.clone())),
+            Some(FinalStateVia::OriginalUri) => return Ok(Some(self.original.uri())),
             _ => {}
         }
         if !latest.body().is_empty() {
@@ -243,7 +244,7 @@ impl Tracker {
                 body.get("resourceLocation").and_then(Value::as_str).filter(|s| !s.is_empty());
             if let Some(target) = target {
                 let base = self.polling.as_ref().unwrap_or(&self.original);
-                return resolve(base, target).map(Some).ok_or_else(|| {
+                return resolve(base, target).map(|link| Some(link.uri())).ok_or_else(|| {
                     LroError::bad_response(
                         latest,
                         format!("resourceLocation is not a usable URL: {target:?}"),
@@ -252,8 +253,8 @@ impl Tracker {
             }
         }
         Ok(match self.method {
-            Method::PUT | Method::PATCH => Some(self.original.clone()),
-            Method::POST => self.location.clone(),
+            Method::PUT | Method::PATCH => Some(self.original.uri()),
+            Method::POST => self.location.as_ref().map(Link::uri),
             _ => None,
         })
     }

@@ -106,13 +106,13 @@ impl Strategy for LroBasePolling {
             })?;
         check_status(response, method)?;
         let (tracker, status) =
-            Tracker::start(algorithm, method.clone(), initial.request().uri().clone(), response)?;
+            Tracker::start(algorithm, method.clone(), initial.request().uri(), response)?;
         self.tracker = Some(tracker);
         Ok(status)
     }
 
     fn poll_uri(&self) -> Option<Uri> {
-        let polling = self.tracker.as_ref()?.polling.clone()?;
+        let polling = self.tracker.as_ref()?.polling.as_ref()?.uri();
         Some(self.hooked(polling))
     }
 
@@ -137,7 +137,7 @@ impl Strategy for LroBasePolling {
         let tracker = self.tracker.as_ref()?;
         let saved = Saved {
             algorithm: tracker.algorithm.name().to_owned(),
-            polling: tracker.polling.as_ref()?.to_string(),
+            polling: tracker.polling.as_ref()?.as_str().to_owned(),
         };
         serde_json::to_value(saved).ok()
     }
@@ -160,7 +160,7 @@ impl Strategy for LroBasePolling {
         if polling.scheme().is_none() || polling.authority().is_none() {
             return Err(LroError::invalid_token("the saved polling URL is not absolute"));
         }
-        tracker.polling = Some(polling);
+        tracker.polling = Some(crate::urls::Link::of(&polling));
         Ok(())
     }
 }
