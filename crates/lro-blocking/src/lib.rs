@@ -20,6 +20,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod resolver;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,7 +223,12 @@ impl BlockingClientBuilder {
             .timeout_global(self.request_timeout)
             .tls_config(tls)
             .build();
-        Ok(BlockingClient { agent: ureq::Agent::new_with_config(config), max_body: self.max_body })
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            resolver::AddressesFirst::default(),
+        );
+        Ok(BlockingClient { agent, max_body: self.max_body })
     }
 }
 
