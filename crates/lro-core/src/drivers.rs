@@ -287,12 +287,13 @@ impl<S: Strategy, T> AsyncOperation<T> for StrategyOperation<S, T, Arc<dyn Async
         loop {
             match self.next(timer.now()) {
                 Action::SendRequest(request) => {
-                    let result = self.client.send(request).await;
+                    // A transport that answers without ever waiting is followed by a yield, so
+                    // that other tasks (and a surrounding timeout) still run between requests.
+                    let (result, waited) = watched(self.client.send(request)).await;
                     self.feed(timer.now(), result);
-                    // Let the runtime run other tasks (and a surrounding timeout fire) between
-                    // requests, even when the transport answers without ever being pending.
-                    // Here, with no request held: an idle poller's future stays small.
-                    YieldOnce::default().await;
+                    if !waited {
+                        YieldOnce::default().await;
+                    }
                 }
                 Action::Wait(delay) => timer.sleep(delay).await,
                 Action::Done => return self.outcome(),
@@ -336,6 +337,31 @@ impl<S: Strategy, T, C> fmt::Debug for StrategyOperation<S, T, C> {
             .field("finished", &engine.finished())
             .finish_non_exhaustive()
     }
+}
+
+/// Runs `work`, then yields to the runtime once if `work` finished without ever being pending
+/// (a timer that does not wait): a task must not keep its thread from other tasks, or a
+/// surrounding timeout from firing. Work that waited has yielded already: no further yield,
+/// which would cost a wake-up of the runtime each time.
+pub(crate) async fn politely<F: Future>(work: F) -> F::Output {
+    let (output, waited) = watched(work).await;
+    if !waited {
+        YieldOnce::default().await;
+    }
+    output
+}
+
+/// Runs `work`; also says whether it was ever pending.
+async fn watched<F: Future>(work: F) -> (F::Output, bool) {
+    let mut work = std::pin::pin!(work);
+    let mut waited = false;
+    let output = std::future::poll_fn(|cx| {
+        let poll = work.as_mut().poll(cx);
+        waited |= poll.is_pending();
+        poll
+    })
+    .await;
+    (output, waited)
 }
 
 /// A future that is pending once (waking itself at once), then ready: a yield to the runtime.

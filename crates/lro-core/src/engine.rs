@@ -316,7 +316,7 @@ impl<S: Strategy> Engine<S> {
                 let attempts = std::mem::take(&mut self.retries).saturating_add(1);
                 self.polls = self.polls.saturating_add(1);
                 let checked = self.strategy.read_final(&response);
-                self.latest = Some(Box::new(response));
+                self.latest = Some(Box::new(crate::owned::response(response)));
                 match checked {
                     Ok(()) => self.phase = Phase::Done(Ok(())),
                     Err(error) => self.fail_after(error.with_attempts(attempts), keep_status),
@@ -334,13 +334,13 @@ impl<S: Strategy> Engine<S> {
                 self.polls = self.polls.saturating_add(1);
                 match read {
                     Err(error) => {
-                        self.latest = Some(Box::new(response));
+                        self.latest = Some(Box::new(crate::owned::response(response)));
                         self.fail_after(error.with_attempts(attempts), keep_status);
                     }
                     Ok(word) => {
                         self.status = self.options.vocabulary.status(word);
                         if self.status.is_terminal() {
-                            self.latest = Some(Box::new(response));
+                            self.latest = Some(Box::new(crate::owned::response(response)));
                             self.on_terminal();
                         } else {
                             // Read, then dropped: an idle operation keeps no response.
@@ -542,7 +542,9 @@ impl<S: Strategy> Engine<S> {
         *request.method_mut() = Method::GET;
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
-        headers.extend(self.options.headers.clone());
+        if !self.options.headers.is_empty() {
+            headers.extend(self.options.headers.clone());
+        }
         if self.options.forward_client_request_id && !headers.contains_key(CLIENT_REQUEST_ID) {
             if let Some(id) = self.initial.request().headers().get(CLIENT_REQUEST_ID) {
                 headers.insert(CLIENT_REQUEST_ID, HeaderValue::clone(id));

@@ -340,7 +340,7 @@ impl HttpResponseError {
         let body = response.body();
         HttpResponseError {
             status_code: response.status(),
-            headers: response.headers().clone(),
+            headers: crate::owned::headers(response.headers()),
             body: body.slice(..body.len().min(MAX_ERROR_BODY)),
             message: message.into(),
             operation_status: None,

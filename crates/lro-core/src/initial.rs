@@ -249,7 +249,7 @@ fn kept(headers: &HeaderMap, names: &[&str]) -> HeaderMap {
     for name in names {
         for value in headers.get_all(*name) {
             if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
-                map.append(name, value.clone());
+                map.append(name, crate::owned::value(value));
             }
         }
     }

@@ -72,6 +72,7 @@ mod initial;
 mod method;
 mod off_thread;
 mod options;
+mod owned;
 mod poller;
 mod retry;
 mod status;

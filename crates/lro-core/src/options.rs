@@ -45,15 +45,31 @@ pub(crate) struct Origin {
 impl Origin {
     /// Scheme, host and effective port of `uri` (`None` for a relative URL or unknown port).
     pub(crate) fn of(uri: &Uri) -> Option<Origin> {
-        let scheme = uri.scheme_str()?.to_ascii_lowercase();
-        let host = uri.host()?.to_ascii_lowercase();
-        let port = uri.port_u16().or(match scheme.as_str() {
-            "http" => Some(80),
-            "https" => Some(443),
-            _ => None,
-        })?;
-        Some(Origin { scheme, host, port })
+        let (scheme, host, port) = parts(uri)?;
+        Some(Origin { scheme: scheme.to_ascii_lowercase(), host: host.to_ascii_lowercase(), port })
     }
+
+    /// Whether `parts` (from [`parts`]) name this origin.
+    fn is(&self, (scheme, host, port): (&str, &str, u16)) -> bool {
+        self.port == port
+            && self.scheme.eq_ignore_ascii_case(scheme)
+            && self.host.eq_ignore_ascii_case(host)
+    }
+}
+
+/// Scheme, host and effective port of `uri`, borrowed, in the case they were written in: what
+/// a check on every poll compares, without allocating an [`Origin`].
+fn parts(uri: &Uri) -> Option<(&str, &str, u16)> {
+    let scheme = uri.scheme_str()?;
+    let host = uri.host()?;
+    let port = uri.port_u16().or(if scheme.eq_ignore_ascii_case("http") {
+        Some(80)
+    } else if scheme.eq_ignore_ascii_case("https") {
+        Some(443)
+    } else {
+        None
+    })?;
+    Some((scheme, host, port))
 }
 
 impl OriginPolicy {
@@ -105,11 +121,26 @@ impl OriginPolicy {
         if self.any {
             return true;
         }
-        let base = self.pinned.clone().or_else(|| Origin::of(initial));
-        match (base, Origin::of(target)) {
-            (Some(base), Some(target)) => target == base || self.extra.contains(&target),
-            _ => false,
+        // The common case, checked on every poll without parsing: the very scheme and authority
+        // of the initial request (both compare case-insensitively).
+        let same_authority = target.authority().is_some_and(|a| Some(a) == initial.authority());
+        if self.pinned.is_none() && same_authority && target.scheme() == initial.scheme() {
+            return true;
         }
+        let Some(target) = parts(target) else { return false };
+        let base = match &self.pinned {
+            Some(pinned) => pinned.is(target),
+            None => match parts(initial) {
+                Some((scheme, host, port)) => {
+                    port == target.2
+                        && scheme.eq_ignore_ascii_case(target.0)
+                        && host.eq_ignore_ascii_case(target.1)
+                }
+                // A relative initial URL vouches for nothing, and neither do the extras then.
+                None => return false,
+            },
+        };
+        base || self.extra.iter().any(|origin| origin.is(target))
     }
 }
 
@@ -348,6 +379,7 @@ mod tests {
         let policy =
             OriginPolicy::same_origin().allow("https://status.example.com").expect("valid origin");
         assert!(policy.permits(&start, &uri("https://status.example.com/op/1")));
+        assert!(policy.permits(&start, &uri("https://STATUS.Example.com/op/1")), "any case");
         assert!(!policy.permits(&start, &uri("http://status.example.com/op/1")));
         assert!(OriginPolicy::any().permits(&start, &uri("http://anything/")));
         assert!(OriginPolicy::same_origin().allow("not a url").is_none());

@@ -446,3 +446,70 @@ fn a_resumed_engine_shows_the_saved_status_before_its_first_poll() {
     let resumed = Engine::resume(Monitor::default(), options(), &token).unwrap();
     assert_eq!(resumed.status().as_str(), "Provisioning");
 }
+
+/// A header value that is a slice of a large "connection buffer", as hyper's are.
+fn sliced(buffer: &Bytes, text: &str) -> http::HeaderValue {
+    let start = buffer.len() - text.len();
+    assert_eq!(&buffer[start..], text.as_bytes());
+    http::HeaderValue::from_maybe_shared(buffer.slice(start..)).unwrap()
+}
+
+fn buffer_ending_with(text: &str) -> Bytes {
+    let mut bytes = vec![b'x'; 8192];
+    bytes.extend_from_slice(text.as_bytes());
+    Bytes::from(bytes)
+}
+
+#[test]
+fn an_idle_engine_keeps_no_poll_response_and_only_the_token_parts_of_the_initial_one() {
+    let now = t0();
+    let buffer = buffer_ending_with(OP);
+    let mut initial = started("POST", "");
+    let response = json_response(202, "")
+        .with_header("x-diagnostics", &"d".repeat(60_000))
+        .with_header("x-ms-client-request-id", "kept-on-the-request-only");
+    let mut response = response;
+    response.headers_mut().insert("operation-location", sliced(&buffer, OP));
+    let mut head = initial.request().clone();
+    let mut headers = head.headers().clone();
+    headers.insert("authorization", http::HeaderValue::from_static("Bearer secret"));
+    head = lro_core::RequestHead::new(head.method().clone(), head.uri().clone(), headers);
+    initial = InitialResponse::new(head, response);
+    let mut engine = Engine::start(Monitor::default(), options(), initial).unwrap();
+    let kept = engine.initial();
+    assert!(kept.request().headers().get("authorization").is_none(), "no credential kept");
+    assert!(kept.response().headers().get("x-diagnostics").is_none(), "no 60 KB header kept");
+    assert_eq!(kept.response().headers()["operation-location"], OP);
+    // The kept Operation-Location is a copy: the 8 KiB buffer is ours alone again.
+    assert!(buffer.is_unique(), "the engine pins the transport's buffer");
+    expect_get(engine.poll(now));
+    let poll_buffer = buffer_ending_with("30");
+    let mut running = status("Running");
+    running.headers_mut().insert("retry-after", sliced(&poll_buffer, "30"));
+    engine.handle_response(now, running);
+    assert_eq!(expect_wait(engine.poll(now)), Duration::from_secs(30), "the hint was read");
+    assert!(poll_buffer.is_unique(), "a running poll's response is dropped once read");
+    // The token still resumes the operation.
+    let token = engine.continuation_token().unwrap();
+    let resumed = Engine::resume(Monitor::default(), options(), &token).unwrap();
+    assert_eq!(resumed.initial().response().headers()["operation-location"], OP);
+}
+
+#[test]
+fn the_response_polling_ends_with_is_kept_whole_in_bytes_of_its_own() {
+    let now = t0();
+    let mut engine = start("POST");
+    expect_get(engine.poll(now));
+    let buffer = buffer_ending_with("done");
+    let mut done = status("Succeeded");
+    done.headers_mut().insert("x-note", sliced(&buffer, "done"));
+    engine.handle_response(now, done);
+    while let Action::SendRequest(_) = engine.poll(now) {
+        let mut resource = json_response(200, r#"{"id":"w"}"#);
+        resource.headers_mut().insert("x-note", sliced(&buffer, "done"));
+        engine.handle_response(now, resource);
+    }
+    let outcome = engine.outcome().unwrap();
+    assert_eq!(outcome.headers()["x-note"], "done", "every header of the result is kept");
+    assert!(buffer.is_unique(), "the kept result pins the transport's buffer");
+}

@@ -167,8 +167,8 @@ impl HyperClient {
                     TransportError::new(kind, e)
                 },
             )?;
-        let (mut parts, mut body) = response.into_parts();
-        parts.headers = owned(std::mem::take(&mut parts.headers));
+        // Header values stay slices of the connection's buffer: what lro-core keeps, it copies.
+        let (parts, mut body) = response.into_parts();
         let max = self.inner.max_body;
         let declared = parts
             .headers
@@ -190,25 +190,6 @@ impl HyperClient {
         }
         Ok(Response::from_parts(parts, collected.freeze()))
     }
-}
-
-/// The headers with values of their own. hyper's values are slices of the connection's read
-/// buffer (8 KiB or more): a poller that keeps the latest response would pin that buffer for as
-/// long as it waits, whatever the size of the headers themselves.
-fn owned(headers: http::HeaderMap) -> http::HeaderMap {
-    let mut copy = http::HeaderMap::with_capacity(headers.len());
-    let mut last = None;
-    for (name, value) in headers {
-        // `name` is `None` for the further values of the name before.
-        if let Some(name) = name {
-            last = Some(name);
-        }
-        let Some(name) = &last else { continue };
-        let mut own = http::HeaderValue::from_bytes(value.as_bytes()).unwrap_or(value.clone());
-        own.set_sensitive(value.is_sensitive());
-        copy.append(name.clone(), own);
-    }
-    copy
 }
 
 /// The error of a request made outside a tokio runtime.
@@ -541,24 +522,3 @@ impl fmt::Display for BuildError {
 }
 
 impl std::error::Error for BuildError {}
-
-#[cfg(test)]
-mod owned_headers {
-    use super::owned;
-
-    #[test]
-    fn copied_headers_keep_every_value_in_order_and_the_sensitive_flag() {
-        let mut headers = http::HeaderMap::new();
-        headers.append("set-cookie", http::HeaderValue::from_static("a=1"));
-        headers.append("set-cookie", http::HeaderValue::from_static("b=2"));
-        let mut secret = http::HeaderValue::from_static("Bearer x");
-        secret.set_sensitive(true);
-        headers.insert("authorization", secret);
-        headers.insert("retry-after", http::HeaderValue::from_static("5"));
-        let copy = owned(headers.clone());
-        assert_eq!(copy, headers);
-        let cookies: Vec<_> = copy.get_all("set-cookie").iter().collect();
-        assert_eq!(cookies, ["a=1", "b=2"]);
-        assert!(copy.get("authorization").is_some_and(http::HeaderValue::is_sensitive));
-    }
-}

@@ -13,7 +13,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::Shared;
 
 use crate::deserialize::Deserializer;
-use crate::drivers::YieldOnce;
+use crate::drivers::politely;
 use crate::error::LroError;
 use crate::initial::InitialResponse;
 use crate::method::{AsyncOperation, AsyncPollingMethod};
@@ -305,8 +305,8 @@ where
     }
 }
 
-/// A timer whose every sleep starts by yielding once, so that a [`Progress`] stream sees each
-/// status before the wait that follows it, even with a timer whose sleeps end at once.
+/// A timer whose sleeps yield once if they end without waiting, so that a [`Progress`] stream
+/// sees each status before the next poll, even with a timer whose sleeps end at once.
 struct YieldingTimer(Arc<dyn AsyncTimer>);
 
 impl AsyncTimer for YieldingTimer {
@@ -315,11 +315,7 @@ impl AsyncTimer for YieldingTimer {
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
-        let sleep = self.0.sleep(duration);
-        Box::pin(async move {
-            YieldOnce::default().await;
-            sleep.await;
-        })
+        Box::pin(politely(self.0.sleep(duration)))
     }
 }
 
