@@ -81,12 +81,13 @@ pub(crate) fn run(
         loop {
             let next = std::future::poll_fn(|cx| {
                 let next = std::pin::Pin::new(&mut fleet).poll_next(cx);
-                // Every operation has had its first answer and waits: the idle fleet.
+                // Every operation has had its first answer and waits: the idle fleet. (Taken
+                // only while none has ended: an ended one would no longer count.)
                 if idle_heap.is_none()
                     && running.load(Ordering::Relaxed) == n
                     && handle.stats().in_flight == 0
                 {
-                    idle_heap = Some(heap());
+                    idle_heap = Some((heap(), ended));
                 }
                 next
             })
@@ -117,7 +118,16 @@ pub(crate) fn run(
     let p99 = lateness.get(lateness.len().saturating_mul(99) / 100).copied().unwrap_or_default();
     #[allow(clippy::cast_precision_loss)] // figures for a report
     let per = |x: f64| x / n as f64;
-    let idle = idle_heap.ok_or_else(|| BenchError("the fleet was never idle".into()))?;
+    let idle = match idle_heap {
+        Some((idle, 0)) => idle,
+        Some((_, ended)) => {
+            return Err(BenchError(format!(
+                "{ended} operations had ended before the last first answer: make the wait longer \
+                 than it takes to send the first polls ({n} at {rate} a second)"
+            )));
+        }
+        None => return Err(BenchError("the fleet was never idle".into())),
+    };
     #[allow(clippy::cast_precision_loss)]
     let requests = counters.requests.load(Ordering::SeqCst) as f64;
     #[allow(clippy::cast_precision_loss)]

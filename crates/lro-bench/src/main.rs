@@ -184,7 +184,9 @@ fn benchmarks(args: &Args) -> Result<(), BenchError> {
     let mut measures = Vec::new();
     if wanted("fleet") {
         // Quick: seconds, for CI (memory and request counts are exact; times only a smoke test).
-        let (operations, wait) = if quick { (2_000, 500) } else { (100_000, 5_000) };
+        // The wait outlasts the sending of the first polls (5 s at the default budget), so the
+        // fleet is whole and idle between its two rounds.
+        let (operations, wait) = if quick { (2_000, 500) } else { (100_000, 10_000) };
         let operations = args.operations.unwrap_or(operations);
         let wait = Duration::from_millis(args.wait_ms.unwrap_or(wait));
         let fleet = fleet::run(operations, wait, args.rate, &heap)

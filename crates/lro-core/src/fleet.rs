@@ -20,6 +20,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -164,7 +165,7 @@ struct Operation<S> {
     deadline: Option<Instant>,
     origin: Option<Arc<Origin>>,
     /// The request in flight, if any.
-    in_flight: Option<u64>,
+    in_flight: Option<NonZeroU64>,
     /// Woken while a request was in flight: poll at once after its answer.
     woken: bool,
     /// The generation of its current queue entry (entries of other generations are stale).
@@ -172,7 +173,7 @@ struct Operation<S> {
     /// When its current queue entry is due.
     due: Instant,
     /// The generation whose deadline entry is queued (see [`Fleet::park`]).
-    deadline_entry: Option<u64>,
+    deadline_entry: Option<NonZeroU64>,
 }
 
 /// A request on the wire: the operation it belongs to (`None` once removed) and its origin,
@@ -197,9 +198,10 @@ impl<K> From<Ended<K>> for FleetAction<K> {
     }
 }
 
-/// One queue entry: (due, order of queueing, generation, key) — oldest due first, then first
-/// queued.
-type Entry<K> = Reverse<(Instant, u64, u64, K)>;
+/// One queue entry: (due, generation, key) — oldest due first, then first queued. The
+/// generation numbers the operation's queueings fleet-wide, so it orders entries too; an
+/// entry whose generation is not its operation's current one is stale.
+type Entry<K> = Reverse<(Instant, u64, K)>;
 
 /// Many operations, one queue, one budget: the sans-IO scheduler (see the module docs).
 pub struct Fleet<K, S> {
@@ -246,7 +248,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
             operations: HashMap::new(),
             queue: BinaryHeap::new(),
             next_seq: 0,
-            next_request: 0,
+            next_request: 1,
             requests: HashMap::new(),
             tokens,
             refilled: None,
@@ -311,7 +313,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
     /// slot until its outcome is reported, and that outcome is then ignored.
     pub fn remove(&mut self, key: &K) -> Option<Engine<S>> {
         let operation = self.take(key)?;
-        if let Some(request) = operation.in_flight.and_then(|id| self.requests.get_mut(&id)) {
+        if let Some(request) = operation.in_flight.and_then(|id| self.requests.get_mut(&id.get())) {
             request.key = None;
         }
         Some(operation.engine)
@@ -388,7 +390,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
         let mut next_due: Option<Instant> = None;
         let mut budget_blocked = false;
         let mut action = None;
-        while let Some(Reverse((due, seq, generation, key))) = self.queue.pop() {
+        while let Some(Reverse((due, generation, key))) = self.queue.pop() {
             let current = self
                 .operations
                 .get(&key)
@@ -398,7 +400,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
             }
             if due > now.instant {
                 next_due = Some(due);
-                held_back.push(Reverse((due, seq, generation, key)));
+                held_back.push(Reverse((due, generation, key)));
                 break;
             }
             if let Some(done) = self.expire(now, &key) {
@@ -408,12 +410,12 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
             if self.origin_blocked(&key, now.instant) {
                 // Its origin is paused or full: others go first; it keeps its place among the
                 // origin's own polls.
-                self.park(Reverse((due, seq, generation, key)));
+                self.park(Reverse((due, generation, key)));
                 continue;
             }
             if self.tokens < 1.0 - TOKEN_EPSILON {
                 budget_blocked = true;
-                held_back.push(Reverse((due, seq, generation, key)));
+                held_back.push(Reverse((due, generation, key)));
                 break;
             }
             if let Some(done @ (FleetAction::Send { .. } | FleetAction::Finished { .. })) =
@@ -438,16 +440,17 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
     /// Sets a due poll of a blocked origin aside. An operation with a deadline also keeps an
     /// entry in the queue at its deadline, so that it still ends on time.
     fn park(&mut self, entry: Entry<K>) {
-        let Reverse((due, seq, generation, key)) = entry;
+        let Reverse((due, generation, key)) = entry;
         let Some(operation) = self.operations.get_mut(&key) else { return };
         let Some(origin) = operation.origin.clone() else { return };
         if let Some(deadline) = operation.deadline.filter(|deadline| *deadline > due) {
-            if operation.deadline_entry != Some(generation) {
-                operation.deadline_entry = Some(generation);
-                self.queue.push(Reverse((deadline, seq, generation, key.clone())));
+            let entry = NonZeroU64::new(generation.wrapping_add(1));
+            if operation.deadline_entry != entry {
+                operation.deadline_entry = entry;
+                self.queue.push(Reverse((deadline, generation, key.clone())));
             }
         }
-        self.parked.entry(origin).or_default().push(Reverse((due, seq, generation, key)));
+        self.parked.entry(origin).or_default().push(Reverse((due, generation, key)));
     }
 
     /// Puts back into the queue as many set-aside polls of each origin as it has free slots
@@ -459,7 +462,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
             while free > 0 {
                 let Some(entry) = entries.pop() else { break };
                 // A stale entry (removed, woken, expired) is dropped here and takes no slot.
-                let Reverse((_, _, generation, key)) = &entry;
+                let Reverse((_, generation, key)) = &entry;
                 if operations.get(key).is_some_and(|op| op.generation == *generation) {
                     queue.push(entry);
                     free -= 1;
@@ -518,7 +521,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
         self.release(request.origin.as_ref());
         let key = request.key?;
         let operation = self.operations.get_mut(&key)?;
-        if operation.in_flight != Some(id.0) {
+        if operation.in_flight.map(NonZeroU64::get) != Some(id.0) {
             return None;
         }
         operation.in_flight = None;
@@ -533,7 +536,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
         self.next_seq = self.next_seq.wrapping_add(1);
         operation.generation = seq;
         operation.due = due;
-        self.queue.push(Reverse((due, seq, seq, key.clone())));
+        self.queue.push(Reverse((due, seq, key.clone())));
     }
 
     /// After a response: queue the next poll, or record the end.
@@ -556,8 +559,9 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
         match operation.engine.poll(now) {
             Action::SendRequest(request) => {
                 let id = self.next_request;
-                self.next_request = self.next_request.wrapping_add(1);
-                operation.in_flight = Some(id);
+                // Never 0: the operation marks its request with a `NonZeroU64` (8 bytes, not 16).
+                self.next_request = self.next_request.checked_add(1).unwrap_or(1);
+                operation.in_flight = NonZeroU64::new(id);
                 let origin = operation.origin.clone();
                 self.tokens -= 1.0;
                 self.requests_sent = self.requests_sent.saturating_add(1);

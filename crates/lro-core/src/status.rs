@@ -151,9 +151,32 @@ impl StatusVocabulary {
 
     /// A [`Status`] for `word`, classified by this vocabulary.
     pub fn status(&self, word: impl Into<Arc<str>>) -> Status {
-        let text = word.into();
+        let text = shared(word.into());
         let kind = self.classify(&text);
         Status { text, kind }
+    }
+}
+
+/// `text`, or the one shared copy of it if it is a word most services send: an idle
+/// operation's status then costs no allocation of its own (a fleet holds many thousands).
+fn shared(text: Arc<str>) -> Arc<str> {
+    static WORDS: std::sync::OnceLock<Vec<Arc<str>>> = std::sync::OnceLock::new();
+    const COMMON: [&str; 10] = [
+        "Running",
+        "InProgress",
+        "NotStarted",
+        "Accepted",
+        "Succeeded",
+        "Failed",
+        "Canceled",
+        "Creating",
+        "Updating",
+        "Deleting",
+    ];
+    let words = WORDS.get_or_init(|| COMMON.iter().map(|w| Arc::from(*w)).collect());
+    match words.iter().find(|word| **word == text) {
+        Some(word) => Arc::clone(word),
+        None => text,
     }
 }
 
@@ -166,6 +189,17 @@ impl Default for StatusVocabulary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_words_share_one_copy_and_others_keep_theirs() {
+        let v = StatusVocabulary::azure();
+        let (a, b) = (v.status("Running"), v.status(String::from("Running")));
+        assert!(Arc::ptr_eq(&a.text, &b.text));
+        assert_eq!(a.as_str(), "Running");
+        let odd = v.status("Provisioning");
+        assert_eq!(odd.as_str(), "Provisioning");
+        assert_eq!(v.status("running").as_str(), "running", "the service's spelling is kept");
+    }
 
     #[test]
     fn azure_terminal_words_match_in_any_case() {

@@ -68,10 +68,31 @@ impl Algorithm {
 }
 
 /// The state of the chosen algorithm for one operation.
+/// The initial request's method, as far as the final GET cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verb {
+    PutOrPatch,
+    Post,
+    Other,
+}
+
+impl Verb {
+    fn of(method: &Method) -> Verb {
+        if *method == Method::PUT || *method == Method::PATCH {
+            Verb::PutOrPatch
+        } else if *method == Method::POST {
+            Verb::Post
+        } else {
+            Verb::Other
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Tracker {
     pub(crate) algorithm: Algorithm,
-    pub(crate) method: Method,
+    /// What the final GET depends on of the initial method (a byte, where a `Method` takes 24).
+    pub(crate) method: Verb,
     pub(crate) original: Link,
     /// Where to poll now.
     pub(crate) polling: Option<Link>,
@@ -192,6 +213,7 @@ impl Tracker {
         response: &Response<Bytes>,
     ) -> Result<(Tracker, Arc<str>), LroError> {
         let original = Link::of(original);
+        let method = Verb::of(&method);
         let mut tracker = Tracker { algorithm, method, original, polling: None, location: None };
         let status = match &tracker.algorithm {
             Algorithm::OperationResource { header } => {
@@ -315,7 +337,7 @@ impl Tracker {
         if !matches!(self.algorithm, Algorithm::OperationResource { .. }) {
             return Ok(None);
         }
-        let post = self.method == Method::POST;
+        let post = self.method == Verb::Post;
         match final_state_via {
             Some(FinalStateVia::Location) if self.location.is_some() => {
                 return Ok(self.location.as_ref().map(Link::uri));
@@ -342,9 +364,9 @@ impl Tracker {
             }
         }
         Ok(match self.method {
-            Method::PUT | Method::PATCH => Some(self.original.uri()),
-            Method::POST => self.location.as_ref().map(Link::uri),
-            _ => None,
+            Verb::PutOrPatch => Some(self.original.uri()),
+            Verb::Post => self.location.as_ref().map(Link::uri),
+            Verb::Other => None,
         })
     }
 }
