@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use serde::{Deserialize, Serialize};
 
 use crate::delay::DelayContext;
@@ -542,8 +542,8 @@ impl<S: Strategy> Engine<S> {
         *request.method_mut() = Method::GET;
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
-        if !self.options.headers.is_empty() {
-            headers.extend(self.options.headers.clone());
+        if let Some(extra) = &self.options.headers {
+            headers.extend(HeaderMap::clone(extra));
         }
         if self.options.forward_client_request_id && !headers.contains_key(CLIENT_REQUEST_ID) {
             if let Some(id) = self.initial.request().headers().get(CLIENT_REQUEST_ID) {

@@ -31,7 +31,8 @@ pub const DEFAULT_MIN_DELAY: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OriginPolicy {
     any: bool,
-    pinned: Option<Origin>,
+    /// Boxed: most policies pin nothing, and every engine holds a policy.
+    pinned: Option<Box<Origin>>,
     extra: Vec<Origin>,
 }
 
@@ -90,7 +91,7 @@ impl OriginPolicy {
     /// Returns `None` if `url` has no scheme, host or known port.
     pub fn pinned(url: &str) -> Option<Self> {
         let origin = Origin::of(&url.parse().ok()?)?;
-        Some(OriginPolicy { pinned: Some(origin), ..Self::default() })
+        Some(OriginPolicy { pinned: Some(Box::new(origin)), ..Self::default() })
     }
 
     /// Also trusts the origin of `url` (e.g. `"https://status.example.com"`).
@@ -111,7 +112,7 @@ impl OriginPolicy {
             return true;
         }
         match Origin::of(url) {
-            Some(origin) => self.pinned.as_ref() == Some(&origin) || self.extra.contains(&origin),
+            Some(origin) => self.pinned.as_deref() == Some(&origin) || self.extra.contains(&origin),
             None => false,
         }
     }
@@ -175,7 +176,8 @@ pub struct PollOptions {
     pub(crate) max_elapsed: Option<Duration>,
     pub(crate) origins: OriginPolicy,
     pub(crate) vocabulary: StatusVocabulary,
-    pub(crate) headers: HeaderMap,
+    /// Boxed, and `None` when there are none (the usual case): an empty map takes 96 bytes.
+    pub(crate) headers: Option<Box<HeaderMap>>,
     pub(crate) forward_client_request_id: bool,
     pub(crate) token_key: Option<TokenKey>,
     pub(crate) client_sends_credentials: bool,
@@ -220,7 +222,7 @@ impl Default for PollOptions {
             max_elapsed: None,
             origins: OriginPolicy::default(),
             vocabulary: StatusVocabulary::azure(),
-            headers: HeaderMap::new(),
+            headers: None,
             forward_client_request_id: true,
             token_key: None,
             client_sends_credentials: false,
@@ -248,7 +250,11 @@ impl PollOptions {
     /// or a client said to add its own ([`PollOptionsBuilder::client_sends_credentials`]).
     pub fn sends_credentials(&self) -> bool {
         self.client_sends_credentials
-            || self.headers.iter().any(|(name, value)| is_credential(name, value))
+            || self
+                .headers
+                .iter()
+                .flat_map(|h| h.iter())
+                .any(|(name, value)| is_credential(name, value))
     }
 }
 
@@ -321,7 +327,7 @@ impl PollOptionsBuilder {
     /// Adds a header to every poll and final GET. A [credential](is_credential) here makes
     /// resuming from an unsigned token require an origin the user vouched for.
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.options.headers.append(name, value);
+        self.options.headers.get_or_insert_with(Box::default).append(name, value);
         self
     }
 

@@ -244,7 +244,7 @@ impl HyperClient {
 }
 
 /// tokio's clock and sleep as an [`AsyncTimer`]. Its clock follows `tokio::time::pause`, so
-/// tests of pollers run in virtual time. A sleep polled outside a tokio runtime does not panic:
+/// tests of pollers run in virtual time. A sleep made outside a tokio runtime does not panic:
 /// it waits on a thread of its own instead.
 #[derive(Debug, Clone, Copy, Default)]
 #[allow(clippy::exhaustive_structs)] // a unit value, used as `TokioTimer`
@@ -256,21 +256,21 @@ impl AsyncTimer for TokioTimer {
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
-        Box::pin(async move {
-            if tokio::runtime::Handle::try_current().is_err() {
-                return thread_sleep(duration).await;
-            }
-            // tokio's timer cannot represent every Duration: sleep until the far future instead.
-            let now = tokio::time::Instant::now();
-            let deadline = now
-                .checked_add(duration)
-                .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
-            // A runtime without time enabled panics here: fall back to a thread instead.
-            match std::panic::catch_unwind(|| tokio::time::sleep_until(deadline)) {
-                Ok(sleep) => sleep.await,
-                Err(_) => thread_sleep(duration).await,
-            }
-        })
+        // Decided here rather than inside one future holding either kind of sleep: the box of
+        // a waiting poller then holds tokio's sleep alone.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Box::pin(thread_sleep(duration));
+        }
+        // tokio's timer cannot represent every Duration: sleep until the far future instead.
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(duration)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+        // A runtime without time enabled panics here: fall back to a thread instead.
+        match std::panic::catch_unwind(|| tokio::time::sleep_until(deadline)) {
+            Ok(sleep) => Box::pin(sleep),
+            Err(_) => Box::pin(thread_sleep(duration)),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 mod algorithm;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -71,11 +71,7 @@ struct Saved {
 impl LroBasePolling {
     /// A builder with azure-core's algorithms: Operation-Location, Location, status check.
     pub fn builder() -> PollingBuilder {
-        PollingBuilder::new(vec![
-            Algorithm::operation_location(),
-            Algorithm::Location,
-            Algorithm::StatusCheck,
-        ])
+        PollingBuilder::new(base_algorithms())
     }
 
     /// The algorithm chosen for this operation (once started).
@@ -183,13 +179,39 @@ impl ArmPolling {
     /// A builder with ARM's algorithms: Azure-AsyncOperation, Location, body
     /// (`provisioningState`), status check. ARM ignores `Operation-Location`.
     pub fn builder() -> PollingBuilder {
-        PollingBuilder::new(vec![
-            Algorithm::azure_async_operation(),
-            Algorithm::Location,
-            Algorithm::BodyContent,
-            Algorithm::StatusCheck,
-        ])
+        PollingBuilder::new(arm_algorithms())
     }
+}
+
+/// azure-core's algorithms, in its order.
+fn base_algorithms() -> Vec<Algorithm> {
+    vec![Algorithm::operation_location(), Algorithm::Location, Algorithm::StatusCheck]
+}
+
+/// azure-mgmt-core's algorithms, in its order.
+fn arm_algorithms() -> Vec<Algorithm> {
+    vec![
+        Algorithm::azure_async_operation(),
+        Algorithm::Location,
+        Algorithm::BodyContent,
+        Algorithm::StatusCheck,
+    ]
+}
+
+/// `config`, or the one shared copy of it when it is a default one: every poller built with
+/// `LroBasePolling::builder()` or `ArmPolling::builder()` and no other algorithm setting then
+/// shares its configuration instead of holding a copy.
+fn shared(config: Config) -> Arc<Config> {
+    static BASE: OnceLock<Arc<Config>> = OnceLock::new();
+    static ARM: OnceLock<Arc<Config>> = OnceLock::new();
+    if config.final_state_via.is_none() && config.url_hook.is_none() {
+        for (cell, defaults) in [(&BASE, base_algorithms()), (&ARM, arm_algorithms())] {
+            if config.algorithms == defaults {
+                return Arc::clone(cell.get_or_init(|| Arc::new(config)));
+            }
+        }
+    }
+    Arc::new(config)
 }
 
 /// Builder of [`LroBasePolling`] / [`ArmPolling`] polling methods.
@@ -310,7 +332,7 @@ impl PollingBuilder {
             final_state_via: self.final_state_via,
             url_hook: self.url_hook,
         };
-        (LroBasePolling { config: Arc::new(config), tracker: None }, self.options.build())
+        (LroBasePolling { config: shared(config), tracker: None }, self.options.build())
     }
 
     /// The polling method, for either poller.
