@@ -224,17 +224,21 @@ type RawHyper = hyper_util::client::legacy::Client<
     Full<Bytes>,
 >;
 
+/// The monitor's URL from the initial response (both controls read it alike).
+fn monitor_url(headers: &http::HeaderMap) -> Result<String, BenchError> {
+    headers
+        .get("operation-location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| BenchError("no Operation-Location".into()))
+}
+
 /// The control loop on hyper: PUT, poll Operation-Location until `Succeeded`, GET the result.
 async fn raw_hyper(client: &RawHyper, url: &str, polls: u32) -> Result<(), BenchError> {
     let start = start_url(url, polls);
     let request = Request::put(&start).body(Full::new(Bytes::new()))?;
     let response = client.request(request).await?;
-    let monitor = response
-        .headers()
-        .get("operation-location")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .ok_or_else(|| BenchError("no Operation-Location".into()))?;
+    let monitor = monitor_url(response.headers())?;
     response.into_body().collect().await?;
     loop {
         let request = Request::get(&monitor).body(Full::new(Bytes::new()))?;
@@ -252,12 +256,7 @@ async fn raw_hyper(client: &RawHyper, url: &str, polls: u32) -> Result<(), Bench
 fn raw_ureq(agent: &ureq::Agent, url: &str, polls: u32) -> Result<(), BenchError> {
     let start = start_url(url, polls);
     let mut response = agent.put(&start).send_empty()?;
-    let monitor = response
-        .headers()
-        .get("operation-location")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .ok_or_else(|| BenchError("no Operation-Location".into()))?;
+    let monitor = monitor_url(response.headers())?;
     response.body_mut().read_to_vec()?;
     loop {
         let body = agent.get(&monitor).call()?.body_mut().read_to_vec()?;

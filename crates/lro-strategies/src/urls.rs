@@ -103,22 +103,14 @@ mod tests {
 
     #[test]
     fn relative_references_resolve_against_the_base() {
-        assert_eq!(
-            resolve(&base(), "/operations/7").unwrap().as_str(),
-            "https://svc.example/operations/7"
-        );
-        assert_eq!(
-            resolve(&base(), "status").unwrap().as_str(),
-            "https://svc.example/widgets/status"
-        );
-        assert_eq!(
-            resolve(&base(), "//other.example/op").unwrap().as_str(),
-            "https://other.example/op"
-        );
-        assert_eq!(
-            resolve(&base(), " http://x.example/a ").unwrap().as_str(),
-            "http://x.example/a"
-        );
+        for (reference, resolved) in [
+            ("/operations/7", "https://svc.example/operations/7"),
+            ("status", "https://svc.example/widgets/status"),
+            ("//other.example/op", "https://other.example/op"),
+            (" http://x.example/a ", "http://x.example/a"),
+        ] {
+            assert_eq!(resolve(&base(), reference).unwrap().as_str(), resolved);
+        }
     }
 
     #[test]
