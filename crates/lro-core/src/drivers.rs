@@ -146,7 +146,8 @@ impl<S: Strategy, T, C> StrategyOperation<S, T, C> {
         self.lock().continuation_token()
     }
 
-    /// The latest response (the final one once the operation succeeded).
+    /// The response polling ended with (the final one once the operation succeeded); while the
+    /// operation runs, the initial one (see [`Engine::latest_response`]).
     pub fn latest_response(&self) -> Response<Bytes> {
         self.lock().latest_response().clone()
     }
