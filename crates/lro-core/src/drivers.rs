@@ -286,18 +286,26 @@ impl<S: Strategy, T> AsyncOperation<T> for StrategyOperation<S, T, Arc<dyn Async
     /// The async driver.
     async fn run(&self, timer: &dyn AsyncTimer) -> Result<(), LroError> {
         loop {
-            match self.next(timer.now()) {
-                Action::SendRequest(request) => {
+            // The action is turned into what to await before awaiting anything: a request
+            // (a few hundred bytes) held across an await would be part of the future's state,
+            // and so of every waiting poller.
+            let next = match self.next(timer.now()) {
+                Action::SendRequest(request) => Next::Send(self.client.send(request)),
+                Action::Wait(delay) => Next::Wait(delay),
+                Action::Done => Next::Done,
+            };
+            match next {
+                Next::Send(sending) => {
                     // A transport that answers without ever waiting is followed by a yield, so
                     // that other tasks (and a surrounding timeout) still run between requests.
-                    let (result, waited) = watched(self.client.send(request)).await;
+                    let (result, waited) = watched(sending).await;
                     self.feed(timer.now(), result);
                     if !waited {
                         YieldOnce::default().await;
                     }
                 }
-                Action::Wait(delay) => timer.sleep(delay).await,
-                Action::Done => return self.outcome(),
+                Next::Wait(delay) => timer.sleep(delay).await,
+                Next::Done => return self.outcome(),
             }
         }
     }
@@ -338,6 +346,13 @@ impl<S: Strategy, T, C> fmt::Debug for StrategyOperation<S, T, C> {
             .field("finished", &engine.finished())
             .finish_non_exhaustive()
     }
+}
+
+/// What the async driver awaits next.
+enum Next<'a> {
+    Send(crate::transport::BoxFuture<'a, Result<Response<Bytes>, TransportError>>),
+    Wait(std::time::Duration),
+    Done,
 }
 
 /// Runs `work`, then yields to the runtime once if `work` finished without ever being pending
