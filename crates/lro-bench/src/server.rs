@@ -1,6 +1,11 @@
 //! The loopback service of the benchmarks, on a thread and runtime of its own: `GET /op/{n}`
 //! answers `Running` with `retry-after-ms` the first time and `Succeeded` the second, and the
 //! server counts what it saw (requests, open connections, how late each second poll came).
+//!
+//! Operation `n` asks for a wait between `wait` and twice `wait`, spread evenly over the
+//! operations: the first polls go out at the budget's pace, and the second ones then come due
+//! at about half of it, under budget, where their lateness is the scheduler's own (at the
+//! budget's pace, polls queue behind the token bucket by design).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -31,6 +36,17 @@ pub(crate) struct Counters {
     first_answer: Vec<AtomicU64>,
     /// How late each second poll arrived after the wait the first answer asked for.
     pub(crate) lateness: Mutex<Vec<Duration>>,
+}
+
+impl Counters {
+    /// The wait operation `n` asks for: `wait` plus a share of `wait` that a multiplicative
+    /// hash of `n` spreads evenly (whole milliseconds, as `retry-after-ms` says it).
+    fn wait_of(&self, n: usize) -> Duration {
+        let spread = u64::try_from(self.wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        let hashed = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        let extra = hashed % spread;
+        Duration::from_millis(spread.saturating_add(extra))
+    }
 }
 
 /// A running server.
@@ -92,11 +108,12 @@ fn answer(counters: &Counters, request: &Request<Incoming>) -> Response<Full<Byt
     match first.load(Ordering::SeqCst) {
         0 => {
             first.store(now.saturating_add(1), Ordering::SeqCst);
-            let wait = counters.wait.as_millis().to_string();
+            let wait = counters.wait_of(n.unwrap_or(0)).as_millis().to_string();
             respond(StatusCode::OK, r#"{"status":"Running"}"#, Some(wait))
         }
         answered => {
-            let due = answered.saturating_add(u64::try_from(counters.wait.as_nanos()).unwrap_or(0));
+            let wait = counters.wait_of(n.unwrap_or(0));
+            let due = answered.saturating_add(u64::try_from(wait.as_nanos()).unwrap_or(0));
             let late = Duration::from_nanos(now.saturating_sub(due));
             counters.lateness.lock().unwrap_or_else(PoisonError::into_inner).push(late);
             respond(StatusCode::OK, r#"{"status":"Succeeded"}"#, None)
