@@ -522,6 +522,13 @@ impl<S: Strategy> Engine<S> {
     }
 
     fn build_request(&self, uri: Uri) -> Result<Request<Bytes>, LroError> {
+        if uri.scheme().is_none() || uri.authority().is_none() {
+            // Whatever the origin policy (`any` included): a relative URL names no host, and a
+            // transport that resolved it against some base would send the poll anywhere.
+            return Err(LroError::policy(format!(
+                "refusing to poll {uri:?}: it is not an absolute URL"
+            )));
+        }
         if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
             // Never a credential we send, and a sign of tampering: refused even on the origin.
             return Err(LroError::policy(format!(

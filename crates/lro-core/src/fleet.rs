@@ -384,6 +384,8 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
             return ended.into();
         }
         self.refill(now.instant);
+        // Pauses that are over: an origin's entry (and its shared copy) need not outlive them.
+        self.paused_until.retain(|_, until| *until > now.instant);
         self.unpark(now.instant);
         let mut held_back: Vec<Entry<K>> = Vec::new();
         // What can end the wait if nothing is sent now.
@@ -519,7 +521,11 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
     fn settle(&mut self, id: RequestId) -> Option<K> {
         let request = self.requests.remove(&id.0)?;
         self.release(request.origin.as_ref());
-        let key = request.key?;
+        let Some(key) = request.key else {
+            // Its operation was removed while this request was out: its origin may be unused now.
+            self.forget(request.origin);
+            return None;
+        };
         let operation = self.operations.get_mut(&key)?;
         if operation.in_flight.map(NonZeroU64::get) != Some(id.0) {
             return None;

@@ -513,3 +513,17 @@ fn the_response_polling_ends_with_is_kept_whole_in_bytes_of_its_own() {
     assert_eq!(outcome.headers()["x-note"], "done", "every header of the result is kept");
     assert!(buffer.is_unique(), "the kept result pins the transport's buffer");
 }
+
+#[test]
+fn a_relative_poll_url_is_refused_even_when_any_origin_is_allowed() {
+    let initial = InitialResponse::new(
+        lro_core::test_util::ScriptedTransport::request_head("POST", RESOURCE),
+        json_response(202, "").with_header("operation-location", "/relative/op"),
+    );
+    let options = PollOptions::builder().origins(OriginPolicy::any()).build();
+    let mut engine = Engine::start(Monitor::default(), options, initial).unwrap();
+    assert!(matches!(engine.poll(t0()), Action::Done), "nothing is sent");
+    let error = engine.outcome().unwrap_err();
+    assert!(matches!(error, LroError::Policy(_)), "{error:?}");
+    assert!(error.chain().to_string().contains("not an absolute URL"), "{}", error.chain());
+}

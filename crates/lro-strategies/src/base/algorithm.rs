@@ -135,14 +135,14 @@ impl<'de> serde::de::Visitor<'de> for StatusVisitor {
             if is_status {
                 status = Some(map.next_value::<Value>()?);
             } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
+                map.next_value_seed(Valid)?;
             }
         }
         Ok(StatusMember(status))
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StatusMember, A::Error> {
-        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        while seq.next_element_seed(Valid)?.is_some() {}
         Ok(StatusMember(None))
     }
 
@@ -168,6 +168,63 @@ impl<'de> serde::de::Visitor<'de> for StatusVisitor {
 
     fn visit_unit<E>(self) -> Result<StatusMember, E> {
         Ok(StatusMember(None))
+    }
+}
+
+/// Reads a JSON value without keeping it, but as strictly as a parse into `Value` would (text,
+/// numbers in range, the nesting limit): the members next to `status` must not make a body
+/// acceptable that a full parse would refuse (`IgnoredAny` checks none of this).
+struct Valid;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Valid {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Valid {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Valid)?.is_some() {
+            map.next_value_seed(Valid)?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Valid)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
     }
 }
 
@@ -415,5 +472,24 @@ mod tests {
         for body in [r#"{"status":"Running""#, "<html>", r#"{"status":"Running"} x"#] {
             assert!(serde_json::from_str::<StatusMember>(body).is_err(), "{body}");
         }
+    }
+
+    #[test]
+    fn a_body_a_full_parse_refuses_is_refused_even_beside_the_status() {
+        let deep =
+            format!("{{\"status\":\"Running\",\"d\":{}1{}}}", "[".repeat(200), "]".repeat(200));
+        for body in [
+            r#"{"status":"Succeeded","d":"\ud800"}"#,
+            r#"{"x":1e400,"status":"Running"}"#,
+            r#"["\ud800"]"#,
+            r#"{"status":"Running","a":[1,{"b":1e999}]}"#,
+            deep.as_str(),
+        ] {
+            assert!(serde_json::from_str::<Value>(body).is_err(), "a full parse refuses {body}");
+            assert!(serde_json::from_str::<StatusMember>(body).is_err(), "{body}");
+        }
+        let bytes: &[u8] = b"{\"status\":\"Running\",\"d\":\"\xff\"}";
+        assert!(serde_json::from_slice::<Value>(bytes).is_err());
+        assert!(serde_json::from_slice::<StatusMember>(bytes).is_err(), "invalid UTF-8");
     }
 }
