@@ -51,6 +51,8 @@ pub struct PollEvent {
     pub status: Status,
     /// Polls answered so far (status polls and final GET).
     pub polls: u32,
+    /// How far the operation has got, 0 to 100, when the service says so (`percentComplete`).
+    pub percent_complete: Option<u8>,
     /// Whether polling is over.
     pub finished: bool,
     /// A token to resume from this point (`None` if one could not be made).
@@ -62,6 +64,7 @@ impl PollEvent {
         PollEvent {
             status: engine.status().clone(),
             polls: engine.polls(),
+            percent_complete: engine.percent_complete(),
             finished: engine.finished(),
             continuation_token: engine.continuation_token().ok(),
         }
@@ -134,6 +137,11 @@ impl<S: Strategy, T, C> StrategyOperation<S, T, C> {
     /// Whether polling is over.
     pub fn finished(&self) -> bool {
         self.lock().finished()
+    }
+
+    /// How far the operation has got, 0 to 100, when the service says so.
+    pub fn percent_complete(&self) -> Option<u8> {
+        self.lock().percent_complete()
     }
 
     /// How many polls (status polls and final GET) have been answered.

@@ -400,6 +400,12 @@ impl<S: Strategy> Engine<S> {
         &self.status
     }
 
+    /// How far the operation has got, 0 to 100, when the service says so (see
+    /// [`Strategy::percent_complete`]).
+    pub fn percent_complete(&self) -> Option<u8> {
+        self.strategy.percent_complete()
+    }
+
     /// Whether the operation is over ([`poll`](Engine::poll) returns [`Action::Done`]).
     pub fn finished(&self) -> bool {
         matches!(self.phase, Phase::Done(_))

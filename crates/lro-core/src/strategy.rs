@@ -81,6 +81,13 @@ pub trait Strategy: Send + Sync + fmt::Debug {
         crate::delay::retry_after(response.headers(), now)
     }
 
+    /// How far the operation has got, 0 to 100, when the service says so (ARM's and Azure's
+    /// status monitors send `percentComplete`): read by progress displays, never by polling.
+    /// `None` (the default) when the service does not say.
+    fn percent_complete(&self) -> Option<u8> {
+        None
+    }
+
     /// The strategy's progress, for continuation tokens (e.g. a polling URL that changed).
     /// Default: nothing to save.
     fn save(&self) -> Option<serde_json::Value> {
@@ -114,6 +121,9 @@ impl<S: Strategy + ?Sized> Strategy for Box<S> {
     }
     fn retry_after(&self, response: &Response<Bytes>, now: SystemTime) -> Option<Duration> {
         (**self).retry_after(response, now)
+    }
+    fn percent_complete(&self) -> Option<u8> {
+        (**self).percent_complete()
     }
     fn save(&self) -> Option<serde_json::Value> {
         (**self).save()

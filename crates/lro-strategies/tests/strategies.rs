@@ -244,3 +244,39 @@ fn a_moved_location_that_cannot_be_followed_is_an_unusable_response() {
         assert!(matches!(error, LroError::BadResponse(_)), "{error:?}");
     }
 }
+
+#[test]
+fn percent_complete_from_the_status_monitor_reaches_every_poll_event() {
+    let transport = Arc::new(ScriptedTransport::new());
+    let monitor = "https://svc.example/operations/7";
+    for body in [
+        r#"{"status":"Running","percentComplete":12.7}"#,
+        r#"{"status":"Running"}"#,
+        r#"{"status":"Running","percentComplete":250}"#,
+        r#"{"status":"Succeeded","percentComplete":100.0}"#,
+    ] {
+        transport.push_get(monitor, json_response(200, body));
+    }
+    transport.push_get("https://svc.example/items/1?api-version=1", json_response(200, "{}"));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let method = LroBasePolling::builder()
+        .interval(Duration::ZERO)
+        .build()
+        .observe(move |event| record.lock().unwrap().push(event.percent_complete));
+    let initial =
+        initial("PUT", 201, r#"{"percentComplete":"5"}"#, &[("operation-location", monitor)]);
+    let poller = LroPoller::new(
+        transport.clone(),
+        transport.clone(),
+        initial,
+        deserialize::json::<Value>(),
+        method,
+    )
+    .unwrap();
+    poller.result(Some(Duration::from_secs(10))).unwrap();
+    // Not a number at first: unknown. Then 12 (whole percent), kept while the service is silent,
+    // clamped to 100, and 100 at the end.
+    assert_eq!(*seen.lock().unwrap(), [None, Some(12), Some(12), Some(100), Some(100), Some(100)]);
+    assert_eq!(poller.polling_method().percent_complete(), Some(100));
+}

@@ -98,6 +98,8 @@ pub(crate) struct Tracker {
     pub(crate) polling: Option<Link>,
     /// The initial response's `Location`, for the final GET of the operation-resource algorithm.
     pub(crate) location: Option<Link>,
+    /// The monitor's latest `percentComplete`, 0 to 100.
+    pub(crate) percent: Option<u8>,
 }
 
 fn header_text<'r>(response: &'r Response<Bytes>, name: &HeaderName) -> Option<&'r str> {
@@ -112,7 +114,11 @@ fn json(response: &Response<Bytes>) -> Result<Value, LroError> {
 /// on every poll, without building the rest of the document (what `json(..).get("status")`
 /// gives, for a fraction of the work). A repeated member counts as its last value, as in a
 /// parsed `Value`.
-struct StatusMember(Option<Value>);
+struct StatusMember {
+    status: Option<Value>,
+    /// `percentComplete`, when it is a number.
+    percent: Option<f64>,
+}
 
 impl<'de> serde::Deserialize<'de> for StatusMember {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -130,44 +136,44 @@ impl<'de> serde::de::Visitor<'de> for StatusVisitor {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<StatusMember, A::Error> {
-        let mut status = None;
-        while let Some(is_status) = map.next_key_seed(IsStatus)? {
-            if is_status {
-                status = Some(map.next_value::<Value>()?);
-            } else {
-                map.next_value_seed(Valid)?;
+        let (mut status, mut percent) = (None, None);
+        while let Some(member) = map.next_key_seed(MemberName)? {
+            match member {
+                Member::Status => status = Some(map.next_value::<Value>()?),
+                Member::Percent => percent = map.next_value::<Value>()?.as_f64(),
+                Member::Other => map.next_value_seed(Valid)?,
             }
         }
-        Ok(StatusMember(status))
+        Ok(StatusMember { status, percent })
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StatusMember, A::Error> {
         while seq.next_element_seed(Valid)?.is_some() {}
-        Ok(StatusMember(None))
+        Ok(StatusMember::NONE)
     }
 
     fn visit_bool<E>(self, _: bool) -> Result<StatusMember, E> {
-        Ok(StatusMember(None))
+        Ok(StatusMember::NONE)
     }
 
     fn visit_i64<E>(self, _: i64) -> Result<StatusMember, E> {
-        Ok(StatusMember(None))
+        Ok(StatusMember::NONE)
     }
 
     fn visit_u64<E>(self, _: u64) -> Result<StatusMember, E> {
-        Ok(StatusMember(None))
+        Ok(StatusMember::NONE)
     }
 
     fn visit_f64<E>(self, _: f64) -> Result<StatusMember, E> {
-        Ok(StatusMember(None))
+        Ok(StatusMember::NONE)
     }
 
     fn visit_str<E>(self, _: &str) -> Result<StatusMember, E> {
-        Ok(StatusMember(None))
+        Ok(StatusMember::NONE)
     }
 
     fn visit_unit<E>(self) -> Result<StatusMember, E> {
-        Ok(StatusMember(None))
+        Ok(StatusMember::NONE)
     }
 }
 
@@ -228,27 +234,49 @@ impl<'de> serde::de::Visitor<'de> for Valid {
     }
 }
 
-/// Reads an object key as "is it `status`?", without keeping it.
-struct IsStatus;
+impl StatusMember {
+    const NONE: StatusMember = StatusMember { status: None, percent: None };
+}
 
-impl<'de> serde::de::DeserializeSeed<'de> for IsStatus {
-    type Value = bool;
+/// The members the status reader keeps.
+enum Member {
+    Status,
+    Percent,
+    Other,
+}
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+/// Reads an object key as which [`Member`] it is, without keeping it.
+struct MemberName;
+
+impl<'de> serde::de::DeserializeSeed<'de> for MemberName {
+    type Value = Member;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Member, D::Error> {
         deserializer.deserialize_str(self)
     }
 }
 
-impl serde::de::Visitor<'_> for IsStatus {
-    type Value = bool;
+impl serde::de::Visitor<'_> for MemberName {
+    type Value = Member;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a member name")
     }
 
-    fn visit_str<E>(self, key: &str) -> Result<bool, E> {
-        Ok(key == "status")
+    fn visit_str<E>(self, key: &str) -> Result<Member, E> {
+        Ok(match key {
+            "status" => Member::Status,
+            "percentComplete" => Member::Percent,
+            _ => Member::Other,
+        })
     }
+}
+
+/// A `percentComplete` as a whole percentage, 0 to 100 (`None` if it is not a finite number).
+fn whole_percent(value: f64) -> Option<u8> {
+    // Clamped to 0..=100 first: the cast cannot truncate.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    value.is_finite().then(|| value.clamp(0.0, 100.0).floor() as u8)
 }
 
 /// Python's truthiness, for the JSON values a status can be.
@@ -271,7 +299,8 @@ impl Tracker {
     ) -> Result<(Tracker, Arc<str>), LroError> {
         let original = Link::of(original);
         let method = Verb::of(&method);
-        let mut tracker = Tracker { algorithm, method, original, polling: None, location: None };
+        let mut tracker =
+            Tracker { algorithm, method, original, polling: None, location: None, percent: None };
         let status = match &tracker.algorithm {
             Algorithm::OperationResource { header } => {
                 let header = header.clone();
@@ -372,14 +401,17 @@ impl Tracker {
     }
 
     /// The `status` of a status-monitor body.
-    fn monitor_status(&self, response: &Response<Bytes>) -> Result<Arc<str>, LroError> {
+    fn monitor_status(&mut self, response: &Response<Bytes>) -> Result<Arc<str>, LroError> {
         if response.body().is_empty() {
             return Err(LroError::bad_response(response, NO_BODY));
         }
         let member: StatusMember = serde_json::from_slice(response.body())
             .map_err(|e| LroError::decode(NOT_JSON, Some(e.into())))?;
+        if let Some(percent) = member.percent.and_then(whole_percent) {
+            self.percent = Some(percent);
+        }
         member
-            .0
+            .status
             .as_ref()
             .and_then(truthy_text)
             .ok_or_else(|| LroError::bad_response(response, NO_STATUS))
@@ -463,7 +495,7 @@ mod tests {
             "null",
         ] {
             let member: StatusMember = serde_json::from_str(body).expect(body);
-            assert_eq!(member.0, by_value(body), "{body}");
+            assert_eq!(member.status, by_value(body), "{body}");
         }
     }
 

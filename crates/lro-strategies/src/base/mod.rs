@@ -129,6 +129,10 @@ impl Strategy for LroBasePolling {
         check_status(response, &Method::GET)
     }
 
+    fn percent_complete(&self) -> Option<u8> {
+        self.tracker.as_ref()?.percent
+    }
+
     fn save(&self) -> Option<serde_json::Value> {
         let tracker = self.tracker.as_ref()?;
         let saved = Saved {
