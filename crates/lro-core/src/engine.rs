@@ -190,9 +190,9 @@ impl<S: Strategy> Engine<S> {
         if engine.status.is_terminal() {
             engine.on_terminal();
         }
-        if !engine.finished() {
-            engine.initial = engine.initial.token_parts();
-        }
+        // What is kept is copied, never a slice of the transport's buffer (see `owned`).
+        engine.initial =
+            if engine.finished() { engine.initial.owned() } else { engine.initial.token_parts() };
         Ok(engine)
     }
 

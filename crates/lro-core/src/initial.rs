@@ -241,6 +241,14 @@ impl InitialResponse {
     }
 }
 
+impl InitialResponse {
+    /// The whole exchange, its response's header values in bytes of their own (what an engine
+    /// keeps of an operation that ended in its initial response: the result).
+    pub(crate) fn owned(self) -> InitialResponse {
+        InitialResponse { request: self.request, response: crate::owned::response(self.response) }
+    }
+}
+
 /// The values of `names` in `headers`, in a map of their own (no bigger than they need: a
 /// map that grows one entry at a time reserves room for several).
 fn kept(headers: &HeaderMap, names: &[&str]) -> HeaderMap {

@@ -51,16 +51,22 @@ impl Origin {
     }
 
     /// Whether `parts` (from [`parts`]) name this origin.
-    fn is(&self, (scheme, host, port): (&str, &str, u16)) -> bool {
-        self.port == port
-            && self.scheme.eq_ignore_ascii_case(scheme)
-            && self.host.eq_ignore_ascii_case(host)
+    fn is(&self, parts: Parts<'_>) -> bool {
+        same((&self.scheme, &self.host, self.port), parts)
     }
+}
+
+/// Scheme, host and effective port, as [`parts`] gives them.
+type Parts<'a> = (&'a str, &'a str, u16);
+
+/// Whether two [`Parts`] name one origin (scheme and host in any case).
+fn same(a: Parts<'_>, b: Parts<'_>) -> bool {
+    a.2 == b.2 && a.0.eq_ignore_ascii_case(b.0) && a.1.eq_ignore_ascii_case(b.1)
 }
 
 /// Scheme, host and effective port of `uri`, borrowed, in the case they were written in: what
 /// a check on every poll compares, without allocating an [`Origin`].
-fn parts(uri: &Uri) -> Option<(&str, &str, u16)> {
+fn parts(uri: &Uri) -> Option<Parts<'_>> {
     let scheme = uri.scheme_str()?;
     let host = uri.host()?;
     let port = uri.port_u16().or(if scheme.eq_ignore_ascii_case("http") {
@@ -132,11 +138,7 @@ impl OriginPolicy {
         let base = match &self.pinned {
             Some(pinned) => pinned.is(target),
             None => match parts(initial) {
-                Some((scheme, host, port)) => {
-                    port == target.2
-                        && scheme.eq_ignore_ascii_case(target.0)
-                        && host.eq_ignore_ascii_case(target.1)
-                }
+                Some(initial) => same(initial, target),
                 // A relative initial URL vouches for nothing, and neither do the extras then.
                 None => return false,
             },

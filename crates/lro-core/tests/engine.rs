@@ -527,3 +527,18 @@ fn a_relative_poll_url_is_refused_even_when_any_origin_is_allowed() {
     assert!(matches!(error, LroError::Policy(_)), "{error:?}");
     assert!(error.chain().to_string().contains("not an absolute URL"), "{}", error.chain());
 }
+
+#[test]
+fn an_operation_done_in_its_initial_response_keeps_it_whole_in_bytes_of_its_own() {
+    let buffer = buffer_ending_with("done");
+    let mut response = json_response(200, r#"{"status":"Succeeded"}"#);
+    response.headers_mut().insert("x-note", sliced(&buffer, "done"));
+    let initial = InitialResponse::new(
+        lro_core::test_util::ScriptedTransport::request_head("DELETE", RESOURCE),
+        response,
+    );
+    let mut engine = Engine::start(Monitor::default(), options(), initial).unwrap();
+    assert!(matches!(engine.poll(t0()), Action::Done));
+    assert_eq!(engine.outcome().unwrap().headers()["x-note"], "done", "the result, whole");
+    assert!(buffer.is_unique(), "the kept result pins the transport's buffer");
+}
