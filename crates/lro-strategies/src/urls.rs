@@ -19,8 +19,9 @@ impl Link {
         Link(uri.to_string().into_boxed_str())
     }
 
-    /// The URL as a `Uri`. A link only ever holds text that parsed as one, so this cannot
-    /// fail; were it to, the result would be a relative URI, which the engine never requests.
+    /// The URL as a `Uri`. A link holds the text of a `Uri`, which parses again, except for
+    /// one built from parts beyond the parser's length limit (64 KiB): then the result is the
+    /// relative `/`, which the engine refuses to request (a policy error, never a send).
     pub(crate) fn uri(&self) -> Uri {
         self.0.parse().unwrap_or_default()
     }

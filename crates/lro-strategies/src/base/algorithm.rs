@@ -67,7 +67,6 @@ impl Algorithm {
     }
 }
 
-/// The state of the chosen algorithm for one operation.
 /// The initial request's method, as far as the final GET cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verb {
@@ -88,6 +87,7 @@ impl Verb {
     }
 }
 
+/// The state of the chosen algorithm for one operation.
 #[derive(Debug, Clone)]
 pub(crate) struct Tracker {
     pub(crate) algorithm: Algorithm,
@@ -122,33 +122,51 @@ struct StatusMember {
 
 impl<'de> serde::Deserialize<'de> for StatusMember {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(StatusVisitor)
+        serde::de::DeserializeSeed::deserialize(Reader { top: true }, deserializer)
     }
 }
 
-struct StatusVisitor;
+/// Reads a JSON value as strictly as a parse into `Value` would (text, numbers in range, the
+/// nesting limit), keeping nothing but, at the top level (`top`), the members of a
+/// [`StatusMember`]: the members beside them must not make acceptable a body that a full parse
+/// would refuse (`IgnoredAny` checks none of this).
+#[derive(Clone, Copy)]
+struct Reader {
+    top: bool,
+}
 
-impl<'de> serde::de::Visitor<'de> for StatusVisitor {
+impl<'de> serde::de::DeserializeSeed<'de> for Reader {
+    type Value = StatusMember;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<StatusMember, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Reader {
     type Value = StatusMember;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON document")
+        f.write_str("a JSON value")
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<StatusMember, A::Error> {
-        let (mut status, mut percent) = (None, None);
-        while let Some(member) = map.next_key_seed(MemberName)? {
-            match member {
-                Member::Status => status = Some(map.next_value::<Value>()?),
-                Member::Percent => percent = map.next_value::<Value>()?.as_f64(),
-                Member::Other => map.next_value_seed(Valid)?,
+        let mut member = StatusMember::NONE;
+        let inner = Reader { top: false };
+        while let Some(name) = map.next_key_seed(MemberName)? {
+            match name {
+                Member::Status if self.top => member.status = Some(map.next_value::<Value>()?),
+                Member::Percent if self.top => member.percent = map.next_value::<Value>()?.as_f64(),
+                _ => {
+                    map.next_value_seed(inner)?;
+                }
             }
         }
-        Ok(StatusMember { status, percent })
+        Ok(member)
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StatusMember, A::Error> {
-        while seq.next_element_seed(Valid)?.is_some() {}
+        while seq.next_element_seed(Reader { top: false })?.is_some() {}
         Ok(StatusMember::NONE)
     }
 
@@ -174,63 +192,6 @@ impl<'de> serde::de::Visitor<'de> for StatusVisitor {
 
     fn visit_unit<E>(self) -> Result<StatusMember, E> {
         Ok(StatusMember::NONE)
-    }
-}
-
-/// Reads a JSON value without keeping it, but as strictly as a parse into `Value` would (text,
-/// numbers in range, the nesting limit): the members next to `status` must not make a body
-/// acceptable that a full parse would refuse (`IgnoredAny` checks none of this).
-struct Valid;
-
-impl<'de> serde::de::DeserializeSeed<'de> for Valid {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for Valid {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while map.next_key_seed(Valid)?.is_some() {
-            map.next_value_seed(Valid)?;
-        }
-        Ok(())
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Valid)?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
     }
 }
 
