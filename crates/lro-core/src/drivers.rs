@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Response;
@@ -25,6 +26,7 @@ use crate::method::{
 use crate::options::PollOptions;
 use crate::status::Status;
 use crate::strategy::Strategy;
+use crate::telemetry::WaitReason;
 use crate::token::ContinuationToken;
 use crate::transport::{AsyncHttpClient, AsyncTimer, HttpClient, Timestamp, TransportError};
 
@@ -55,6 +57,10 @@ pub struct PollEvent {
     pub percent_complete: Option<u8>,
     /// Whether polling is over.
     pub finished: bool,
+    /// The wait before the next request and why (the service's `Retry-After`, the interval, a
+    /// retry's backoff, throttling); `None` when the next request goes at once, or polling is
+    /// over. A display counts it down.
+    pub next_wait: Option<(Duration, WaitReason)>,
     /// A token to resume from this point (`None` if one could not be made).
     pub continuation_token: Option<ContinuationToken>,
 }
@@ -66,6 +72,7 @@ impl PollEvent {
             polls: engine.polls(),
             percent_complete: engine.percent_complete(),
             finished: engine.finished(),
+            next_wait: engine.next_wait(),
             continuation_token: engine.continuation_token().ok(),
         }
     }

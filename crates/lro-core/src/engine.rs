@@ -41,6 +41,7 @@ use crate::options::PollOptions;
 use crate::retry::RetryPolicy;
 use crate::status::{Status, StatusKind};
 use crate::strategy::Strategy;
+use crate::telemetry::{Finished, Started, Telemetry, WaitReason};
 use crate::token::{ContinuationToken, TokenIntegrity, TokenState};
 use crate::transport::{Timestamp, TransportError};
 
@@ -90,6 +91,7 @@ struct Progress {
 struct Due {
     from: Instant,
     wait: Duration,
+    reason: WaitReason,
 }
 
 impl Due {
@@ -148,6 +150,8 @@ pub struct Engine<S> {
     /// resumed it from a verified token or towards an origin named in the policy. Only then
     /// are its tokens signed (a signature must never launder a token from elsewhere).
     vouched: bool,
+    /// Spans and metrics (features `tracing`, `metrics`); nothing without them.
+    telemetry: Telemetry,
 }
 
 impl<S: Strategy> Engine<S> {
@@ -165,14 +169,30 @@ impl<S: Strategy> Engine<S> {
     ///
     /// `options` may be shared (`Arc<PollOptions>`) by many engines.
     pub fn start(
-        mut strategy: S,
+        strategy: S,
         options: impl Into<Arc<PollOptions>>,
         initial: InitialResponse,
     ) -> Result<Self, LroError> {
-        let options = options.into();
+        Self::begin(strategy, options.into(), initial, false)
+    }
+
+    fn begin(
+        mut strategy: S,
+        options: Arc<PollOptions>,
+        initial: InitialResponse,
+        resumed: bool,
+    ) -> Result<Self, LroError> {
         let word = strategy.start(&initial)?;
         let status = options.vocabulary.status(word);
         let rng = options.retry.rng();
+        let telemetry = Telemetry::operation(&Started {
+            method: initial.request().method(),
+            uri: initial.request().uri(),
+            poll_uri: strategy.poll_uri().as_ref(),
+            strategy: strategy.name(),
+            resumed,
+            status: &status,
+        });
         let mut engine = Engine {
             strategy,
             options,
@@ -186,9 +206,11 @@ impl<S: Strategy> Engine<S> {
             retries: 0,
             rng,
             vouched: true,
+            telemetry,
         };
         if engine.status.is_terminal() {
             engine.on_terminal();
+            engine.settled(None);
         }
         // What is kept is copied, never a slice of the transport's buffer (see `owned`).
         engine.initial =
@@ -230,7 +252,7 @@ impl<S: Strategy> Engine<S> {
                 origin_text(origin)
             )));
         }
-        let mut engine = Engine::start(strategy, options, initial)?;
+        let mut engine = Engine::begin(strategy, options, initial, true)?;
         engine.vouched = vouched;
         if let Some(saved) = state.progress {
             let progress: Progress = serde_json::from_value(saved)
@@ -253,6 +275,14 @@ impl<S: Strategy> Engine<S> {
             return Action::Done;
         }
         self.started.get_or_insert(now.instant);
+        let action = self.next_action(now);
+        if matches!(action, Action::Done) {
+            self.settled(Some(now.instant));
+        }
+        action
+    }
+
+    fn next_action(&mut self, now: Timestamp) -> Action {
         if let Some(due) = self.next_poll {
             let wait = due.remaining(now.instant);
             if !wait.is_zero() {
@@ -286,10 +316,16 @@ impl<S: Strategy> Engine<S> {
     /// strategy cannot decode, or a final resource labelled JSON that does not parse (when the
     /// budget is spent, or retries are off, such a body is used as it came).
     pub fn handle_response(&mut self, now: Timestamp, response: Response<Bytes>) {
-        let started = *self.started.get_or_insert(now.instant);
         if matches!(self.phase, Phase::Done(_)) {
             return;
         }
+        self.telemetry.answered(response.status(), self.strategy.name());
+        self.read_response(now, response);
+        self.settled(Some(now.instant));
+    }
+
+    fn read_response(&mut self, now: Timestamp, response: Response<Bytes>) {
+        let started = *self.started.get_or_insert(now.instant);
         let transient = RetryPolicy::is_transient_status(response.status());
         if transient {
             let hint = if RetryPolicy::honours_retry_after(response.status()) {
@@ -363,11 +399,35 @@ impl<S: Strategy> Engine<S> {
         if matches!(self.phase, Phase::Done(_)) {
             return;
         }
-        if RetryPolicy::is_transient_error(&error) && self.retry_later(now.instant, started, None) {
-            return;
+        self.telemetry.transport_failed(&error);
+        if !(RetryPolicy::is_transient_error(&error)
+            && self.retry_later(now.instant, started, None))
+        {
+            let attempts = std::mem::take(&mut self.retries).saturating_add(1);
+            self.fail(LroError::transport(error).with_attempts(attempts));
         }
-        let attempts = std::mem::take(&mut self.retries).saturating_add(1);
-        self.fail(LroError::transport(error).with_attempts(attempts));
+        self.settled(Some(now.instant));
+    }
+
+    /// Tells telemetry what the last step decided: the next wait, or how the operation ended.
+    fn settled(&mut self, now: Option<Instant>) {
+        match &self.phase {
+            Phase::Done(result) => {
+                let elapsed = now.zip(self.started).map(|(n, s)| n.saturating_duration_since(s));
+                self.telemetry.finished(&Finished {
+                    outcome: result.as_ref().map(|_| ()),
+                    status: &self.status,
+                    polls: self.polls,
+                    elapsed,
+                    strategy: self.strategy.name(),
+                });
+            }
+            _ => {
+                let next = self.next_poll.map(|due| (due.wait, due.reason));
+                let percent = self.strategy.percent_complete();
+                self.telemetry.settled(&self.status, percent, next);
+            }
+        }
     }
 
     /// Schedules another attempt of the current request, if the retry budget and the deadline
@@ -383,7 +443,10 @@ impl<S: Strategy> Engine<S> {
             return false;
         }
         self.retries = self.retries.saturating_add(1);
-        self.next_poll = Some(Due { from: now, wait: delay });
+        let reason = if hint.is_some() { WaitReason::Throttled } else { WaitReason::Backoff };
+        self.next_poll = Some(Due { from: now, wait: delay, reason });
+        let attempt = self.retries.saturating_add(1);
+        self.telemetry.retrying(reason, delay, attempt, self.strategy.name());
         true
     }
 
@@ -404,6 +467,15 @@ impl<S: Strategy> Engine<S> {
     /// [`Strategy::percent_complete`]).
     pub fn percent_complete(&self) -> Option<u8> {
         self.strategy.percent_complete()
+    }
+
+    /// The wait chosen after the last answer (or failure) before the next request, and why:
+    /// `None` when a request is due at once or the operation is over.
+    pub fn next_wait(&self) -> Option<(Duration, WaitReason)> {
+        match self.phase {
+            Phase::Done(_) => None,
+            _ => self.next_poll.map(|due| (due.wait, due.reason)),
+        }
     }
 
     /// Whether the operation is over ([`poll`](Engine::poll) returns [`Action::Done`]).
@@ -497,11 +569,17 @@ impl<S: Strategy> Engine<S> {
             // A policy that panicked once: its state is suspect, not its rule.
             Err(poisoned) => poisoned.into_inner().next_delay(&ctx),
         };
-        if hint.is_some_and(|hint| !hint.is_zero()) {
+        let asked = hint.filter(|hint| !hint.is_zero());
+        if asked.is_some() {
             // The service asked for a wait: however small it asked, never poll in a hot loop.
             delay = delay.max(self.options.min_delay);
         }
         let delay = delay.min(self.options.max_delay);
+        // The service's wait, if the policy took it (a policy may ignore it).
+        let reason = match asked {
+            Some(asked) if delay >= asked.min(self.options.max_delay) => WaitReason::RetryAfter,
+            _ => WaitReason::Interval,
+        };
         if let Some(max) = self.options.max_elapsed {
             if elapsed.saturating_add(delay) > max {
                 let message = format!(
@@ -513,13 +591,19 @@ impl<S: Strategy> Engine<S> {
                 return;
             }
         }
-        self.next_poll = Some(Due { from: now, wait: delay });
+        self.next_poll = Some(Due { from: now, wait: delay, reason });
     }
 
     /// The GET for `uri`, or the end of polling if the URI is not trusted.
     fn request_or_fail(&mut self, uri: Uri) -> Action {
         match self.build_request(uri) {
-            Ok(request) => Action::SendRequest(request),
+            Ok(request) => {
+                let poll = self.polls.saturating_add(1);
+                let attempt = self.retries.saturating_add(1);
+                let final_get = matches!(self.phase, Phase::Final(_));
+                self.telemetry.sending(request.uri(), poll, attempt, final_get);
+                Action::SendRequest(request)
+            }
             Err(error) => {
                 self.fail(error);
                 Action::Done
@@ -532,7 +616,8 @@ impl<S: Strategy> Engine<S> {
             // Whatever the origin policy (`any` included): a relative URL names no host, and a
             // transport that resolved it against some base would send the poll anywhere.
             return Err(LroError::policy(format!(
-                "refusing to poll {uri:?}: it is not an absolute URL"
+                "refusing to poll {:?}: it is not an absolute URL",
+                uri.path()
             )));
         }
         if uri.authority().is_some_and(|a| a.as_str().contains('@')) {

@@ -491,8 +491,10 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
                 (crate::delay::retry_after(response.headers(), now.wall), origin)
             {
                 // The whole origin is throttled, not this operation alone.
-                if let Some(until) = now.instant.checked_add(hint.min(self.options.max_pause)) {
+                let pause = hint.min(self.options.max_pause);
+                if let Some(until) = now.instant.checked_add(pause) {
                     self.throttled = self.throttled.saturating_add(1);
+                    crate::telemetry::origin_paused(&*origin, pause);
                     let entry = self.paused_until.entry(origin).or_insert(until);
                     *entry = (*entry).max(until);
                 }

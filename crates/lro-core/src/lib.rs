@@ -77,6 +77,7 @@ mod poller;
 mod retry;
 mod status;
 mod strategy;
+mod telemetry;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 pub mod token;
@@ -118,6 +119,7 @@ pub use retry::{
 };
 pub use status::{Status, StatusKind, StatusVocabulary};
 pub use strategy::Strategy;
+pub use telemetry::WaitReason;
 // The wire records of a token (`TokenState`, `RequestRecord`, `ResponseRecord`) and its limits
 // stay in `lro_core::token`: tools that inspect tokens need them, everyday code does not.
 pub use token::{

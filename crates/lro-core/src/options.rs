@@ -56,6 +56,13 @@ impl Origin {
     }
 }
 
+impl std::fmt::Display for Origin {
+    /// `scheme://host:port`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
 /// Scheme, host and effective port, as [`parts`] gives them.
 type Parts<'a> = (&'a str, &'a str, u16);
 

@@ -88,6 +88,12 @@ pub trait Strategy: Send + Sync + fmt::Debug {
         None
     }
 
+    /// A short name for spans and metric labels (`"operation-resource"`, `"location"`, ...):
+    /// a fixed word, never data from the service. Default: `"custom"`.
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+
     /// The strategy's progress, for continuation tokens (e.g. a polling URL that changed).
     /// Default: nothing to save.
     fn save(&self) -> Option<serde_json::Value> {
@@ -124,6 +130,9 @@ impl<S: Strategy + ?Sized> Strategy for Box<S> {
     }
     fn percent_complete(&self) -> Option<u8> {
         (**self).percent_complete()
+    }
+    fn name(&self) -> &'static str {
+        (**self).name()
     }
     fn save(&self) -> Option<serde_json::Value> {
         (**self).save()

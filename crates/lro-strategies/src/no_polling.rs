@@ -40,4 +40,8 @@ impl Strategy for NoPolling {
     fn read_poll(&mut self, _response: &Response<Bytes>) -> Result<Arc<str>, LroError> {
         Ok("succeeded".into())
     }
+
+    fn name(&self) -> &'static str {
+        "no-polling"
+    }
 }

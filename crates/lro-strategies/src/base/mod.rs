@@ -133,6 +133,12 @@ impl Strategy for LroBasePolling {
         self.tracker.as_ref()?.percent
     }
 
+    /// The algorithm chosen (`"operation-resource"`, `"location"`, `"body-content"`,
+    /// `"status-check"`), or `"unstarted"`.
+    fn name(&self) -> &'static str {
+        self.tracker.as_ref().map_or("unstarted", |t| t.algorithm.name())
+    }
+
     fn save(&self) -> Option<serde_json::Value> {
         let tracker = self.tracker.as_ref()?;
         let saved = Saved {
