@@ -105,6 +105,13 @@ impl HttpClient for BlockingClient {
 }
 
 fn transport_error(error: ureq::Error) -> TransportError {
+    if matches!(
+        lro_core::find_cause::<rustls::Error>(&error),
+        Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType))
+    ) {
+        // An https:// URL aimed at a plain-HTTP port.
+        return TransportError::not_tls(error);
+    }
     let kind = match &error {
         ureq::Error::Timeout(_) => TransportErrorKind::Timeout,
         ureq::Error::BodyExceedsLimit(_) => TransportErrorKind::BodyTooLarge,
@@ -127,18 +134,7 @@ fn transport_error(error: ureq::Error) -> TransportError {
 
 /// Whether a TLS (rustls) error is somewhere in the chain of `error`.
 fn caused_by_tls(error: &std::io::Error) -> bool {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = error.get_ref().map(|e| e as _);
-    while let Some(e) = current {
-        if e.is::<rustls::Error>() {
-            return true;
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            current = io.get_ref().map(|e| e as _);
-            continue;
-        }
-        current = e.source();
-    }
-    false
+    lro_core::find_cause::<rustls::Error>(error).is_some()
 }
 
 /// Builder of [`BlockingClient`].

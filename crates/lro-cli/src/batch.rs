@@ -19,7 +19,7 @@ use futures_core::Stream;
 use http::{HeaderName, HeaderValue, Method, Request};
 use lro_core::{
     ContinuationToken, Engine, FleetHandle, FleetOptions, FleetResult, FleetStream,
-    InitialResponse, LroError, OriginPolicy, PollOptions, RetryPolicy, Strategy, deserialize,
+    InitialResponse, LroError, OriginPolicy, PollOptions, RetryPolicy, Strategy,
 };
 use lro_hyper::{HyperClient, TokioTimer};
 use lro_strategies::{ArmPolling, FinalStateVia, LroBasePolling};
@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::batch_display::Display;
-use crate::output::Report;
+use crate::output::{FinalBody, Report};
 use crate::{Output, UsageError, token_file};
 
 /// Arguments of `lro batch`.
@@ -42,9 +42,11 @@ pub(crate) struct BatchArgs {
     /// Requests in flight to one host at most.
     #[arg(long, value_name = "N", default_value_t = 16)]
     max_in_flight: usize,
-    /// Seconds between polls when the service sends no Retry-After.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
-    interval: f64,
+    /// Time between polls when the service sends no Retry-After: seconds (5, 0.5) or a
+    /// duration (5s, 2m).
+    #[arg(long, value_name = "DURATION", default_value = "5", allow_hyphen_values = true,
+          value_parser = crate::settings::parse_duration)]
+    interval: Duration,
     /// Retries of a transient fault, per request.
     #[arg(long, value_name = "N", default_value_t = lro_core::DEFAULT_MAX_RETRIES)]
     retries: u32,
@@ -87,7 +89,7 @@ struct State {
     done: BTreeMap<String, Value>,
 }
 
-type Operations = FleetStream<String, Box<dyn Strategy>, Bytes>;
+type Operations = FleetStream<String, Box<dyn Strategy>, FinalBody>;
 
 /// `lro batch`.
 pub(crate) async fn batch(args: BatchArgs) -> Result<ExitCode, UsageError> {
@@ -119,7 +121,7 @@ pub(crate) async fn batch(args: BatchArgs) -> Result<ExitCode, UsageError> {
         .max_in_flight_per_origin(args.max_in_flight)
         .build();
     let (fleet, handle) =
-        Operations::new(client.clone(), TokioTimer, deserialize::bytes(), options);
+        Operations::new(client.clone(), TokioTimer, crate::output::final_body(true), options);
     let mut fleet = fleet.with_checkpoints();
     // Tokens of the operations as they are added: the first checkpoint, before any poll.
     let mut pending = BTreeMap::new();
@@ -239,8 +241,8 @@ fn admit(
 }
 
 async fn next(
-    fleet: &mut FleetStream<String, Box<dyn Strategy>, Bytes>,
-) -> Option<FleetResult<String, Bytes>> {
+    fleet: &mut FleetStream<String, Box<dyn Strategy>, FinalBody>,
+) -> Option<FleetResult<String, FinalBody>> {
     std::future::poll_fn(|cx| std::pin::Pin::new(&mut *fleet).poll_next(cx)).await
 }
 
@@ -363,7 +365,7 @@ fn poll_options(
         };
         builder = builder.header(name, value);
     }
-    let interval = Duration::try_from_secs_f64(args.interval).unwrap_or(Duration::from_secs(5));
+    let interval = args.interval;
     let retry = RetryPolicy::builder().max_retries(args.retries).build();
     let origins = if vouch {
         // The operations file names this URL: the user vouches for its origin.
@@ -416,7 +418,7 @@ fn keyed(key: &str, report: &Report) -> Value {
     value
 }
 
-fn report_of(ended: FleetResult<String, Bytes>) -> Value {
+fn report_of(ended: FleetResult<String, FinalBody>) -> Value {
     let status = Some(ended.status.to_string());
     let polls = u64::from(ended.polls);
     let report = match &ended.result {

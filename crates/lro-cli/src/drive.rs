@@ -10,18 +10,19 @@ use bytes::Bytes;
 use http::{Request, Response};
 use lro_blocking::BlockingClient;
 use lro_core::{
-    AsyncHttpClient, AsyncLroPoller, BoxFuture, ContinuationToken, HttpClient, InitialResponse,
-    LroError, LroPoller, RetryPolicy, Status, StrategyPolling, TransportError, TransportErrorKind,
-    deserialize,
+    AsyncHttpClient, AsyncLroPoller, BoxFuture, ContinuationToken, Deserializer, HttpClient,
+    InitialResponse, LroError, LroPoller, RetryPolicy, Status, StrategyPolling, TransportError,
+    TransportErrorKind,
 };
 use lro_hyper::HyperClient;
 use lro_strategies::LroBasePolling;
 
 use crate::Transport;
-use crate::output::{Progress, Report};
+use crate::output::{FinalBody, Report};
+use crate::progress::Progress;
 use crate::settings::Settings;
 
-type Method = StrategyPolling<LroBasePolling, Bytes>;
+type Method = StrategyPolling<LroBasePolling, FinalBody>;
 
 /// A transport that counts the requests sent through it (the polls; the initial request goes
 /// around it).
@@ -53,8 +54,8 @@ pub(crate) enum Client {
 
 /// A running operation, on either poller.
 pub(crate) enum Poller {
-    Async(AsyncLroPoller<Bytes, Method>),
-    Blocking(Arc<LroPoller<Bytes, Method>>),
+    Async(AsyncLroPoller<FinalBody, Method>),
+    Blocking(Arc<LroPoller<FinalBody, Method>>),
 }
 
 fn build_error(error: impl std::error::Error + Send + Sync + 'static) -> LroError {
@@ -114,20 +115,21 @@ impl Client {
         &self,
         initial: InitialResponse,
         method: Method,
+        deserializer: Deserializer<FinalBody>,
     ) -> Result<Poller, LroError> {
         Ok(match self {
             Client::Hyper(c) => Poller::Async(AsyncLroPoller::new(
                 Arc::clone(c),
                 lro_hyper::TokioTimer,
                 initial,
-                deserialize::bytes(),
+                deserializer.clone(),
                 method,
             )?),
             Client::Blocking(c) => Poller::Blocking(Arc::new(LroPoller::new(
                 Arc::clone(c),
                 lro_core::SystemTimer,
                 initial,
-                deserialize::bytes(),
+                deserializer.clone(),
                 method,
             )?)),
         })
@@ -138,6 +140,7 @@ impl Client {
         &self,
         token: &ContinuationToken,
         method: Method,
+        deserializer: Deserializer<FinalBody>,
     ) -> Result<Poller, LroError> {
         Ok(match self {
             Client::Hyper(c) => Poller::Async(AsyncLroPoller::from_continuation_token(
@@ -145,14 +148,14 @@ impl Client {
                 token,
                 Arc::clone(c),
                 lro_hyper::TokioTimer,
-                deserialize::bytes(),
+                deserializer.clone(),
             )?),
             Client::Blocking(c) => Poller::Blocking(Arc::new(LroPoller::from_continuation_token(
                 method,
                 token,
                 Arc::clone(c),
                 lro_core::SystemTimer,
-                deserialize::bytes(),
+                deserializer.clone(),
             )?)),
         })
     }
@@ -173,7 +176,7 @@ impl Poller {
         }
     }
 
-    async fn result(&self, timeout: Option<Duration>) -> Result<Bytes, LroError> {
+    async fn result(&self, timeout: Option<Duration>) -> Result<FinalBody, LroError> {
         match self {
             Poller::Async(p) => p.result(timeout).await,
             Poller::Blocking(p) => {

@@ -33,8 +33,11 @@
 mod batch;
 mod batch_display;
 mod drive;
+mod logging;
 mod mock;
 mod output;
+mod paint;
+mod progress;
 mod run;
 mod settings;
 mod token_file;
@@ -47,7 +50,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Start, resume and watch long-running HTTP operations (Azure-style LROs).
 #[derive(Debug, Parser)]
 #[command(name = "lro", version, about, long_about = None)]
+#[command(after_long_help = output::SCHEMA_HELP)]
 struct Cli {
+    /// Log what polling does on stderr: -v operations, retries and outcomes; -vv every request
+    /// with its status and the wait chosen. LRO_LOG (e.g. `lro_core=debug`) sets it finely.
+    /// URLs are logged without their query; credentials and tokens never.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -91,6 +100,11 @@ struct StartArgs {
 /// Arguments of `lro resume`.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["token", "token_file"])))]
+#[command(mut_arg("headers", |arg| arg.help(
+    "A header sent on every poll and on the final GET, as 'Name: value' (repeatable): the \
+     initial request was sent by `lro start`, and tokens never keep credentials, so give an \
+     Authorization header again here. Polls go only to trusted origins"
+)))]
 struct ResumeArgs {
     /// The continuation token.
     #[arg(long, value_name = "TOKEN")]
@@ -126,23 +140,26 @@ struct PollingArgs {
     /// key instead.
     #[arg(long, value_name = "F")]
     token_key_file: Option<PathBuf>,
-    /// Polling algorithms: azure-core's base polling, or ARM's.
-    #[arg(long, value_enum, default_value_t = Flavour::Base)]
-    flavour: Flavour,
+    /// Polling algorithms: azure-core's base polling, or ARM's. Default: base for `start`; for
+    /// `resume`, the one that made the token (base for a token that does not say).
+    #[arg(long, value_enum)]
+    flavour: Option<Flavour>,
     /// Where the final resource comes from.
     #[arg(long, value_name = "VIA", value_parser = ["azure-async-operation", "location", "original-uri", "operation-location"])]
     final_state_via: Option<String>,
-    /// Seconds between polls when the service sends no Retry-After (default 30; 0 polls again at once).
-    #[arg(long, value_name = "SECONDS")]
-    interval: Option<f64>,
+    /// Time between polls when the service sends no Retry-After: seconds (30, 0.5) or a
+    /// duration (30s, 2m, 1h); default 30s, 0 polls again at once.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = settings::parse_duration)]
+    interval: Option<std::time::Duration>,
     /// How many times a poll, a final GET or an idempotent initial request (PUT, DELETE) that
     /// failed for a transient reason (connection error, timeout, 408, 429, 5xx) is sent again,
     /// with jittered exponential backoff. 0 turns retries off.
     #[arg(long, value_name = "N", default_value_t = lro_core::DEFAULT_MAX_RETRIES)]
     retries: u32,
-    /// Overall deadline of the whole operation, in seconds.
-    #[arg(long, value_name = "SECONDS")]
-    timeout: Option<f64>,
+    /// Overall deadline of the whole operation: seconds (90) or a duration (90s, 10m, 2h).
+    /// When it runs out the operation goes on on the service; the token resumes it.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = settings::parse_duration)]
+    timeout: Option<std::time::Duration>,
     /// Also allow polls to this origin (repeatable; default: the initial request's origin only).
     #[arg(long, value_name = "URL")]
     allow_origin: Vec<String>,
@@ -184,6 +201,7 @@ struct UsageError(String);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging::init(cli.verbose);
     let runtime =
         match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
             Ok(runtime) => runtime,

@@ -19,6 +19,22 @@ pub(crate) struct MockArgs {
     /// In-progress polls before an operation ends (default 2).
     #[arg(long, value_name = "N")]
     polls: Option<u32>,
+    /// Do not log each request on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// One request as `lro mock` logs it: method, path (without its query, which may carry
+/// secrets), status (or `reset`), and the faults injected.
+fn log_line(entry: &lro_mock::LogEntry) -> String {
+    let path = entry.path.split('?').next().unwrap_or_default();
+    let status = entry.status.map_or_else(|| "reset".to_owned(), |s| s.to_string());
+    let faults = if entry.faults.is_empty() {
+        String::new()
+    } else {
+        format!(" (faults: {:?})", entry.faults)
+    };
+    format!("{} {path} -> {status}{faults}", entry.method)
 }
 
 /// Serves until interrupted (Ctrl-C).
@@ -30,6 +46,9 @@ pub(crate) async fn serve(args: MockArgs) -> Result<ExitCode, UsageError> {
     }
     if let Some(polls) = args.polls {
         config = config.progress_after_polls(polls);
+    }
+    if !args.quiet {
+        config = config.on_request(|entry| eprintln!("{}", log_line(entry)));
     }
     let server = match MockServer::start(config.build()).await {
         Ok(server) => server,
@@ -45,7 +64,10 @@ pub(crate) async fn serve(args: MockArgs) -> Result<ExitCode, UsageError> {
         "  lro start --method PUT --url {}/subscriptions/s/resourceGroups/g/providers/Mock.Widgets/widgets/w1 --flavour arm --body '{{}}' --interval 0.1",
         server.base_url()
     );
-    eprintln!("stop with Ctrl-C");
+    eprintln!(
+        "stop with Ctrl-C{}",
+        if args.quiet { "" } else { "; requests are logged below (--quiet: not)" }
+    );
     if let Err(e) = tokio::signal::ctrl_c().await {
         eprintln!("error: cannot wait for Ctrl-C: {e}");
     }

@@ -1,113 +1,79 @@
-//! What `lro` prints: live progress while polling, and the result at the end (text, or the one
-//! JSON object of `--output json`).
+//! What `lro` prints at the end of a run: text, the final resource's bytes, or the one JSON
+//! object of `--output json`, whose schema is documented here ([`SCHEMA_HELP`], shown by
+//! `lro --help`).
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use indicatif::{ProgressBar, ProgressStyle};
-use lro_core::{ContinuationToken, LroError, PollEvent, StatusKind};
+use http::Response;
+use lro_core::{BoxError, ContinuationToken, Deserializer, LroError, StatusKind};
 use serde_json::{Value, json};
 
 use crate::Output;
-use crate::token_file;
+use crate::paint::{self, Paint};
 
-/// Progress while polling, and the token file kept up to date.
-pub(crate) struct Progress {
-    started: Instant,
-    token_file: Option<PathBuf>,
-    style: Style,
-    state: Mutex<State>,
+/// The version of the `--output json` schema: raised on any change a script could notice.
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+
+/// The `--output json` schema, for `lro --help` (and the README, which repeats it).
+pub(crate) const SCHEMA_HELP: &str = "\
+Output of `--output json` (schema 1): one object on stdout.
+  schema              1
+  outcome             \"succeeded\" | \"failed\" | \"canceled\" (the service said so) | \"error\"
+  status              the last status word as the service sent it (\"Failed\" when the initial
+                      response had a bad HTTP status, as azure-core), or null
+  resource            the final resource when outcome is \"succeeded\": JSON as JSON, a body
+                      declared as text (or not JSON) as a string, an empty body as null;
+                      null for every other outcome
+  error               null, or an object:
+    kind              bad_status | bad_response | operation_failed | decode | timeout |
+                      transport | invalid_token | policy | interrupted
+    message           what went wrong, with its causes
+    http_status       the HTTP status of the response at fault, or null
+    body              the service's error body (JSON, or a string), or null
+  polls               GET requests sent after the initial one (the final GET included)
+  elapsed_ms          time the run took, in milliseconds (null in `lro batch` lines)
+  continuation_token  a token to resume the operation (null once it succeeded)
+A final body declared JSON (Content-Type application/json or +json) that does not parse is
+a `decode` error.
+
+Exit codes: 0 succeeded; 1 failed, canceled or error (a signal included: the token is saved
+and the resume command printed); 2 usage error.";
+
+/// The final resource as the service sent it, and whether its `Content-Type` says text.
+#[derive(Debug, Clone)]
+pub(crate) struct FinalBody {
+    pub(crate) bytes: Bytes,
+    text: bool,
 }
 
-enum Style {
-    Quiet,
-    Lines,
-    Spinner(ProgressBar),
+/// The media type of `response`, lower-case, without parameters.
+fn media_type(response: &Response<Bytes>) -> Option<String> {
+    let value = response.headers().get(http::header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next()?.trim().to_ascii_lowercase())
 }
 
-#[derive(Default)]
-struct State {
-    last_status: Option<String>,
-    token_error: Option<String>,
-    /// Set once the run was interrupted: the token file holds its final token and is not
-    /// written again (a blocking poller's thread may still report a poll or two).
-    frozen: bool,
-}
-
-impl Progress {
-    pub(crate) fn new(output: Output, token_file: Option<PathBuf>) -> Self {
-        let style = match output {
-            Output::Json => Style::Quiet,
-            Output::Text | Output::Raw if std::io::stderr().is_terminal() => {
-                let bar = ProgressBar::new_spinner();
-                if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} · {elapsed}") {
-                    bar.set_style(style);
-                }
-                bar.enable_steady_tick(Duration::from_millis(120));
-                Style::Spinner(bar)
-            }
-            Output::Text | Output::Raw => Style::Lines,
-        };
-        Progress { started: Instant::now(), token_file, style, state: Mutex::new(State::default()) }
-    }
-
-    /// Called after the initial response and after every poll.
-    pub(crate) fn update(&self, event: &PollEvent) {
-        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if state.frozen {
-            return;
-        }
-        if let Some(token) = &event.continuation_token {
-            self.save(&mut state, token);
-        }
-        let status = event.status.to_string();
-        let polls = format!("{status} · {} polls", event.polls);
-        match &self.style {
-            Style::Quiet => {}
-            // The spinner shows the elapsed time itself, live.
-            Style::Spinner(bar) => bar.set_message(polls),
-            Style::Lines => {
-                if state.last_status.as_deref() != Some(status.as_str()) {
-                    eprintln!("status: {polls} · {:.1?}", self.started.elapsed());
-                }
+/// The final resource's deserializer. With `strict`, a body declared JSON that does not parse
+/// is a decode error (`--output raw` is not strict: it hands over the bytes whatever they are).
+pub(crate) fn final_body(strict: bool) -> Deserializer<FinalBody> {
+    Arc::new(move |response: &Response<Bytes>| {
+        let media = media_type(response);
+        let bytes = response.body().clone();
+        let json =
+            media.as_deref().is_some_and(|m| m == "application/json" || m.ends_with("+json"));
+        if strict && json && !bytes.iter().all(u8::is_ascii_whitespace) {
+            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                return Err(BoxError::from(format!(
+                    "the final resource is declared as JSON ({}) but is not valid JSON: {e}",
+                    media.as_deref().unwrap_or_default()
+                )));
             }
         }
-        state.last_status = Some(status);
-    }
-
-    /// Writes `token` to the token file (if any), then stops writing it: the run was
-    /// interrupted. Under the same lock as the updates, so two writes never overlap.
-    pub(crate) fn freeze(&self, token: Option<&ContinuationToken>) {
-        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(token) = token {
-            self.save(&mut state, token);
-        }
-        state.frozen = true;
-    }
-
-    fn save(&self, state: &mut State, token: &ContinuationToken) {
-        if let Some(path) = &self.token_file {
-            if let Err(e) = token_file::write(path, token) {
-                state.token_error =
-                    Some(format!("cannot write the token file {}: {e}", path.display()));
-            }
-        }
-    }
-
-    /// A problem writing the token file, if any happened.
-    pub(crate) fn token_error(&self) -> Option<String> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).token_error.clone()
-    }
-
-    pub(crate) fn finish(&self) {
-        if let Style::Spinner(bar) = &self.style {
-            bar.finish_and_clear();
-        }
-    }
+        let text = media.is_some_and(|m| m.starts_with("text/"));
+        Ok(FinalBody { bytes, text })
+    })
 }
 
 /// The end of a run, in the shape of `--output json`.
@@ -115,9 +81,12 @@ impl Progress {
 pub(crate) struct Report {
     pub(crate) outcome: &'static str,
     pub(crate) status: Option<String>,
+    /// The final resource (successes only).
     pub(crate) resource: Value,
     pub(crate) error: Option<ErrorReport>,
     pub(crate) polls: u64,
+    /// Set by the command once the run is over.
+    pub(crate) elapsed: Option<Duration>,
     pub(crate) continuation_token: Option<String>,
     /// The final body as the service sent it (successes only), for `--output raw`.
     pub(crate) body: Option<Bytes>,
@@ -128,6 +97,10 @@ pub(crate) struct ErrorReport {
     pub(crate) kind: &'static str,
     pub(crate) message: String,
     pub(crate) http_status: Option<u16>,
+    /// The service's error body.
+    pub(crate) body: Value,
+    /// The origin a policy refused to send a request to (not in the JSON: the message names it).
+    pub(crate) refused_origin: Option<String>,
 }
 
 /// The JSON value of a body: JSON as is, other text as a JSON string, nothing as null.
@@ -140,15 +113,21 @@ pub(crate) fn resource_value(body: &Bytes) -> Value {
 }
 
 impl Report {
-    pub(crate) fn succeeded(status: Option<String>, body: &Bytes, polls: u64) -> Self {
+    pub(crate) fn succeeded(status: Option<String>, body: &FinalBody, polls: u64) -> Self {
+        let resource = if body.text {
+            Value::String(String::from_utf8_lossy(&body.bytes).into_owned())
+        } else {
+            resource_value(&body.bytes)
+        };
         Report {
             outcome: "succeeded",
             status,
-            resource: resource_value(body),
+            resource,
             error: None,
             polls,
+            elapsed: None,
             continuation_token: None,
-            body: Some(body.clone()),
+            body: Some(body.bytes.clone()),
         }
     }
 
@@ -163,8 +142,13 @@ impl Report {
             _ => "error",
         };
         // The service's own words (an error body) are the most useful thing to show.
-        let resource =
+        let error_body =
             error.response().map_or(Value::Null, |details| resource_value(details.body()));
+        // As azure-core: an initial response that cannot be used marks the operation failed.
+        let status = match (status, error) {
+            (None, LroError::BadStatus(_) | LroError::BadResponse(_)) => Some("Failed".to_owned()),
+            (status, _) => status,
+        };
         let kind = match error.kind_name() {
             // The CLI's schema has no word for a stopped poller; it can only be a policy here.
             "stopped" => "policy",
@@ -174,13 +158,19 @@ impl Report {
             kind,
             message: error.chain().to_string(),
             http_status: error.response().map(|r| r.status_code().as_u16()),
+            body: error_body,
+            refused_origin: match error {
+                LroError::Policy(policy) => policy.origin().map(str::to_owned),
+                _ => None,
+            },
         };
         Report {
             outcome,
             status,
-            resource,
+            resource: Value::Null,
             error: Some(error_report),
             polls,
+            elapsed: None,
             continuation_token: error.continuation_token().map(ToString::to_string),
             body: None,
         }
@@ -207,8 +197,15 @@ impl Report {
             outcome: "error",
             status,
             resource: Value::Null,
-            error: Some(ErrorReport { kind: "interrupted", message, http_status: None }),
+            error: Some(ErrorReport {
+                kind: "interrupted",
+                message,
+                http_status: None,
+                body: Value::Null,
+                refused_origin: None,
+            }),
             polls,
+            elapsed: None,
             continuation_token: token.map(ContinuationToken::into_string),
             body: None,
         }
@@ -220,6 +217,7 @@ impl Report {
 
     pub(crate) fn to_json(&self) -> Value {
         json!({
+            "schema": SCHEMA_VERSION,
             "outcome": self.outcome,
             "status": self.status,
             "resource": self.resource,
@@ -227,8 +225,10 @@ impl Report {
                 "kind": e.kind,
                 "message": e.message,
                 "http_status": e.http_status,
+                "body": e.body,
             })),
             "polls": self.polls,
+            "elapsed_ms": self.elapsed.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             "continuation_token": self.continuation_token,
         })
     }
@@ -247,19 +247,48 @@ impl Report {
             }
             return;
         }
+        let paint = Paint::stderr();
         let status = self.status.as_deref().unwrap_or("none");
+        let took = match self.elapsed {
+            Some(elapsed) => format!(" in {}", paint::duration(elapsed)),
+            None => String::new(),
+        };
+        let polls = paint::polls(self.polls);
         let Some(error) = &self.error else {
-            eprintln!("succeeded: status {status} after {} polls", self.polls);
+            let done = paint.good("succeeded");
+            eprintln!("{done}{took} after {polls} {}", paint.dim(&format!("(status {status})")));
             if !self.resource.is_null() {
                 println!("{}", serde_json::to_string_pretty(&self.resource).unwrap_or_default());
             }
             return;
         };
-        eprintln!("{}: {}", self.outcome, error.message);
-        if !self.resource.is_null() {
-            eprintln!("the service said: {}", self.resource);
+        let outcome = paint.bad(self.outcome);
+        eprintln!("{outcome}{took} after {polls}: {}", error.message);
+        if !error.body.is_null() {
+            eprintln!("the service said: {}", error.body);
         }
         let advice = match (self.outcome, error.kind) {
+            ("error", "policy") if error.refused_origin.is_some() => {
+                let origin = error.refused_origin.as_deref().unwrap_or_default();
+                let flag = format!("--allow-origin {}", crate::settings::shell_quote(origin));
+                match self.continuation_token {
+                    Some(_) => format!(
+                        "if you trust {origin} with this operation's requests, resume with: \
+                         {resume_hint} {flag}"
+                    ),
+                    None => {
+                        format!("if you trust {origin} with this operation's requests, add {flag}")
+                    }
+                }
+            }
+            ("error", "invalid_token") if error.message.contains("made by ARM polling") => {
+                "resume with --flavour arm (or leave --flavour out: lro reads it from the token)"
+                    .to_owned()
+            }
+            ("error", "invalid_token") if error.message.contains("made by base polling") => {
+                "resume with --flavour base (or leave --flavour out: lro reads it from the token)"
+                    .to_owned()
+            }
             ("error", _) if self.continuation_token.is_some() => {
                 format!("resume with: {resume_hint}")
             }

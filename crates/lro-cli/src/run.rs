@@ -9,9 +9,10 @@ use http::{HeaderValue, Method, Request};
 use lro_core::{BoxFuture, ContinuationToken, LroError};
 
 use crate::drive::{Client, drive, interrupted};
-use crate::output::{Progress, Report};
+use crate::output::{Report, final_body};
+use crate::progress::Progress;
 use crate::settings::{Settings, shell_quote};
-use crate::{ResumeArgs, StartArgs, UsageError, token_file};
+use crate::{Flavour, Output, ResumeArgs, StartArgs, UsageError, token_file};
 
 fn initial_request(
     args: &StartArgs,
@@ -96,7 +97,8 @@ pub(crate) async fn start(args: StartArgs) -> Result<ExitCode, UsageError> {
                 Err(error) => Report::failed(&error, None, 0),
                 Ok(initial) => {
                     let method = settings.method(progress.clone());
-                    match client.poller(initial, method) {
+                    match client.poller(initial, method, final_body(settings.output != Output::Raw))
+                    {
                         Err(error) => Report::failed(&error, None, 0),
                         Ok(poller) => {
                             drive(&poller, &settings, &client, &mut signal, &progress).await
@@ -146,20 +148,18 @@ pub(crate) async fn resume(args: ResumeArgs) -> Result<ExitCode, UsageError> {
     };
     let progress = Arc::new(Progress::new(settings.output, args.token_file.clone()));
     let parsed = text.parse::<ContinuationToken>().map_err(LroError::from);
+    let mut settings = settings;
+    if let (None, Ok(token)) = (args.polling.flavour, &parsed) {
+        // The algorithms that made the token, when it says (lro's tokens do).
+        settings.flavour = token_flavour(token).unwrap_or(Flavour::Base);
+    }
     let report = match (parsed, Client::new(settings.transport)) {
         (Err(error), _) | (_, Err(error)) => Report::failed(&error, None, 0),
-        (Ok(token), Ok(client)) => match client.resume(&token, settings.method(progress.clone())) {
-            Err(error @ LroError::Policy(_)) => {
-                // Refused before anything was sent: say which flag trusts the origin.
-                let mut report = Report::failed(&error, None, 0);
-                if let Some(details) = report.error.as_mut() {
-                    details.message.push_str(
-                        "; to trust it, name it with --allow-origin (or give the operation's \
-                         --url), or resume a token signed with --token-key-file",
-                    );
-                }
-                report
-            }
+        (Ok(token), Ok(client)) => match client.resume(
+            &token,
+            settings.method(progress.clone()),
+            final_body(settings.output != Output::Raw),
+        ) {
             Err(error) => Report::failed(&error, None, 0),
             Ok(poller) => drive(&poller, &settings, &client, &mut signal, &progress).await,
         },
@@ -167,6 +167,19 @@ pub(crate) async fn resume(args: ResumeArgs) -> Result<ExitCode, UsageError> {
     let source = token_source(args.token_file.as_deref(), &report);
     let hint = settings.resume_hint(&args.polling, &source, None);
     Ok(finish(&progress, report, settings.output, &hint))
+}
+
+/// The algorithm list that made `token`, as its saved progress records it (lro's tokens since
+/// 0.2 do; Python's and older ones do not). Only read, never trusted: the strategy checks the
+/// token again when it resumes.
+fn token_flavour(token: &ContinuationToken) -> Option<Flavour> {
+    let state: lro_core::token::TokenState = token.decode().ok()?;
+    let family = state.progress?.get("strategy")?.get("family")?.as_str()?.to_owned();
+    match family.as_str() {
+        "arm" => Some(Flavour::Arm),
+        "base" => Some(Flavour::Base),
+        _ => None,
+    }
 }
 
 /// How the resume hint names the token: the token file when there is one, else the token.
@@ -179,11 +192,12 @@ fn token_source(token_file: Option<&Path>, report: &Report) -> String {
 
 fn finish(
     progress: &Progress,
-    report: Report,
+    mut report: Report,
     output: crate::Output,
     resume_hint: &str,
 ) -> ExitCode {
     progress.finish();
+    report.elapsed = Some(progress.elapsed());
     if let Some(problem) = progress.token_error() {
         eprintln!("warning: {problem}");
     }

@@ -5,12 +5,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use lro_core::{OriginPolicy, RetryPolicy, StrategyPolling, TokenKey, is_credential};
 use lro_strategies::{ArmPolling, FinalStateVia, LroBasePolling};
 
-use crate::output::Progress;
+use crate::output::FinalBody;
+use crate::progress::Progress;
 use crate::{Flavour, PollingArgs, Transport, UsageError};
 
 /// The environment variable that may hold the token key instead of `--token-key-file`.
@@ -33,14 +33,20 @@ pub(crate) struct Settings {
     pub(crate) output: crate::Output,
 }
 
-fn seconds(value: Option<f64>, name: &str) -> Result<Option<Duration>, UsageError> {
-    value
-        .map(|s| {
-            Duration::try_from_secs_f64(s).map_err(|_| {
-                UsageError(format!("--{name} must be a number of seconds, 0 or more (got {s})"))
-            })
-        })
-        .transpose()
+/// A duration on the command line: seconds (`30`, `0.5`) or humantime (`30s`, `2m`, `1h 30m`,
+/// `250ms`). Negative, infinite and unparsable values are refused with an example.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    const EXAMPLES: &str = "give seconds (30, 0.5) or a duration (30s, 2m, 1h)";
+    let text = text.trim();
+    if text.starts_with('-') {
+        return Err(format!("{text:?} is negative: {EXAMPLES}, 0 or more"));
+    }
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("{text:?} is not a usable number of seconds: {EXAMPLES}"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration ({e}): {EXAMPLES}"))
 }
 
 impl Settings {
@@ -66,14 +72,14 @@ impl Settings {
             // Only the origin goes into the hint: a URL may carry secrets (userinfo, SAS).
             vouched.push(origin_of(url));
         }
-        let timeout = seconds(args.timeout, "timeout")?;
+        let timeout = args.timeout;
         let mut headers = parse_headers(&args.headers, false)?;
         headers.extend(parse_headers(&args.secret_headers, true)?);
         Ok(Settings {
             headers,
-            flavour: args.flavour,
+            flavour: args.flavour.unwrap_or(Flavour::Base),
             final_state_via,
-            interval: seconds(args.interval, "interval")?,
+            interval: args.interval,
             timeout,
             // A deadline too far away to represent is no deadline at all.
             deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
@@ -87,7 +93,10 @@ impl Settings {
     }
 
     /// The polling method these settings describe, reporting to `progress`.
-    pub(crate) fn method(&self, progress: Arc<Progress>) -> StrategyPolling<LroBasePolling, Bytes> {
+    pub(crate) fn method(
+        &self,
+        progress: Arc<Progress>,
+    ) -> StrategyPolling<LroBasePolling, FinalBody> {
         let mut builder = match self.flavour {
             Flavour::Base => LroBasePolling::builder(),
             Flavour::Arm => ArmPolling::builder(),
@@ -136,7 +145,7 @@ impl Settings {
             hint.push_str(&format!(" --final-state-via {via}"));
         }
         if let Some(interval) = args.interval {
-            hint.push_str(&format!(" --interval {interval}"));
+            hint.push_str(&format!(" --interval {}", humantime::format_duration(interval)));
         }
         if args.retries != lro_core::DEFAULT_MAX_RETRIES {
             hint.push_str(&format!(" --retries {}", args.retries));
@@ -281,6 +290,19 @@ mod tests {
         assert_eq!(sensitive, ["authorization", "x-api-token", "ocp-apim-subscription-key"]);
         let secret = parse_headers(&["x-tenant: contoso".to_owned()], true).unwrap_or_default();
         assert!(secret.values().all(HeaderValue::is_sensitive));
+    }
+
+    #[test]
+    fn durations_are_seconds_or_humantime_and_never_negative() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("-5").unwrap_err().contains("negative"));
+        assert!(parse_duration("-2m").unwrap_err().contains("negative"));
+        assert!(parse_duration("inf").unwrap_err().contains("not a usable number"));
+        assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
     }
 
     #[test]

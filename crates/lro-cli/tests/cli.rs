@@ -192,8 +192,10 @@ fn a_failed_operation_exits_1_with_the_service_error_body() {
     assert_eq!(json["error"]["kind"], "operation_failed");
     assert_eq!(json["error"]["http_status"], 200, "the status of the response that failed");
     assert!(json["error"]["message"].as_str().unwrap().contains("MockOperationFailed"));
-    assert_eq!(json["resource"]["status"], "Failed", "the service's body\n{}", run.describe());
-    assert_eq!(json["resource"]["error"]["code"], "MockOperationFailed", "{}", run.describe());
+    assert_eq!(json["resource"], Value::Null, "no resource unless succeeded");
+    let body = &json["error"]["body"];
+    assert_eq!(body["status"], "Failed", "the service's body\n{}", run.describe());
+    assert_eq!(body["error"]["code"], "MockOperationFailed", "{}", run.describe());
     assert_eq!(polls(&json), gets_after_initial(&server.log()));
 }
 
@@ -209,8 +211,14 @@ fn a_canceled_operation_exits_1_with_outcome_canceled() {
     assert_eq!(json["status"], "Canceled", "{}", run.describe());
     assert_eq!(json["error"]["kind"], "operation_failed");
     assert_eq!(json["error"]["http_status"], 200);
-    assert_eq!(json["resource"]["status"], "Canceled", "{}", run.describe());
-    assert_eq!(json["resource"]["error"]["code"], "MockOperationCanceled", "{}", run.describe());
+    assert_eq!(json["resource"], Value::Null, "no resource unless succeeded");
+    assert_eq!(json["error"]["body"]["status"], "Canceled", "{}", run.describe());
+    assert_eq!(
+        json["error"]["body"]["error"]["code"],
+        "MockOperationCanceled",
+        "{}",
+        run.describe()
+    );
     assert_eq!(polls(&json), gets_after_initial(&server.log()));
 }
 
@@ -285,10 +293,10 @@ fn a_poll_answering_500_is_bad_status_with_a_token_that_resumes() {
     );
 }
 
-/// `resource` is "the final JSON body": when the service refuses a request with a JSON error
-/// body, that body is the final one (as the error body is for failed operations).
+/// When the service refuses the initial request, its error body is `error.body`, `resource` is
+/// null, and the status is "Failed" (as azure-core sets it).
 #[test]
-fn bad_status_reports_the_service_error_body_as_resource() {
+fn bad_initial_status_reports_failed_and_the_service_error_body() {
     // Refused at once: PATCH of a widget that does not exist.
     let server = mock();
     let url = widget(&server.base_url(), "absent");
@@ -298,11 +306,13 @@ fn bad_status_reports_the_service_error_body_as_resource() {
     let json = refused.error("bad_status");
     assert_eq!(json["error"]["http_status"], 404, "{}", refused.describe());
     assert_eq!(
-        json["resource"]["error"]["code"],
+        json["error"]["body"]["error"]["code"],
         "ResourceNotFound",
         "the service's error body\n{}",
         refused.describe()
     );
+    assert_eq!(json["resource"], Value::Null);
+    assert_eq!(json["status"], "Failed", "as azure-core\n{}", refused.describe());
 
     // Refused while polling.
     let server = scripted(vec![
@@ -314,8 +324,9 @@ fn bad_status_reports_the_service_error_body_as_resource() {
         url = server.url("/things/t4")
     ));
     let json = failed.error("bad_status");
+    assert_eq!(json["resource"], Value::Null);
     assert_eq!(
-        json["resource"],
+        json["error"]["body"],
         json!({"error": {"code": "Boom", "message": "oops"}}),
         "the service's error body\n{}",
         failed.describe()
@@ -802,8 +813,8 @@ fn text_output_shows_plain_status_lines_and_the_result() {
         run.describe()
     );
     assert!(
-        lines.last().is_some_and(|l| l.starts_with("succeeded:")),
-        "a final succeeded: line\n{}",
+        lines.last().is_some_and(|l| l.starts_with("succeeded in ") && l.contains(" polls ")),
+        "a final line with the time and the polls\n{}",
         run.describe()
     );
     assert!(!run.stderr.contains('\r') && !run.stderr.contains('\u{1b}'), "no terminal codes");

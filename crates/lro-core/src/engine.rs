@@ -245,12 +245,15 @@ impl<S: Strategy> Engine<S> {
         let origin = initial.request().uri();
         let vouched = integrity == TokenIntegrity::Verified || options.origins.vouches_for(origin);
         if !vouched && options.sends_credentials() {
-            return Err(LroError::policy(format!(
-                "refusing to resume: the token names {} and polls would carry credentials, but \
-                 nothing vouches for that origin (trust it by name with an allowed or pinned \
-                 origin, or resume only tokens signed with your token key)",
-                origin_text(origin)
-            )));
+            return Err(LroError::refused_origin(
+                format!(
+                    "refusing to resume: the token names {} and polls would carry credentials, \
+                     but nothing vouches for that origin (trust it by name with an allowed or \
+                     pinned origin, or resume only tokens signed with your token key)",
+                    origin_text(origin)
+                ),
+                origin_text(origin),
+            ));
         }
         let mut engine = Engine::begin(strategy, options, initial, true)?;
         engine.vouched = vouched;
@@ -629,12 +632,15 @@ impl<S: Strategy> Engine<S> {
         }
         let start = self.initial.request().uri();
         if !self.options.origins.permits(start, &uri) {
-            return Err(LroError::policy(format!(
-                "refusing to poll {}: it is not on the origin of the initial request ({}) nor \
-                 on an allowed origin",
+            return Err(LroError::refused_origin(
+                format!(
+                    "refusing to poll {}: it is not on the origin of the initial request ({}) \
+                     nor on an allowed origin",
+                    origin_text(&uri),
+                    origin_text(start)
+                ),
                 origin_text(&uri),
-                origin_text(start)
-            )));
+            ));
         }
         let mut request = Request::new(Bytes::new());
         *request.method_mut() = Method::GET;

@@ -292,6 +292,18 @@ impl LroError {
     pub fn policy(message: impl Into<String>) -> Self {
         LroError::Policy(Box::new(PolicyError {
             message: message.into(),
+            origin: None,
+            continuation_token: None,
+        }))
+    }
+
+    /// A [`Policy`](LroError::Policy) error that refused to send a request to `origin`
+    /// (`scheme://host[:port]`): [`PolicyError::origin`] names it, so that a tool can say which
+    /// origin to trust.
+    pub fn refused_origin(message: impl Into<String>, origin: impl Into<String>) -> Self {
+        LroError::Policy(Box::new(PolicyError {
+            message: message.into(),
+            origin: Some(origin.into()),
             continuation_token: None,
         }))
     }
@@ -577,6 +589,7 @@ impl StdError for TransportFailure {
 #[derive(Debug, Clone)]
 pub struct PolicyError {
     message: String,
+    origin: Option<String>,
     continuation_token: Option<ContinuationToken>,
 }
 
@@ -584,6 +597,12 @@ impl PolicyError {
     /// What was refused, and why.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The origin (`scheme://host[:port]`, never a path or query) a request was refused for,
+    /// when that was the reason: the one to trust, if the user vouches for it.
+    pub fn origin(&self) -> Option<&str> {
+        self.origin.as_deref()
     }
 }
 

@@ -127,5 +127,5 @@ pub use token::{
 };
 pub use transport::{
     AsyncHttpClient, AsyncTimer, BoxError, BoxFuture, HttpClient, Interrupt, SystemTimer, Timer,
-    Timestamp, TransportError, TransportErrorKind,
+    Timestamp, TransportError, TransportErrorKind, find_cause,
 };

@@ -69,6 +69,66 @@ impl TransportError {
     pub fn kind(&self) -> TransportErrorKind {
         self.kind
     }
+
+    /// A TLS handshake answered in plain text: the URL says `https://` but the port serves
+    /// plain HTTP. Of kind [`Connect`](TransportErrorKind::Connect), with a cause that names
+    /// the fix, then `source` (what the TLS library said).
+    ///
+    /// ```
+    /// use lro_core::TransportError;
+    ///
+    /// let err = TransportError::not_tls("received corrupt message of type InvalidContentType");
+    /// let cause = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+    /// assert!(cause.contains("plain HTTP"));
+    /// ```
+    pub fn not_tls(source: impl Into<BoxError>) -> Self {
+        Self::new(TransportErrorKind::Connect, NotTls(source.into()))
+    }
+}
+
+/// The cause of [`TransportError::not_tls`].
+#[derive(Debug)]
+struct NotTls(BoxError);
+
+impl fmt::Display for NotTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "the server answered the TLS handshake in plain text: this port serves plain HTTP, \
+             so use an http:// URL for it",
+        )
+    }
+}
+
+impl StdError for NotTls {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// The first cause of type `E` of `error`: `error` itself, its [`source`](StdError::source)s,
+/// and the errors inside `std::io::Error`s on the way. For transports that classify the
+/// failures of their stack (a TLS error wrapped in an I/O error wrapped in a client error).
+///
+/// ```
+/// use lro_core::find_cause;
+///
+/// let io = std::io::Error::other(std::fmt::Error);
+/// assert!(find_cause::<std::fmt::Error>(&io).is_some());
+/// ```
+pub fn find_cause<'a, E: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Option<&'a E> {
+    let mut current = Some(error);
+    // Bounded: a cyclic chain (a bug elsewhere) must not hang the caller.
+    for _ in 0..32 {
+        let e = current?;
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        current = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        };
+    }
+    None
 }
 
 impl fmt::Display for TransportError {

@@ -159,6 +159,9 @@ impl HyperClient {
         let response =
             self.inner.client.request(Request::from_parts(parts, Full::new(body))).await.map_err(
                 |e| {
+                    if answered_in_plain_text(&e) {
+                        return TransportError::not_tls(e);
+                    }
                     let kind = if e.is_connect() {
                         TransportErrorKind::Connect
                     } else {
@@ -522,3 +525,12 @@ impl fmt::Display for BuildError {
 }
 
 impl std::error::Error for BuildError {}
+
+/// Whether a TLS handshake failed because the server answered in plain text (an `https://` URL
+/// aimed at a plain-HTTP port).
+fn answered_in_plain_text(error: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        lro_core::find_cause::<rustls::Error>(error),
+        Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType))
+    )
+}

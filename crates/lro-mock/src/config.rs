@@ -118,6 +118,17 @@ pub struct MockConfig {
     pub(crate) max_operations: usize,
     pub(crate) log_capacity: usize,
     pub(crate) max_request_body: usize,
+    pub(crate) on_request: Option<OnRequest>,
+}
+
+/// A function told of every request the service answered ([`MockConfigBuilder::on_request`]).
+#[derive(Clone)]
+pub(crate) struct OnRequest(pub(crate) std::sync::Arc<dyn Fn(&crate::LogEntry) + Send + Sync>);
+
+impl std::fmt::Debug for OnRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnRequest(..)")
+    }
 }
 
 impl Default for MockConfig {
@@ -131,6 +142,7 @@ impl Default for MockConfig {
             max_operations: 10_000,
             log_capacity: 10_000,
             max_request_body: 1024 * 1024,
+            on_request: None,
         }
     }
 }
@@ -212,6 +224,13 @@ impl MockConfigBuilder {
     /// forgotten first (default 10 000, at least 1).
     pub fn max_operations(mut self, max: usize) -> Self {
         self.config.max_operations = max.max(1);
+        self
+    }
+
+    /// Calls `f` with every request the service answered (or reset), as the log records it:
+    /// `lro mock` prints them. Called on the service's tasks: keep it quick.
+    pub fn on_request(mut self, f: impl Fn(&crate::LogEntry) + Send + Sync + 'static) -> Self {
+        self.config.on_request = Some(OnRequest(std::sync::Arc::new(f)));
         self
     }
 

@@ -24,7 +24,7 @@
 //! | `DELETE {widget}` | `202` + `Location: {base}/operationResults/{id}`; `204` if absent |
 //! | `POST {widget}/restart` | `202` + `Location: {base}/operationResults/{id}`; `404` if absent |
 //! | `POST /jobs` | `202` + `Operation-Location: {base}/jobs/operations/{id}`; body `{"id", "status": "NotStarted"}`; the request body (any JSON) is the job's input |
-//! | `GET /operations/{id}`, `GET /jobs/operations/{id}` | `200 {"id", "status", "startTime", "endTime"?, "error"?, "resourceLocation"?}` — `endTime` once terminal, `error: {"code", "message"}` when `Failed` or `Canceled`, `resourceLocation: {base}/jobs/{id}` when a job `Succeeded` |
+//! | `GET /operations/{id}`, `GET /jobs/operations/{id}` | `200 {"id", "status", "startTime", "percentComplete", "endTime"?, "error"?, "resourceLocation"?}` — `percentComplete` 0–99 while running (the share of its polls or time gone by), 100 once terminal; `endTime` once terminal, `error: {"code", "message"}` when `Failed` or `Canceled`, `resourceLocation: {base}/jobs/{id}` when a job `Succeeded` |
 //! | `GET /operationResults/{id}` | `202` while running; then `204` (delete), `200` + the resource (PUT/PATCH), `200 {"operationId", "id", "name", "restarted": true}` (restart), `200` + the job (job); `400 {"error"}` when `Failed` or `Canceled` |
 //! | `GET /jobs/{id}` | `200 {"id", "status", "input", "result"?, "error"?}` (`result` once `Succeeded`) |
 //! | `GET /events` | `200 text/event-stream`: `data: {"operation": "{id}", "status": "Succeeded"}` once per operation when it ends (useful with [`MockConfigBuilder::progress_after`]: clients wake the operation instead of polling it) |

@@ -80,13 +80,21 @@ impl State {
         &self.base
     }
 
+    /// Tells the `on_request` hook, then logs `entry`.
+    fn record(&self, entry: LogEntry) {
+        if let Some(hook) = &self.config.on_request {
+            (hook.0)(&entry);
+        }
+        self.log.record(entry);
+    }
+
     /// Answers one request and records it in the log.
     async fn handle(self: Arc<Self>, request: hyper::Request<Incoming>, conn: Conn) -> Handled {
         let (parts, body) = request.into_parts();
         if parts.method == http::Method::GET && parts.uri.path() == "/events" {
             let mut entry = LogEntry::new(&parts);
             entry.status = Some(200);
-            self.log.record(entry);
+            self.record(entry);
             return Ok(crate::events::stream(Arc::clone(&self)));
         }
         let mut entry = LogEntry::new(&parts);
@@ -95,7 +103,7 @@ impl State {
         entry.operation_id = ctx.operation_id;
         entry.faults = ctx.faults;
         entry.status = result.as_ref().ok().map(|reply| reply.status.as_u16());
-        self.log.record(entry);
+        self.record(entry);
         let reply = result?;
         Ok(reply.into_response(parts.headers.get(H_CLIENT_REQUEST_ID)))
     }

@@ -138,12 +138,31 @@ impl Operation {
         Some(json!({ "code": code, "message": message }))
     }
 
+    /// How far the operation has got, as ARM's status monitors say it: 100 once done, else
+    /// the share of its polls (or of its time) gone by.
+    fn percent_complete(&self, phase: Phase) -> u64 {
+        if matches!(phase, Phase::Done(_)) {
+            return 100;
+        }
+        let share = match self.progression {
+            Progression::Polls(0) => 0.0,
+            Progression::Polls(polls) => f64::from(self.polls) / (f64::from(polls) + 1.0),
+            Progression::Elapsed(total) if total.is_zero() => 0.0,
+            Progression::Elapsed(total) => {
+                self.created.elapsed().as_secs_f64() / total.as_secs_f64()
+            }
+        };
+        // Truncated to a whole percentage below 100 (the last step is the terminal status).
+        (share.clamp(0.0, 0.99) * 100.0) as u64
+    }
+
     /// The body of the status monitors.
     pub(crate) fn monitor_body(&self, phase: Phase, base: &str) -> Value {
         let mut body = Map::new();
         body.insert("id".into(), self.id.clone().into());
         body.insert("status".into(), phase.as_str().into());
         body.insert("startTime".into(), rfc3339(self.start_time).into());
+        body.insert("percentComplete".into(), self.percent_complete(phase).into());
         if let Phase::Done(outcome) = phase {
             if let Some(end) = self.end_time {
                 body.insert("endTime".into(), rfc3339(end).into());

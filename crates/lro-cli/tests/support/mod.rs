@@ -216,17 +216,32 @@ const KINDS: [&str; 9] = [
     "policy",
 ];
 
-/// The `--output json` schema: exactly six keys, each of the right type, and consistent.
+/// The `--output json` schema (version 1, `lro --help`): exactly these keys, each of the right
+/// type, and consistent.
 pub(crate) fn assert_schema(value: &Value, run: &Run) {
     let ctx = || run.describe();
     let object = value.as_object().unwrap_or_else(|| panic!("not a JSON object\n{}", ctx()));
     let keys: BTreeSet<&str> = object.keys().map(String::as_str).collect();
-    let expected: BTreeSet<&str> =
-        ["outcome", "status", "resource", "error", "polls", "continuation_token"].into();
-    assert_eq!(keys, expected, "the six keys, no more, no fewer\n{}", ctx());
+    let expected: BTreeSet<&str> = [
+        "schema",
+        "outcome",
+        "status",
+        "resource",
+        "error",
+        "polls",
+        "elapsed_ms",
+        "continuation_token",
+    ]
+    .into();
+    assert_eq!(keys, expected, "the eight keys, no more, no fewer\n{}", ctx());
+    assert_eq!(value["schema"], 1, "schema version 1\n{}", ctx());
+    assert!(value["elapsed_ms"].is_u64(), "elapsed_ms is a whole number\n{}", ctx());
 
     let outcome = value["outcome"].as_str().unwrap_or_else(|| panic!("outcome\n{}", ctx()));
     assert!(OUTCOMES.contains(&outcome), "outcome {outcome:?}\n{}", ctx());
+    if outcome != "succeeded" {
+        assert!(value["resource"].is_null(), "a resource only on success\n{}", ctx());
+    }
     assert!(
         value["status"].is_null() || value["status"].is_string(),
         "status is a string or null\n{}",
@@ -248,8 +263,8 @@ pub(crate) fn assert_schema(value: &Value, run: &Run) {
             let keys: BTreeSet<&str> = error.keys().map(String::as_str).collect();
             assert_eq!(
                 keys,
-                ["kind", "message", "http_status"].into(),
-                "error has kind, message, http_status\n{}",
+                ["kind", "message", "http_status", "body"].into(),
+                "error has kind, message, http_status, body\n{}",
                 ctx()
             );
             let kind = error["kind"].as_str().unwrap_or_else(|| panic!("error.kind\n{}", ctx()));

@@ -32,6 +32,8 @@ fn check_status(response: &Response<Bytes>, method: &Method) -> Result<(), LroEr
 
 #[derive(Debug)]
 struct Config {
+    /// `"base"` or `"arm"` when the algorithms are one of the two default lists.
+    family: Option<&'static str>,
     algorithms: Vec<Algorithm>,
     final_state_via: Option<FinalStateVia>,
     url_hook: Option<UrlHook>,
@@ -66,6 +68,20 @@ pub struct LroBasePolling {
 struct Saved {
     algorithm: String,
     polling: String,
+    /// Which default algorithm list made the token (`base`, `arm`): a resume with the other
+    /// list is refused with a message that names the right one, and tools (the CLI) read it to
+    /// pick the list themselves. Absent for custom lists and in older tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    family: Option<String>,
+}
+
+/// The name [`Saved::family`] gives each default list, for people.
+fn family_words(family: &str) -> &'static str {
+    match family {
+        "arm" => "ARM polling (ArmPolling)",
+        "base" => "base polling (LroBasePolling)",
+        _ => "another algorithm list",
+    }
 }
 
 impl LroBasePolling {
@@ -144,6 +160,7 @@ impl Strategy for LroBasePolling {
         let saved = Saved {
             algorithm: tracker.algorithm.name().to_owned(),
             polling: tracker.polling.as_ref()?.as_str().to_owned(),
+            family: self.config.family.map(str::to_owned),
         };
         serde_json::to_value(saved).ok()
     }
@@ -151,6 +168,16 @@ impl Strategy for LroBasePolling {
     fn restore(&mut self, saved: &serde_json::Value) -> Result<(), LroError> {
         let saved: Saved = serde_json::from_value(saved.clone())
             .map_err(|e| LroError::invalid_token(format!("unexpected polling progress: {e}")))?;
+        if let (Some(made), Some(mine)) = (saved.family.as_deref(), self.config.family) {
+            if made != mine {
+                return Err(LroError::invalid_token(format!(
+                    "the token was made by {}; resume it with the same ({} would poll \
+                     differently)",
+                    family_words(made),
+                    family_words(mine)
+                )));
+            }
+        }
         let Some(tracker) = &mut self.tracker else { return Ok(()) };
         if saved.algorithm != tracker.algorithm.name() {
             return Err(LroError::invalid_token(format!(
@@ -337,7 +364,15 @@ impl PollingBuilder {
 
     /// The strategy and the engine options, for callers that assemble their own method.
     pub fn into_parts(self) -> (LroBasePolling, PollOptions) {
+        let family = if self.algorithms == base_algorithms() {
+            Some("base")
+        } else if self.algorithms == arm_algorithms() {
+            Some("arm")
+        } else {
+            None
+        };
         let config = Config {
+            family,
             algorithms: self.algorithms,
             final_state_via: self.final_state_via,
             url_hook: self.url_hook,
