@@ -105,8 +105,14 @@ impl HttpClient for BlockingClient {
 }
 
 fn transport_error(error: ureq::Error) -> TransportError {
+    // ureq keeps the cause of an I/O error inside it, not as its `source()`.
+    let tls = match &error {
+        ureq::Error::Io(io) => lro_core::find_cause::<rustls::Error>(io),
+        ureq::Error::Rustls(tls) => Some(tls),
+        other => lro_core::find_cause::<rustls::Error>(other),
+    };
     if matches!(
-        lro_core::find_cause::<rustls::Error>(&error),
+        tls,
         Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType))
     ) {
         // An https:// URL aimed at a plain-HTTP port.
