@@ -11,18 +11,17 @@ use crate::{Ctx, Failure, run};
 pub(crate) const SHOWS: &str = "cargo build -p lro-cli --bin lro --example demo, then the demo \
      (mock service, both pollers, both transports, the lro CLI)";
 
-/// Builds and runs the demo.
-pub(crate) fn run_demo(ctx: &Ctx) -> Result<(), Failure> {
-    run(ctx.cargo().args([
-        "build",
-        "--quiet",
-        "-p",
-        "lro-cli",
-        "--bin",
-        "lro",
-        "--example",
-        "demo",
-    ]))?;
+/// Builds and runs the demo. `show_build`: let cargo show its progress (a first build takes
+/// minutes, and a silent pause looks like a hang); test-all keeps it quiet.
+pub(crate) fn run_demo(ctx: &Ctx, show_build: bool) -> Result<(), Failure> {
+    let mut build = ctx.cargo();
+    build.arg("build");
+    if show_build {
+        eprintln!("demo: building `lro` and the demo (the first build takes a few minutes)…");
+    } else {
+        build.arg("--quiet");
+    }
+    run(build.args(["-p", "lro-cli", "--bin", "lro", "--example", "demo"]))?;
     let target =
         env::var_os("CARGO_TARGET_DIR").map_or_else(|| ctx.root.join("target"), PathBuf::from);
     let target = if target.is_absolute() { target } else { ctx.root.join(target) };
@@ -33,5 +32,5 @@ pub(crate) fn run_demo(ctx: &Ctx) -> Result<(), Failure> {
 
 /// The test-all step.
 pub(crate) fn check(ctx: &Ctx) -> Result<Option<String>, Failure> {
-    run_demo(ctx).map(|()| None)
+    run_demo(ctx, false).map(|()| None)
 }

@@ -109,7 +109,7 @@ fn print_usage(out: &mut dyn Write) {
 
 /// `cargo xtask demo`.
 fn demo(ctx: &Ctx) -> ExitCode {
-    exit_code("demo", demo::run_demo(ctx))
+    exit_code("demo", demo::run_demo(ctx, true))
 }
 
 /// `cargo xtask bench [--quick]`.

@@ -28,7 +28,8 @@ struct Tour {
 
 impl Tour {
     fn step(&self, title: &str) {
-        println!("\n── {title} ({:.1?})", self.started.elapsed());
+        // The tour clock: when this section starts, counted from the start of the tour.
+        println!("\n── {title} (starts {:.2?} into the tour)", self.started.elapsed());
     }
 
     fn check(&mut self, what: &str, ok: bool) {

@@ -1,12 +1,13 @@
 //! `lro`: start, resume and watch HTTP long-running operations from a terminal or a script.
 //!
 //! ```text
+//! lro [-v|-vv] COMMAND ...   (D: seconds or a duration: 30, 0.5, 30s, 2m, 1h)
 //! lro start --method PUT --url URL [--header 'Name: value']... [--body JSON | --body-file F]
-//!           [--flavour base|arm] [--final-state-via V] [--interval S] [--timeout S]
+//!           [--flavour base|arm] [--final-state-via V] [--interval D] [--timeout D]
 //!           [--token-file F] [--output text|json]
 //! lro resume (--token TOKEN | --token-file F) [--url URL] [polling options]
 //! lro batch --file ops.jsonl [--rate N] [--max-in-flight N] [--state-file F [--resume]] [--output text|json]
-//! lro mock [--port N] [--faults SPEC]
+//! lro mock [--port N] [--faults SPEC] [--quiet]
 //! ```
 //!
 //! Polling options: `--transport hyper|blocking`, `--header`, `--secret-header`, `--flavour`,
@@ -22,13 +23,11 @@
 //! `lro resume` sends them only to an origin named on its command line (`--allow-origin`, or
 //! `--url`), or when the token's signature matches the token key.
 //!
-//! `--output json` prints one object on stdout: `outcome` (`succeeded`, `failed`, `canceled`,
-//! `error`), `status` (the last status word as the service sent it, `null` if none was read),
-//! `resource` (the final body — or, for a failure, the service's error body — as JSON, as a JSON
-//! string when it is not JSON, `null` when empty), `error` (`null`, or `kind`, `message`,
-//! `http_status`; `kind` is one of `bad_status`, `bad_response`, `operation_failed`, `decode`,
-//! `timeout`, `transport`, `invalid_token`, `policy`, `interrupted`), `polls` (GET requests sent after the initial one, final GET included) and
-//! `continuation_token` (to resume, `null` on success).
+//! `--output json` prints one object on stdout, schema 1: see [`output::SCHEMA_HELP`] (also
+//! shown by `lro --help`) and the README.
+//!
+//! `-v` / `-vv` / `LRO_LOG` log the library's spans and events on stderr (feature `tracing`, on
+//! by default); URLs without their query, never a credential or a token.
 
 mod batch;
 mod batch_display;
