@@ -91,7 +91,6 @@ struct Progress {
 struct Due {
     from: Instant,
     wait: Duration,
-    reason: WaitReason,
 }
 
 impl Due {
@@ -150,6 +149,9 @@ pub struct Engine<S> {
     /// resumed it from a verified token or towards an origin named in the policy. Only then
     /// are its tokens signed (a signature must never launder a token from elsewhere).
     vouched: bool,
+    /// Why the engine waits for `next_poll` (beside `vouched`: it fills padding, where a field
+    /// of `Due` would grow every idle operation by 8 bytes).
+    wait_reason: WaitReason,
     /// Spans and metrics (features `tracing`, `metrics`); nothing without them.
     telemetry: Telemetry,
 }
@@ -206,6 +208,7 @@ impl<S: Strategy> Engine<S> {
             retries: 0,
             rng,
             vouched: true,
+            wait_reason: WaitReason::Interval,
             telemetry,
         };
         if engine.status.is_terminal() {
@@ -426,7 +429,7 @@ impl<S: Strategy> Engine<S> {
                 });
             }
             _ => {
-                let next = self.next_poll.map(|due| (due.wait, due.reason));
+                let next = self.next_poll.map(|due| (due.wait, self.wait_reason));
                 let percent = self.strategy.percent_complete();
                 self.telemetry.settled(&self.status, percent, next);
             }
@@ -447,7 +450,8 @@ impl<S: Strategy> Engine<S> {
         }
         self.retries = self.retries.saturating_add(1);
         let reason = if hint.is_some() { WaitReason::Throttled } else { WaitReason::Backoff };
-        self.next_poll = Some(Due { from: now, wait: delay, reason });
+        self.next_poll = Some(Due { from: now, wait: delay });
+        self.wait_reason = reason;
         let attempt = self.retries.saturating_add(1);
         self.telemetry.retrying(reason, delay, attempt, self.strategy.name());
         true
@@ -477,7 +481,7 @@ impl<S: Strategy> Engine<S> {
     pub fn next_wait(&self) -> Option<(Duration, WaitReason)> {
         match self.phase {
             Phase::Done(_) => None,
-            _ => self.next_poll.map(|due| (due.wait, due.reason)),
+            _ => self.next_poll.map(|due| (due.wait, self.wait_reason)),
         }
     }
 
@@ -594,7 +598,8 @@ impl<S: Strategy> Engine<S> {
                 return;
             }
         }
-        self.next_poll = Some(Due { from: now, wait: delay, reason });
+        self.next_poll = Some(Due { from: now, wait: delay });
+        self.wait_reason = reason;
     }
 
     /// The GET for `uri`, or the end of polling if the URI is not trusted.

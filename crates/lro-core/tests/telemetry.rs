@@ -381,3 +381,32 @@ fn wait_reasons_read_as_words() {
     assert_eq!(WaitReason::RetryAfter.to_string(), "Retry-After");
     assert_eq!(WaitReason::Throttled.to_string(), "throttled");
 }
+
+#[test]
+fn a_fleet_pausing_a_throttled_origin_counts_it_and_says_so() {
+    use lro_core::{Fleet, FleetAction, FleetOptions};
+    let request = Request::post("https://svc.example/jobs").body(Bytes::new()).unwrap();
+    let response = json_response(202, "")
+        .with_header("operation-location", &format!("https://svc.example/ops/1?sig={SECRET}"));
+    let initial = InitialResponse::from_exchange(&request, response);
+    let strategy = LroBasePolling::builder().into_parts().0;
+    let (_, captured, metrics) = captured(|| {
+        let engine = Engine::start(strategy, PollOptions::default(), initial).unwrap();
+        let mut fleet = Fleet::new(FleetOptions::builder().build());
+        let now = t0();
+        fleet.add(now, 1_u32, engine, None);
+        let FleetAction::Send { id, .. } = fleet.poll(now) else { panic!("a poll is due") };
+        let throttled = json_response(429, "").with_header("retry-after", "30");
+        fleet.handle_response(now, id, throttled);
+    });
+    assert_eq!(metrics.counter("lro_throttled_waits_total{source=fleet}"), 1);
+    let event = captured
+        .events
+        .iter()
+        .find(|e| e.fields.get("message").is_some_and(|m| m.contains("origin throttled")))
+        .expect("an event for the paused origin");
+    assert_eq!(event.fields["server.address"], "https://svc.example:443");
+    assert_eq!(event.fields["lro.delay_ms"], "30000");
+    let everything = format!("{:?}{:?}", captured.spans, captured.events);
+    assert!(!everything.contains(SECRET));
+}
