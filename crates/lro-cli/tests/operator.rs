@@ -215,3 +215,28 @@ fn lro_mock_logs_each_request_unless_quiet() {
     let quiet = mock_stderr("--quiet");
     assert!(!quiet.lines().any(|l| l.contains(" -> ")), "{quiet}");
 }
+
+#[test]
+fn help_documents_the_json_schema_and_resume_headers_apply_to_polls() {
+    let help = run_line("--help");
+    assert_eq!(help.code(), Some(0), "{}", help.describe());
+    for needle in ["schema 1", "elapsed_ms", "error.body", "Exit codes"] {
+        let found = help.stdout.contains(needle) || help.stdout.contains(&needle.replace('.', " "));
+        assert!(found, "{needle:?} in lro --help\n{}", help.stdout);
+    }
+    let resume = run_line("resume --help");
+    assert!(resume.stdout.contains("sent on every poll"), "{}", resume.stdout);
+}
+
+#[test]
+fn status_lines_say_when_the_next_poll_comes_and_why() {
+    let server = mock();
+    let url = widget(&server.base_url(), "paced");
+    let run = run_line(&format!(
+        "start --method PUT --url {url} --flavour arm --body '{{}}' --interval 30ms \
+         --header 'x-mock-polls: 2'"
+    ));
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert!(run.stderr.contains("next poll in 30ms (interval)"), "{}", run.describe());
+    assert!(run.stderr.contains('%'), "the mock's percentComplete\n{}", run.describe());
+}
