@@ -164,6 +164,14 @@ impl Report {
                 _ => None,
             },
         };
+        let mut error_report = error_report;
+        if let Some(origin) = &error_report.refused_origin {
+            // Scripts read the message too: it names the flag that vouches for the origin.
+            error_report.message.push_str(&format!(
+                "; to trust it, add --allow-origin {}",
+                crate::settings::shell_quote(origin)
+            ));
+        }
         Report {
             outcome,
             status,

@@ -1,0 +1,354 @@
+//! Durable operation stores: continuation tokens that outlive a process, shared by a fleet of
+//! workers.
+//!
+//! An operation is *submitted* once (its initial request answered, its signed continuation
+//! token stored), then *claimed* by one worker at a time under a **lease**: the worker polls it,
+//! *checkpoints* every new token, *renews* its lease well before it runs out, and finally
+//! *completes* it with its outcome and result. A worker that dies stops renewing; once its lease
+//! has run out another worker claims the operation and resumes from the last checkpoint.
+//!
+//! Every claim gives the lease a new **fence** (a number that only grows). Checkpoints,
+//! renewals and completions name the fence they hold and are refused
+//! ([`StoreError::LeaseLost`]) once a newer claim exists: a worker that was paused past its
+//! lease cannot overwrite what its successor wrote. Lease times are the database's clock, so
+//! workers' clocks need not agree.
+//!
+//! Two implementations: [`SqliteStore`] (embedded, bundled SQLite: one machine, tests) and
+//! [`PostgresStore`] (many workers: `FOR UPDATE SKIP LOCKED` claims). [`open`] picks one from a
+//! URL (`sqlite:PATH`, `postgres://…`).
+//!
+//! What is stored: the key, the token (signed by the submitter: a store's rows are untrusted
+//! input to a worker, as any token is), the polling settings (`spec`, JSON, no credentials),
+//! status, polls, lease, outcome and result. Never a credential: each worker brings its own.
+
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+/// The most operations one [`OperationStore::claim`] hands out.
+pub const MAX_CLAIM: usize = 1_000;
+
+/// Where an operation stands in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OperationState {
+    /// Still to be polled (claimed by a worker or waiting for one).
+    Running,
+    /// It ended: the service said it succeeded.
+    Succeeded,
+    /// It ended: the service said it failed.
+    Failed,
+    /// It ended: the service said it was canceled.
+    Canceled,
+    /// Polling ended with an error (a bad answer, a refused origin, a deadline, ...).
+    Error,
+    /// Someone stopped tracking it ([`OperationStore::abandon`]); the service may still run it.
+    Abandoned,
+}
+
+impl OperationState {
+    /// The word stored and shown: `running`, `succeeded`, `failed`, `canceled`, `error`,
+    /// `abandoned`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationState::Running => "running",
+            OperationState::Succeeded => "succeeded",
+            OperationState::Failed => "failed",
+            OperationState::Canceled => "canceled",
+            OperationState::Error => "error",
+            OperationState::Abandoned => "abandoned",
+        }
+    }
+
+    /// The state a stored word names.
+    pub fn parse(word: &str) -> Result<Self, StoreError> {
+        Ok(match word {
+            "running" => OperationState::Running,
+            "succeeded" => OperationState::Succeeded,
+            "failed" => OperationState::Failed,
+            "canceled" => OperationState::Canceled,
+            "error" => OperationState::Error,
+            "abandoned" => OperationState::Abandoned,
+            other => return Err(StoreError::Corrupt(format!("unknown state {other:?}"))),
+        })
+    }
+
+    /// Whether the operation is over (anything but [`Running`](Self::Running)).
+    pub fn is_final(self) -> bool {
+        self != OperationState::Running
+    }
+}
+
+impl fmt::Display for OperationState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An operation to store: its initial request was answered, polling is still to do.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NewOperation {
+    /// Unique in the store.
+    pub key: String,
+    /// The continuation token (signed: workers refuse unsigned ones).
+    pub token: String,
+    /// How to poll it (algorithms, interval, ...): whatever the worker needs, no credentials.
+    pub spec: Value,
+    /// The status after the initial response.
+    pub status: String,
+}
+
+impl NewOperation {
+    /// An operation named `key`, to resume from `token`, polled as `spec` says.
+    pub fn new(key: impl Into<String>, token: impl Into<String>, spec: Value) -> Self {
+        NewOperation { key: key.into(), token: token.into(), spec, status: String::new() }
+    }
+
+    /// The status after the initial response.
+    #[must_use]
+    pub fn status(mut self, status: impl Into<String>) -> Self {
+        self.status = status.into();
+        self
+    }
+}
+
+/// A claim on one operation: the key and the fence of the claim. Every write by the holder
+/// names it; a newer claim makes it stale.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Lease {
+    /// The operation.
+    pub key: String,
+    /// The claim's number: it grows with every claim of the operation.
+    pub fence: i64,
+}
+
+impl Lease {
+    /// The lease of `key` at `fence`.
+    pub fn new(key: impl Into<String>, fence: i64) -> Self {
+        Lease { key: key.into(), fence }
+    }
+}
+
+/// An operation handed to a worker by [`OperationStore::claim`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Claimed {
+    /// The claim: name it in every write.
+    pub lease: Lease,
+    /// The latest checkpointed token.
+    pub token: String,
+    /// How to poll it.
+    pub spec: Value,
+    /// Polls made so far, by every worker.
+    pub polls: u32,
+}
+
+/// A new continuation token, written by the lease holder after a poll changed it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Checkpoint {
+    /// The token to resume from.
+    pub token: String,
+    /// The latest status.
+    pub status: String,
+    /// Polls made so far.
+    pub polls: u32,
+}
+
+impl Checkpoint {
+    /// A checkpoint of `token`, at `status` after `polls` polls.
+    pub fn new(token: impl Into<String>, status: impl Into<String>, polls: u32) -> Self {
+        Checkpoint { token: token.into(), status: status.into(), polls }
+    }
+}
+
+/// How an operation ended, written once by the lease holder.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Completion {
+    /// Any final state but `Running` and `Abandoned`.
+    pub state: OperationState,
+    /// The last status word.
+    pub status: String,
+    /// Polls made in all.
+    pub polls: u32,
+    /// The outcome as a report (the CLI's `--output json` object).
+    pub outcome: Value,
+    /// The final resource's bytes, exactly as the service sent them (successes).
+    pub result: Option<Bytes>,
+}
+
+impl Completion {
+    /// An operation that ended in `state`.
+    pub fn new(
+        state: OperationState,
+        status: impl Into<String>,
+        polls: u32,
+        outcome: Value,
+    ) -> Self {
+        Completion { state, status: status.into(), polls, outcome, result: None }
+    }
+
+    /// With the final resource's bytes.
+    #[must_use]
+    pub fn result(mut self, result: Bytes) -> Self {
+        self.result = Some(result);
+        self
+    }
+}
+
+/// One operation as the store holds it (for `lro status`).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct OperationRecord {
+    /// The key.
+    pub key: String,
+    /// Where it stands.
+    pub state: OperationState,
+    /// The last status word.
+    pub status: String,
+    /// Polls made so far.
+    pub polls: u32,
+    /// The worker holding it, while a lease runs.
+    pub owner: Option<String>,
+    /// The fence of the latest claim (0: never claimed).
+    pub fence: i64,
+    /// How many times it was claimed.
+    pub claims: i64,
+    /// The latest token (`None` once over).
+    pub token: Option<String>,
+    /// How to poll it.
+    pub spec: Value,
+    /// The outcome report, once over.
+    pub outcome: Option<Value>,
+    /// The final resource, once succeeded.
+    pub result: Option<Bytes>,
+    /// When it was submitted, in milliseconds since the Unix epoch (the database's clock).
+    pub created_ms: i64,
+    /// When it last changed, likewise.
+    pub updated_ms: i64,
+}
+
+/// A store failed, or refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The lease is no longer held: it ran out and the operation was claimed again, or it was
+    /// abandoned. Stop polling the operation; its new holder goes on.
+    #[error("lease lost on {key} (fence {fence}): another claim or an abandon came after it")]
+    LeaseLost {
+        /// The operation.
+        key: String,
+        /// The stale fence.
+        fence: i64,
+    },
+    /// [`submit`](OperationStore::submit) of a key that is already stored.
+    #[error("an operation with key {0:?} is already stored")]
+    Duplicate(String),
+    /// A row that cannot be read back (a state or a spec that does not parse).
+    #[error("corrupt store row: {0}")]
+    Corrupt(String),
+    /// A store URL that names no known store.
+    #[error("unsupported store URL {0:?}: use sqlite:PATH or postgres://...")]
+    BadUrl(String),
+    /// The database said no.
+    #[error("database error")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+impl StoreError {
+    pub(crate) fn database(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Database(Box::new(e))
+    }
+}
+
+/// A durable store of operations, shared by workers. Implementations are safe to call from
+/// many tasks and processes at once.
+#[async_trait::async_trait]
+pub trait OperationStore: Send + Sync {
+    /// Stores a new operation, ready to be claimed. Fails with
+    /// [`Duplicate`](StoreError::Duplicate) if the key is taken.
+    async fn submit(&self, operation: NewOperation) -> Result<(), StoreError>;
+
+    /// Claims up to `max` running operations that no live lease holds (never claimed, or their
+    /// lease ran out), for `worker`, for `lease` from now (the database's clock; a zero lease
+    /// runs out at once). Each gets a new fence. Operations whose lease ran out longest ago come
+    /// first.
+    async fn claim(
+        &self,
+        worker: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, StoreError>;
+
+    /// Extends `leases` held by `worker` to `lease` from now. Returns the ones still held;
+    /// the others were lost (claimed again, abandoned, or over).
+    async fn renew(
+        &self,
+        worker: &str,
+        leases: &[Lease],
+        lease: Duration,
+    ) -> Result<Vec<Lease>, StoreError>;
+
+    /// Records a new token. [`LeaseLost`](StoreError::LeaseLost) if `lease` is stale.
+    async fn checkpoint(&self, lease: &Lease, checkpoint: Checkpoint) -> Result<(), StoreError>;
+
+    /// Records how the operation ended, and drops its token and lease.
+    /// [`LeaseLost`](StoreError::LeaseLost) if `lease` is stale.
+    async fn complete(&self, lease: &Lease, completion: Completion) -> Result<(), StoreError>;
+
+    /// Gives a lease back without completing (a worker shutting down): the operation can be
+    /// claimed again at once. A stale lease is ignored.
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError>;
+
+    /// Stops tracking a running operation: its state becomes `abandoned` and its holder loses
+    /// its lease. `false` if it was not running. The service is not told.
+    async fn abandon(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// One operation.
+    async fn get(&self, key: &str) -> Result<Option<OperationRecord>, StoreError>;
+
+    /// Every operation, oldest first, at most `limit`.
+    async fn list(&self, limit: usize) -> Result<Vec<OperationRecord>, StoreError>;
+}
+
+/// Opens the store a URL names: `sqlite:PATH` (created if missing; `sqlite::memory:` for a
+/// private in-memory one) or `postgres://user@host:port/db` (`postgresql://` too). The schema
+/// is created or migrated on opening.
+pub async fn open(url: &str) -> Result<Box<dyn OperationStore>, StoreError> {
+    #[cfg(feature = "sqlite")]
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        return Ok(Box::new(SqliteStore::open(path).await?));
+    }
+    #[cfg(feature = "postgres")]
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Box::new(PostgresStore::connect(url).await?));
+    }
+    Err(StoreError::BadUrl(url.to_owned()))
+}
+
+/// `lease` in whole milliseconds, for the database. A zero lease runs out at once (tests).
+pub(crate) fn lease_ms(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `max` as a row count: at least 1, at most [`MAX_CLAIM`].
+pub(crate) fn claim_limit(max: usize) -> i64 {
+    i64::try_from(max.clamp(1, MAX_CLAIM)).unwrap_or(1)
+}

@@ -1,0 +1,1 @@
+//! The PostgreSQL store: written next (issue #13).

@@ -1,0 +1,375 @@
+//! The embedded store: SQLite (bundled), one file shared by the workers of one machine.
+//!
+//! Every call is one short transaction on a connection of this process, run on tokio's
+//! blocking threads. Several processes may share the file: it is in WAL mode and a writer waits
+//! up to 5 s for another one. A claim is a single `UPDATE … RETURNING`, which SQLite runs alone.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{
+    Checkpoint, Claimed, Completion, Lease, NewOperation, OperationRecord, OperationState,
+    OperationStore, StoreError, claim_limit, lease_ms,
+};
+
+/// The database's clock, in milliseconds since the Unix epoch.
+const NOW: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+
+/// The schema, one migration per version; `user_version` says how many ran.
+const MIGRATIONS: &[&str] = &["CREATE TABLE lro_operations (
+        key TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        status TEXT NOT NULL,
+        polls INTEGER NOT NULL DEFAULT 0,
+        token TEXT,
+        spec TEXT NOT NULL,
+        owner TEXT,
+        lease_until INTEGER,
+        fence INTEGER NOT NULL DEFAULT 0,
+        claims INTEGER NOT NULL DEFAULT 0,
+        outcome TEXT,
+        result BLOB,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE INDEX lro_operations_claimable ON lro_operations (state, lease_until);"];
+
+/// An operation store in a SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::database(e)
+}
+
+impl SqliteStore {
+    /// Opens (creating if need be) the store in the file at `path`; `:memory:` for a private
+    /// in-memory store. Runs the migrations it has not run yet.
+    pub async fn open(path: &str) -> Result<Self, StoreError> {
+        let path = path.to_owned();
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
+            let conn = if path == ":memory:" {
+                Connection::open_in_memory()
+            } else {
+                Connection::open(Path::new(&path))
+            }
+            .map_err(db)?;
+            conn.busy_timeout(Duration::from_secs(5)).map_err(db)?;
+            conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+            conn.pragma_update(None, "synchronous", "NORMAL").map_err(db)?;
+            migrate(&conn)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(StoreError::database)??;
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn)
+        })
+        .await
+        .map_err(StoreError::database)?
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let done: usize =
+        conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(db)?;
+    for (version, migration) in MIGRATIONS.iter().enumerate().skip(done) {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {migration}; PRAGMA user_version = {}; COMMIT;",
+            version + 1
+        ))
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
+fn polls_of(value: i64) -> u32 {
+    u32::try_from(value.max(0)).unwrap_or(u32::MAX)
+}
+
+fn spec_of(text: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("spec: {e}")))
+}
+
+const RECORD: &str = "key, state, status, polls, owner, fence, claims, token, spec, outcome, \
+                      result, created_ms, updated_ms";
+
+fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<OperationRecord, StoreError>> {
+    let state: String = row.get(1)?;
+    let spec: String = row.get(8)?;
+    let outcome: Option<String> = row.get(9)?;
+    let result: Option<Vec<u8>> = row.get(10)?;
+    let key: String = row.get(0)?;
+    let status: String = row.get(2)?;
+    let polls: i64 = row.get(3)?;
+    let owner: Option<String> = row.get(4)?;
+    let fence: i64 = row.get(5)?;
+    let claims: i64 = row.get(6)?;
+    let token: Option<String> = row.get(7)?;
+    let created_ms: i64 = row.get(11)?;
+    let updated_ms: i64 = row.get(12)?;
+    Ok((|| {
+        Ok(OperationRecord {
+            key,
+            state: OperationState::parse(&state)?,
+            status,
+            polls: polls_of(polls),
+            owner,
+            fence,
+            claims,
+            token,
+            spec: spec_of(&spec)?,
+            outcome: outcome
+                .map(|o| serde_json::from_str(&o))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("outcome: {e}")))?,
+            result: result.map(Bytes::from),
+            created_ms,
+            updated_ms,
+        })
+    })())
+}
+
+#[async_trait::async_trait]
+impl OperationStore for SqliteStore {
+    async fn submit(&self, operation: NewOperation) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            let inserted = conn
+                .execute(
+                    &format!(
+                        "INSERT INTO lro_operations (key, state, status, token, spec, created_ms, \
+                         updated_ms) VALUES (?1, 'running', ?2, ?3, ?4, {NOW}, {NOW}) \
+                         ON CONFLICT (key) DO NOTHING"
+                    ),
+                    params![
+                        operation.key,
+                        operation.status,
+                        operation.token,
+                        operation.spec.to_string()
+                    ],
+                )
+                .map_err(db)?;
+            if inserted == 0 {
+                return Err(StoreError::Duplicate(operation.key));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let worker = worker.to_owned();
+        self.run(move |conn| {
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "UPDATE lro_operations SET owner = ?1, lease_until = {NOW} + ?2, \
+                     fence = fence + 1, claims = claims + 1, updated_ms = {NOW} \
+                     WHERE key IN (SELECT key FROM lro_operations WHERE state = 'running' \
+                       AND (lease_until IS NULL OR lease_until <= {NOW}) \
+                       ORDER BY COALESCE(lease_until, 0), created_ms LIMIT ?3) \
+                     RETURNING key, fence, token, spec, polls"
+                ))
+                .map_err(db)?;
+            let rows = statement
+                .query_map(params![worker, lease_ms(lease), claim_limit(max)], |row| {
+                    let key: String = row.get(0)?;
+                    let fence: i64 = row.get(1)?;
+                    let token: Option<String> = row.get(2)?;
+                    let spec: String = row.get(3)?;
+                    let polls: i64 = row.get(4)?;
+                    Ok((key, fence, token, spec, polls))
+                })
+                .map_err(db)?;
+            let mut claimed = Vec::new();
+            for row in rows {
+                let (key, fence, token, spec, polls) = row.map_err(db)?;
+                let token = token.ok_or_else(|| StoreError::Corrupt(format!("{key}: no token")))?;
+                claimed.push(Claimed {
+                    lease: Lease::new(key, fence),
+                    token,
+                    spec: spec_of(&spec)?,
+                    polls: polls_of(polls),
+                });
+            }
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn renew(
+        &self,
+        worker: &str,
+        leases: &[Lease],
+        lease: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let (worker, leases) = (worker.to_owned(), leases.to_vec());
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let mut held = Vec::new();
+            {
+                let mut statement = tx
+                    .prepare_cached(&format!(
+                        "UPDATE lro_operations SET lease_until = {NOW} + ?1 \
+                         WHERE key = ?2 AND fence = ?3 AND owner = ?4 AND state = 'running'"
+                    ))
+                    .map_err(db)?;
+                for lease_held in leases {
+                    let changed = statement
+                        .execute(params![lease_ms(lease), lease_held.key, lease_held.fence, worker])
+                        .map_err(db)?;
+                    if changed == 1 {
+                        held.push(lease_held);
+                    }
+                }
+            }
+            tx.commit().map_err(db)?;
+            Ok(held)
+        })
+        .await
+    }
+
+    async fn checkpoint(&self, lease: &Lease, checkpoint: Checkpoint) -> Result<(), StoreError> {
+        let lease = lease.clone();
+        self.run(move |conn| {
+            let changed = conn
+                .execute(
+                    &format!(
+                        "UPDATE lro_operations SET token = ?1, status = ?2, polls = ?3, \
+                         updated_ms = {NOW} WHERE key = ?4 AND fence = ?5 \
+                         AND state = 'running' AND owner IS NOT NULL"
+                    ),
+                    params![
+                        checkpoint.token,
+                        checkpoint.status,
+                        i64::from(checkpoint.polls),
+                        lease.key,
+                        lease.fence
+                    ],
+                )
+                .map_err(db)?;
+            if changed == 0 {
+                return Err(StoreError::LeaseLost { key: lease.key, fence: lease.fence });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn complete(&self, lease: &Lease, completion: Completion) -> Result<(), StoreError> {
+        let lease = lease.clone();
+        self.run(move |conn| {
+            let changed = conn
+                .execute(
+                    &format!(
+                        "UPDATE lro_operations SET state = ?1, status = ?2, polls = ?3, \
+                         outcome = ?4, result = ?5, token = NULL, owner = NULL, \
+                         lease_until = NULL, updated_ms = {NOW} \
+                         WHERE key = ?6 AND fence = ?7 AND state = 'running' \
+                         AND owner IS NOT NULL"
+                    ),
+                    params![
+                        completion.state.as_str(),
+                        completion.status,
+                        i64::from(completion.polls),
+                        completion.outcome.to_string(),
+                        completion.result.as_deref(),
+                        lease.key,
+                        lease.fence
+                    ],
+                )
+                .map_err(db)?;
+            if changed == 0 {
+                return Err(StoreError::LeaseLost { key: lease.key, fence: lease.fence });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        let lease = lease.clone();
+        self.run(move |conn| {
+            conn.execute(
+                &format!(
+                    "UPDATE lro_operations SET owner = NULL, lease_until = NULL, \
+                     updated_ms = {NOW} WHERE key = ?1 AND fence = ?2 AND state = 'running'"
+                ),
+                params![lease.key, lease.fence],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn abandon(&self, key: &str) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        self.run(move |conn| {
+            let changed = conn
+                .execute(
+                    &format!(
+                        "UPDATE lro_operations SET state = 'abandoned', owner = NULL, \
+                         lease_until = NULL, fence = fence + 1, updated_ms = {NOW} \
+                         WHERE key = ?1 AND state = 'running'"
+                    ),
+                    params![key],
+                )
+                .map_err(db)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<OperationRecord>, StoreError> {
+        let key = key.to_owned();
+        self.run(move |conn| {
+            conn.query_row(
+                &format!("SELECT {RECORD} FROM lro_operations WHERE key = ?1"),
+                params![key],
+                record,
+            )
+            .optional()
+            .map_err(db)?
+            .transpose()
+        })
+        .await
+    }
+
+    async fn list(&self, limit: usize) -> Result<Vec<OperationRecord>, StoreError> {
+        self.run(move |conn| {
+            let mut statement = conn
+                .prepare(&format!(
+                    "SELECT {RECORD} FROM lro_operations ORDER BY created_ms, key LIMIT ?1"
+                ))
+                .map_err(db)?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = statement.query_map(params![limit], record).map_err(db)?;
+            let mut records = Vec::new();
+            for row in rows {
+                records.push(row.map_err(db)??);
+            }
+            Ok(records)
+        })
+        .await
+    }
+}
