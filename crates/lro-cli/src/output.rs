@@ -23,7 +23,8 @@ Output of `--output json` (schema 1): one object on stdout.
   schema              1
   outcome             \"succeeded\" | \"failed\" | \"canceled\" (the service said so) | \"error\"
   status              the last status word as the service sent it (\"Failed\" when the initial
-                      response had a bad HTTP status, as azure-core), or null
+                      response could not be used: a bad HTTP status or no way to poll it, as
+                      azure-core), or null
   resource            the final resource when outcome is \"succeeded\": JSON as JSON, a body
                       declared as text (or not JSON) as a string, an empty body as null;
                       null for every other outcome
@@ -256,7 +257,7 @@ impl Report {
             return;
         }
         let paint = Paint::stderr();
-        let status = self.status.as_deref().unwrap_or("none");
+        let status = paint::printable(self.status.as_deref().unwrap_or("none"));
         let took = match self.elapsed {
             Some(elapsed) => format!(" in {}", paint::duration(elapsed)),
             None => String::new(),
@@ -271,9 +272,10 @@ impl Report {
             return;
         };
         let outcome = paint.bad(self.outcome);
-        eprintln!("{outcome}{took} after {polls}: {}", error.message);
+        eprintln!("{outcome}{took} after {polls}: {}", paint::printable_long(&error.message));
         if !error.body.is_null() {
-            eprintln!("the service said: {}", error.body);
+            // JSON text escapes control characters; a string body is shown as JSON too.
+            eprintln!("the service said: {}", paint::printable_long(&error.body.to_string()));
         }
         let advice = match (self.outcome, error.kind) {
             ("error", "policy") if error.refused_origin.is_some() => {

@@ -48,6 +48,18 @@ impl Paint {
     }
 }
 
+/// `text` from the service, safe on a terminal: control characters (escape sequences that
+/// could move the cursor, retitle the window or hide text) become `�`, and it is cut to 200
+/// characters.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars().take(200).map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect()
+}
+
+/// As [`printable`], for messages: not cut, newlines kept.
+pub(crate) fn printable_long(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() && c != '\n' { '\u{fffd}' } else { c }).collect()
+}
+
 /// `1 poll`, `2 polls`.
 pub(crate) fn polls(n: u64) -> String {
     if n == 1 { "1 poll".to_owned() } else { format!("{n} polls") }
@@ -72,6 +84,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn service_words_cannot_drive_the_terminal() {
+        assert_eq!(printable("Running"), "Running");
+        assert_eq!(printable("Ru\x1b]0;pwned\x07n"), "Ru\u{fffd}]0;pwned\u{fffd}n");
+        assert_eq!(printable(&"x".repeat(300)).len(), 200);
+    }
 
     #[test]
     fn one_poll_is_singular() {

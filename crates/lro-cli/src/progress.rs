@@ -72,8 +72,10 @@ impl Progress {
         let verbose = crate::logging::enabled();
         let next: NextPoll = Arc::default();
         let style = match output {
+            // The log lines say it all (and a spinner would draw over them).
             Output::Json => Style::Quiet,
-            Output::Text | Output::Raw if std::io::stderr().is_terminal() && !verbose => {
+            Output::Text | Output::Raw if verbose => Style::Quiet,
+            Output::Text | Output::Raw if std::io::stderr().is_terminal() => {
                 let bar = ProgressBar::new_spinner();
                 if let Some(style) = style(SPINNER, &next) {
                     bar.set_style(style);
@@ -110,7 +112,8 @@ impl Progress {
         *self.next.lock().unwrap_or_else(PoisonError::into_inner) = event
             .next_wait
             .and_then(|(wait, reason)| Some((Instant::now().checked_add(wait)?, reason)));
-        let status = self.paint.status(event.status.as_str(), event.status.kind());
+        let word = paint::printable(event.status.as_str());
+        let status = self.paint.status(&word, event.status.kind());
         let polls = paint::polls(u64::from(event.polls));
         match &self.style {
             Style::Quiet => {}

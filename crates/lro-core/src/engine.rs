@@ -260,7 +260,19 @@ impl<S: Strategy> Engine<S> {
         }
         let mut engine = Engine::begin(strategy, options, initial, true)?;
         engine.vouched = vouched;
-        if let Some(saved) = state.progress {
+        if let Err(error) = engine.restore(state.progress) {
+            // Telemetry saw it start: it must see it end too.
+            engine.phase = Phase::Done(Err(error.clone()));
+            engine.settled(None);
+            return Err(error);
+        }
+        Ok(engine)
+    }
+
+    /// Restores the progress a token saved.
+    fn restore(&mut self, progress: Option<serde_json::Value>) -> Result<(), LroError> {
+        let engine = self;
+        if let Some(saved) = progress {
             let progress: Progress = serde_json::from_value(saved)
                 .map_err(|e| LroError::invalid_token(format!("unexpected progress: {e}")))?;
             if let Some(saved) = &progress.strategy {
@@ -272,7 +284,7 @@ impl<S: Strategy> Engine<S> {
                 engine.status = engine.options.vocabulary.status(Arc::<str>::from(word));
             }
         }
-        Ok(engine)
+        Ok(())
     }
 
     /// What to do next, given the current time.
@@ -449,7 +461,10 @@ impl<S: Strategy> Engine<S> {
             return false;
         }
         self.retries = self.retries.saturating_add(1);
-        let reason = if hint.is_some() { WaitReason::Throttled } else { WaitReason::Backoff };
+        let reason = match hint {
+            Some(hint) if !hint.is_zero() => WaitReason::Throttled,
+            _ => WaitReason::Backoff,
+        };
         self.next_poll = Some(Due { from: now, wait: delay });
         self.wait_reason = reason;
         let attempt = self.retries.saturating_add(1);
@@ -582,9 +597,10 @@ impl<S: Strategy> Engine<S> {
             delay = delay.max(self.options.min_delay);
         }
         let delay = delay.min(self.options.max_delay);
-        // The service's wait, if the policy took it (a policy may ignore it).
+        // The service's wait, if the policy took it (a policy may ignore it, longer or shorter).
+        let limits = (self.options.min_delay, self.options.max_delay);
         let reason = match asked {
-            Some(asked) if delay >= asked.min(self.options.max_delay) => WaitReason::RetryAfter,
+            Some(asked) if delay == asked.max(limits.0).min(limits.1) => WaitReason::RetryAfter,
             _ => WaitReason::Interval,
         };
         if let Some(max) = self.options.max_elapsed {

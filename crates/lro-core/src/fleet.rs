@@ -483,6 +483,20 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
         id: RequestId,
         response: Response<Bytes>,
     ) -> Option<K> {
+        let (key, changed) = self.answer(now, id, response)?;
+        changed.then_some(key)
+    }
+
+    /// As [`handle_response`](Self::handle_response), telling more: for an answered poll (one
+    /// that counted, not a failed attempt to be retried) of an operation that goes on, its key
+    /// and whether its status changed. Its continuation token changed either way: a store
+    /// that keeps every token checkpoints on each of these.
+    pub fn answer(
+        &mut self,
+        now: Timestamp,
+        id: RequestId,
+        response: Response<Bytes>,
+    ) -> Option<(K, bool)> {
         let key = self.settle(id)?;
         let status = response.status();
         if RetryPolicy::honours_retry_after(status) {
@@ -500,14 +514,15 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
                 }
             }
         }
-        let mut changed = false;
+        let (mut changed, mut counted) = (false, false);
         if let Some(operation) = self.operations.get_mut(&key) {
-            let before = operation.engine.status().clone();
+            let (before, polls) = (operation.engine.status().clone(), operation.engine.polls());
             operation.engine.handle_response(now, response);
             changed = *operation.engine.status() != before;
+            counted = operation.engine.polls() != polls;
         }
         self.after_step(now, &key);
-        (changed && self.operations.contains_key(&key)).then_some(key)
+        (counted && self.operations.contains_key(&key)).then_some((key, changed))
     }
 
     /// Reports that request `id` failed in the transport.

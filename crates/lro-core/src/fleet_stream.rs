@@ -170,6 +170,7 @@ pub struct FleetStream<K, S, T> {
     /// When the checkpoint was last refreshed.
     checkpointed: Option<std::time::Instant>,
     on_status_change: Option<Observer<K, S>>,
+    on_poll: Option<Observer<K, S>>,
 }
 
 impl<K, S, T> fmt::Debug for FleetStream<K, S, T> {
@@ -210,6 +211,7 @@ where
             checkpoints: false,
             checkpointed: None,
             on_status_change: None,
+            on_poll: None,
         };
         (stream, FleetHandle { shared })
     }
@@ -235,6 +237,17 @@ where
         observer: impl FnMut(&K, &Engine<S>) + Send + 'static,
     ) -> Self {
         self.on_status_change = Some(Box::new(observer));
+        self
+    }
+
+    /// Calls `observer` after every answered poll of an operation that goes on (whether or not
+    /// its status changed; a failed attempt that will be retried does not count): its
+    /// continuation token moved on. For stores that checkpoint every token. Runs inside the
+    /// stream's poll, after any [`on_status_change`](Self::on_status_change) observer: keep it
+    /// short.
+    #[must_use]
+    pub fn on_poll(mut self, observer: impl FnMut(&K, &Engine<S>) + Send + 'static) -> Self {
+        self.on_poll = Some(Box::new(observer));
         self
     }
 
@@ -310,10 +323,16 @@ where
                 let now = this.timer.now();
                 match result {
                     Ok(response) => {
-                        let changed = this.fleet.handle_response(now, id, response);
-                        if let (Some(key), Some(observer)) = (changed, &mut this.on_status_change) {
+                        if let Some((key, changed)) = this.fleet.answer(now, id, response) {
                             if let Some(engine) = this.fleet.engine(&key) {
-                                observer(&key, engine);
+                                if let (true, Some(observer)) =
+                                    (changed, &mut this.on_status_change)
+                                {
+                                    observer(&key, engine);
+                                }
+                                if let Some(observer) = &mut this.on_poll {
+                                    observer(&key, engine);
+                                }
                             }
                         }
                     }

@@ -206,8 +206,11 @@ impl Telemetry {
             }
         }
         #[cfg(feature = "tracing")]
-        if let Some(spans) = &mut self.spans {
-            spans.finished(finished);
+        match &mut self.spans {
+            Some(spans) => spans.finished(finished),
+            // No subscriber wanted the operation span: the outcome may still be wanted (a
+            // refusal is a warning), as an event of whatever span is current.
+            None => spans::finished_event(None, finished),
         }
     }
 }
@@ -218,7 +221,7 @@ pub(crate) fn origin_paused(origin: &dyn fmt::Display, pause: Duration) {
     metrics::counter!("lro_throttled_waits_total", "source" => "fleet").increment(1);
     #[cfg(feature = "tracing")]
     tracing::info!(
-        server.address = %origin,
+        lro.origin = %origin,
         lro.delay_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
         lro.delay_reason = WaitReason::Throttled.as_str(),
         "origin throttled: its polls wait",
@@ -240,6 +243,42 @@ mod spans {
 
     fn millis(d: Duration) -> u64 {
         u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The event that says how an operation ended: a child of `parent`, or of the current span.
+    pub(super) fn finished_event(parent: Option<&Span>, finished: &Finished<'_>) {
+        let outcome = outcome_word(finished.outcome);
+        let elapsed_ms = finished.elapsed.map(millis);
+        let polls = finished.polls;
+        // One macro call per level and parent: tracing's levels and parents are static.
+        macro_rules! emit {
+            ($level:expr, $message:literal $(, $field:ident = $value:expr)*) => {
+                match parent {
+                    Some(span) => tracing::event!(parent: span, $level, lro.outcome = outcome,
+                        lro.polls = polls, lro.elapsed_ms = elapsed_ms,
+                        $(error.$field = $value,)* $message),
+                    None => tracing::event!($level, lro.outcome = outcome, lro.polls = polls,
+                        lro.elapsed_ms = elapsed_ms, $(error.$field = $value,)* $message),
+                }
+            };
+        }
+        match finished.outcome {
+            Ok(()) => emit!(Level::INFO, "operation finished"),
+            // The error chain names origins (never a path or query), statuses, counts and the
+            // service's error code and message: never a header value, a link's query or a token.
+            Err(error @ LroError::Policy(_)) => emit!(
+                Level::WARN,
+                "operation refused by policy",
+                r#type = error.kind_name(),
+                message = tracing::field::display(error.chain())
+            ),
+            Err(error) => emit!(
+                Level::INFO,
+                "operation ended with an error",
+                r#type = error.kind_name(),
+                message = tracing::field::display(error.chain())
+            ),
+        }
     }
 
     #[derive(Debug)]
@@ -299,10 +338,6 @@ mod spans {
             self.poll = Some(span);
         }
 
-        fn current(&self) -> &Span {
-            self.poll.as_ref().unwrap_or(&self.operation)
-        }
-
         pub(super) fn answered(&self, code: StatusCode) {
             if let Some(poll) = &self.poll {
                 poll.record("http.response.status_code", code.as_u16());
@@ -316,8 +351,10 @@ mod spans {
         }
 
         pub(super) fn retrying(&self, reason: WaitReason, delay: Duration, attempt: u32) {
+            // A child of the operation span, not of the poll's: the poll span is DEBUG, and a
+            // subscriber at INFO (`lro -v`) must still see which operation retries.
             tracing::info!(
-                parent: self.current(),
+                parent: &self.operation,
                 lro.attempt = attempt,
                 lro.delay_ms = millis(delay),
                 lro.delay_reason = reason.as_str(),
@@ -346,49 +383,11 @@ mod spans {
 
         pub(super) fn finished(&mut self, finished: &Finished<'_>) {
             self.poll = None;
-            let outcome = outcome_word(finished.outcome);
             let span = &self.operation;
             span.record("lro.status", finished.status.as_str());
             span.record("lro.polls", finished.polls);
-            span.record("lro.outcome", outcome);
-            let elapsed_ms = finished.elapsed.map(millis);
-            match finished.outcome {
-                Ok(()) => tracing::info!(
-                    parent: span,
-                    lro.outcome = outcome,
-                    lro.polls = finished.polls,
-                    lro.elapsed_ms = elapsed_ms,
-                    "operation finished",
-                ),
-                Err(error) => {
-                    // The error chain names origins (never a path or query), statuses and
-                    // counts: never a header value, a body or a token.
-                    let level_warn = matches!(error, LroError::Policy(_));
-                    if level_warn {
-                        tracing::event!(
-                            parent: span,
-                            Level::WARN,
-                            lro.outcome = outcome,
-                            lro.polls = finished.polls,
-                            lro.elapsed_ms = elapsed_ms,
-                            error.type = error.kind_name(),
-                            error.message = %error.chain(),
-                            "operation refused by policy",
-                        );
-                    } else {
-                        tracing::event!(
-                            parent: span,
-                            Level::INFO,
-                            lro.outcome = outcome,
-                            lro.polls = finished.polls,
-                            lro.elapsed_ms = elapsed_ms,
-                            error.type = error.kind_name(),
-                            error.message = %error.chain(),
-                            "operation ended with an error",
-                        );
-                    }
-                }
-            }
+            span.record("lro.outcome", outcome_word(finished.outcome));
+            finished_event(Some(span), finished);
         }
     }
 }

@@ -246,8 +246,17 @@ fn run_operation() -> (Vec<Duration>, Engine<LroBasePolling>) {
 }
 
 fn captured<T>(f: impl FnOnce() -> T) -> (T, Captured, Metrics) {
+    captured_at(tracing::level_filters::LevelFilter::TRACE, f)
+}
+
+/// As [`captured`], with a subscriber that wants only `level` and above (`lro -v` is INFO).
+fn captured_at<T>(
+    level: tracing::level_filters::LevelFilter,
+    f: impl FnOnce() -> T,
+) -> (T, Captured, Metrics) {
+    use tracing_subscriber::Layer as _;
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    let subscriber = tracing_subscriber::registry().with(capture.clone().with_filter(level));
     let recorder = Metrics::default();
     let value = tracing::subscriber::with_default(subscriber, || {
         metrics::with_local_recorder(&recorder, f)
@@ -311,7 +320,7 @@ fn one_poll_span_per_request_with_status_code_attempt_and_the_delay_chosen_and_w
         .collect();
     assert_eq!(retries.len(), 2, "the 429 and the reset");
     assert_eq!(retries[0].fields["lro.delay_reason"], "throttled");
-    assert_eq!(retries[0].span.as_deref(), Some("lro.poll"));
+    assert_eq!(retries[0].span.as_deref(), Some("lro.operation"));
 }
 
 #[test]
@@ -359,6 +368,7 @@ fn a_refused_poll_is_a_warning_naming_the_policy_and_the_outcome() {
     let warning =
         captured.events.iter().find(|e| e.level == tracing::Level::WARN).expect("a warning");
     assert_eq!(warning.fields["lro.outcome"], "policy");
+    assert_eq!(warning.fields["error.type"], "policy");
     assert!(warning.fields["error.message"].contains("https://evil.example"), "{warning:?}");
     assert!(!warning.fields["error.message"].contains("sig="));
     assert_eq!(
@@ -405,8 +415,69 @@ fn a_fleet_pausing_a_throttled_origin_counts_it_and_says_so() {
         .iter()
         .find(|e| e.fields.get("message").is_some_and(|m| m.contains("origin throttled")))
         .expect("an event for the paused origin");
-    assert_eq!(event.fields["server.address"], "https://svc.example:443");
+    assert_eq!(event.fields["lro.origin"], "https://svc.example:443");
     assert_eq!(event.fields["lro.delay_ms"], "30000");
     let everything = format!("{:?}{:?}", captured.spans, captured.events);
     assert!(!everything.contains(SECRET));
+}
+
+#[test]
+fn at_info_level_retries_are_events_of_the_operation_span() {
+    // `lro -v`: poll spans (DEBUG) are off; a retry must still say which operation it is in.
+    let (_, captured, _) = captured_at(tracing::level_filters::LevelFilter::INFO, run_operation);
+    assert!(captured.spans.iter().all(|s| s.name != "lro.poll"));
+    let retries: Vec<_> = captured
+        .events
+        .iter()
+        .filter(|e| e.fields.get("message").is_some_and(|m| m.contains("retrying")))
+        .collect();
+    assert_eq!(retries.len(), 2);
+    assert!(retries.iter().all(|e| e.span.as_deref() == Some("lro.operation")), "{retries:?}");
+}
+
+#[test]
+fn an_error_naming_a_bad_link_keeps_its_query_out_of_telemetry() {
+    // A status monitor that moves the poll to a link that cannot be used, carrying a secret.
+    let request = Request::put("https://svc.example/widgets/w1").body(Bytes::new()).unwrap();
+    let response = json_response(202, "").with_header("location", "https://svc.example/ops/1");
+    let initial = InitialResponse::from_exchange(&request, response);
+    let strategy = LroBasePolling::builder().into_parts().0;
+    let (_, captured, _) = captured(|| {
+        let mut engine = Engine::start(strategy, PollOptions::default(), initial).unwrap();
+        let now = t0();
+        get(engine.poll(now));
+        let moved = json_response(202, "")
+            .with_header("location", &format!("https://svc.example:99999/x?sig={SECRET}"));
+        engine.handle_response(now, moved);
+        assert!(matches!(engine.poll(now), Action::Done));
+        assert!(engine.outcome().is_err());
+    });
+    let ended = captured
+        .events
+        .iter()
+        .find(|e| e.fields.get("message").is_some_and(|m| m.contains("ended with an error")))
+        .expect("the error event");
+    assert_eq!(ended.fields["error.type"], "bad_response", "{ended:?}");
+    let everything = format!("{:?}{:?}", captured.spans, captured.events);
+    assert!(!everything.contains(SECRET), "{everything}");
+}
+
+#[test]
+fn events_of_the_outcome_come_even_when_operation_spans_are_filtered_out() {
+    // `LRO_LOG=lro_core=warn`: no INFO operation span, but the refusal is a warning.
+    let request = Request::put("https://svc.example/widgets/w1").body(Bytes::new()).unwrap();
+    let response =
+        json_response(202, "").with_header("operation-location", "https://evil.example/op");
+    let initial = InitialResponse::from_exchange(&request, response);
+    let strategy = LroBasePolling::builder().into_parts().0;
+    let (_, captured, _) = captured_at(tracing::level_filters::LevelFilter::WARN, || {
+        let mut engine = Engine::start(strategy, PollOptions::default(), initial).unwrap();
+        assert!(matches!(engine.poll(t0()), Action::Done));
+    });
+    assert!(captured.spans.is_empty());
+    assert!(
+        captured.events.iter().any(|e| e.level == tracing::Level::WARN),
+        "{:?}",
+        captured.events
+    );
 }

@@ -188,7 +188,9 @@ fn transport_error(error: reqwest::Error) -> TransportError {
     } else {
         TransportErrorKind::Other
     };
-    TransportError::new(kind, error)
+    // reqwest's message ends with the whole URL, query (a SAS signature) included: errors
+    // travel into logs and spans, so the URL stays out.
+    TransportError::new(kind, error.without_url())
 }
 
 fn too_large(max: usize) -> TransportError {

@@ -180,9 +180,12 @@ async fn a_refused_connection_is_a_connect_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let url = format!("http://127.0.0.1:{port}/op");
+    let url = format!("http://127.0.0.1:{port}/op?sig=SECRET-SIGNATURE");
     let error = bounded(ReqwestClient::new().unwrap().send(get(&url))).await.unwrap_err();
     assert_eq!(error.kind(), TransportErrorKind::Connect, "{error}");
+    // The error travels into logs and spans: never the URL's query.
+    let chain = lro_core::LroError::transport(error).chain().to_string();
+    assert!(!chain.contains("SECRET"), "{chain}");
 }
 
 #[tokio::test(start_paused = true)]

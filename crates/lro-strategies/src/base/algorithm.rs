@@ -315,7 +315,7 @@ impl Tracker {
         resolve(&self.original, value).ok_or_else(|| {
             LroError::bad_response(
                 response,
-                format!("the {header} header is not a usable URL: {value:?}"),
+                format!("the {header} header is not a usable URL: {:?}", crate::urls::shown(value)),
             )
         })
     }
@@ -338,7 +338,10 @@ impl Tracker {
                         let next = resolve(current, moved).ok_or_else(|| {
                             LroError::bad_response(
                                 response,
-                                format!("the location header is not a usable URL: {moved:?}"),
+                                format!(
+                                    "the location header is not a usable URL: {:?}",
+                                    crate::urls::shown(moved)
+                                ),
                             )
                         })?;
                         self.polling = Some(next);
@@ -408,7 +411,10 @@ impl Tracker {
                 return resolve(base, target).map(|link| Some(link.uri())).ok_or_else(|| {
                     LroError::bad_response(
                         latest,
-                        format!("resourceLocation is not a usable URL: {target:?}"),
+                        format!(
+                            "resourceLocation is not a usable URL: {:?}",
+                            crate::urls::shown(target)
+                        ),
                     )
                 });
             }
