@@ -8,6 +8,9 @@
 //! lro resume (--token TOKEN | --token-file F) [--url URL] [polling options]
 //! lro batch --file ops.jsonl [--rate N] [--max-in-flight N] [--state-file F [--resume]] [--output text|json]
 //! lro mock [--port N] [--faults SPEC] [--quiet]
+//! lro submit --store URL [--key K] (the options of start)
+//! lro worker --store URL [--concurrency N] [--rate N] [--lease D] [--exit-when-done]
+//! lro status --store URL [KEY] [--output text|json]
 //! ```
 //!
 //! Polling options: `--transport hyper|blocking`, `--header`, `--secret-header`, `--flavour`,
@@ -39,6 +42,7 @@ mod paint;
 mod progress;
 mod run;
 mod settings;
+mod store;
 mod token_file;
 
 use std::path::PathBuf;
@@ -71,11 +75,18 @@ enum Command {
     Batch(batch::BatchArgs),
     /// Serve the embedded mock LRO service in the foreground until interrupted.
     Mock(mock::MockArgs),
+    /// Send the initial request and store the operation for workers (--store URL).
+    Submit(store::SubmitArgs),
+    /// Claim operations from a store and poll them to their end, with any number of other
+    /// workers; a dead worker's operations are taken over once its leases run out.
+    Worker(store::WorkerArgs),
+    /// Show the operations of a store and their outcomes.
+    Status(store::StatusArgs),
 }
 
 /// Arguments of `lro start`.
 #[derive(Debug, Args)]
-struct StartArgs {
+pub(crate) struct StartArgs {
     /// HTTP method of the initial request (PUT, PATCH, POST, DELETE, ...).
     #[arg(long)]
     method: String,
@@ -215,6 +226,9 @@ fn main() -> ExitCode {
             Command::Resume(args) => run::resume(args).await,
             Command::Batch(args) => batch::batch(args).await,
             Command::Mock(args) => mock::serve(args).await,
+            Command::Submit(args) => store::submit(args).await,
+            Command::Worker(args) => store::worker(args).await,
+            Command::Status(args) => store::status(args).await,
         }
     });
     // A blocking poller's thread may still be inside a request: do not wait for it.

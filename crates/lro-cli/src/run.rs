@@ -14,7 +14,7 @@ use crate::progress::Progress;
 use crate::settings::{Settings, shell_quote};
 use crate::{Flavour, Output, ResumeArgs, StartArgs, UsageError, token_file};
 
-fn initial_request(
+pub(crate) fn initial_request(
     args: &StartArgs,
     headers: &http::HeaderMap,
 ) -> Result<Request<Bytes>, UsageError> {

@@ -185,6 +185,11 @@ impl Settings {
         hint
     }
 
+    /// The token key (`--token-key-file`, `LRO_TOKEN_KEY`), if one was given.
+    pub(crate) fn token_key(&self) -> Option<&TokenKey> {
+        self.token_key.as_ref()
+    }
+
     /// Time left before `--timeout` runs out.
     pub(crate) fn remaining(&self) -> Option<Duration> {
         self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
@@ -206,7 +211,7 @@ fn origin_of(url: &str) -> String {
 }
 
 /// The token key from `--token-key-file`, or else from `LRO_TOKEN_KEY`.
-fn token_key(file: Option<&Path>) -> Result<Option<TokenKey>, UsageError> {
+pub(crate) fn token_key(file: Option<&Path>) -> Result<Option<TokenKey>, UsageError> {
     let (secret, source) = match file {
         Some(path) => {
             let secret = crate::token_file::read_bounded(path, 4096).map_err(|e| {
@@ -234,7 +239,7 @@ fn looks_secret(name: &HeaderName, value: &HeaderValue) -> bool {
 
 /// `--header` (or `--secret-header` when `secret`) values as a header map; credentials are
 /// marked sensitive, so that polls treat them as such and nothing prints them.
-fn parse_headers(headers: &[String], secret: bool) -> Result<HeaderMap, UsageError> {
+pub(crate) fn parse_headers(headers: &[String], secret: bool) -> Result<HeaderMap, UsageError> {
     let flag = if secret { "--secret-header" } else { "--header" };
     let mut map = HeaderMap::new();
     for header in headers {

@@ -326,6 +326,13 @@ pub trait OperationStore: Send + Sync {
 
     /// Every operation, oldest first, at most `limit`.
     async fn list(&self, limit: usize) -> Result<Vec<OperationRecord>, StoreError>;
+
+    /// How many operations are still running (claimed or not): a worker told to exit when the
+    /// work is done waits for this to reach 0, since a dead worker's operations come back.
+    async fn running(&self) -> Result<u64, StoreError> {
+        let all = self.list(usize::MAX).await?;
+        Ok(all.iter().filter(|op| op.state == OperationState::Running).count() as u64)
+    }
 }
 
 /// Opens the store a URL names: `sqlite:PATH` (created if missing; `sqlite::memory:` for a

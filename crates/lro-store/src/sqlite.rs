@@ -355,6 +355,20 @@ impl OperationStore for SqliteStore {
         .await
     }
 
+    async fn running(&self) -> Result<u64, StoreError> {
+        self.run(|conn| {
+            let n: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM lro_operations WHERE state = 'running'",
+                    [],
+                    |row| row.get(0),
+                )
+                .map_err(db)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
     async fn list(&self, limit: usize) -> Result<Vec<OperationRecord>, StoreError> {
         self.run(move |conn| {
             let mut statement = conn

@@ -1,0 +1,83 @@
+//! How to poll a stored operation: the `spec` a submitter writes beside the token, and the
+//! strategy and options a worker builds from it with its own credentials and token key.
+
+use std::time::Duration;
+
+use http::HeaderMap;
+use lro_core::{OriginPolicy, PollOptions, RetryPolicy, Strategy, TokenKey};
+use lro_strategies::{ArmPolling, FinalStateVia, LroBasePolling};
+use serde::{Deserialize, Serialize};
+
+use crate::Flavour;
+use crate::settings::Settings;
+
+/// What a worker needs to poll an operation, besides its token and its own credentials.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Spec {
+    /// `base` or `arm`.
+    pub(crate) flavour: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) final_state_via: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) interval_ms: Option<u64>,
+    pub(crate) retries: u32,
+    /// Origins the submitter vouched for beyond the initial request's (`--allow-origin`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) allow_origins: Vec<String>,
+}
+
+impl Spec {
+    /// The spec of `lro submit`'s settings.
+    pub(crate) fn of(settings: &Settings, allow_origins: &[String]) -> Self {
+        Spec {
+            flavour: match settings.flavour {
+                Flavour::Arm => "arm",
+                Flavour::Base => "base",
+            }
+            .to_owned(),
+            final_state_via: settings.final_state_via.map(|v| v.to_string()),
+            interval_ms: settings
+                .interval
+                .map(|i| u64::try_from(i.as_millis()).unwrap_or(u64::MAX)),
+            retries: settings.retry.max_retries(),
+            allow_origins: allow_origins.to_vec(),
+        }
+    }
+
+    /// The strategy and options to poll with: the spec's, with `headers` on every poll (the
+    /// worker's own credentials), tokens signed and checked with `key`.
+    pub(crate) fn polling(
+        &self,
+        headers: &HeaderMap,
+        key: &TokenKey,
+    ) -> Result<(Box<dyn Strategy>, PollOptions), String> {
+        let mut builder = match self.flavour.as_str() {
+            "arm" => ArmPolling::builder(),
+            "base" => LroBasePolling::builder(),
+            other => return Err(format!("unknown flavour {other:?}")),
+        };
+        if let Some(via) = &self.final_state_via {
+            let via: FinalStateVia = via.parse().map_err(|e| format!("{e}"))?;
+            builder = builder.final_state_via(via);
+        }
+        if let Some(ms) = self.interval_ms {
+            builder = builder.interval(Duration::from_millis(ms));
+        }
+        for (name, value) in headers {
+            if name != http::header::CONTENT_TYPE && name != http::header::CONTENT_LENGTH {
+                builder = builder.header(name.clone(), value.clone());
+            }
+        }
+        let mut origins = OriginPolicy::same_origin();
+        for url in &self.allow_origins {
+            origins = origins.allow(url).ok_or_else(|| format!("{url:?} is not a URL"))?;
+        }
+        let key = key.clone();
+        let (strategy, options) = builder
+            .retry(RetryPolicy::builder().max_retries(self.retries).build())
+            .poll_options(|o| o.origins(origins).token_key(key))
+            .into_parts();
+        Ok((Box::new(strategy), options))
+    }
+}

@@ -1,0 +1,340 @@
+//! `lro worker`: claim operations from a store, poll them all through one fleet, checkpoint
+//! every new token, complete each with its outcome; renew the leases, and stop polling an
+//! operation whose lease may have run out.
+//!
+//! Lease safety: the worker renews its leases every quarter of `--lease`, and stops polling all
+//! of them once half a lease has gone by since the last renewal it is sure of (the store is
+//! unreachable, or slow). The other half covers a request already on the wire (keep
+//! `--lease` above twice the request timeout, 30 s): so no two workers poll one operation at
+//! once. The database's clock decides when a lease runs out; fences make a late write harmless.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_core::Stream;
+use http::HeaderMap;
+use lro_core::{
+    ContinuationToken, Engine, FleetHandle, FleetOptions, FleetResult, FleetStream, LroError,
+    Strategy, TokenKey,
+};
+use lro_hyper::{HyperClient, TokioTimer};
+use lro_store::{
+    Checkpoint, Claimed, Completion, Lease, OperationState, OperationStore, StoreError,
+};
+use serde_json::json;
+
+use super::WorkerArgs;
+use super::spec::Spec;
+use super::submit::store_error;
+use crate::drive::interrupted;
+use crate::output::{FinalBody, Report, final_body};
+use crate::{Output, UsageError};
+
+type Operations = FleetStream<String, Box<dyn Strategy>, FinalBody>;
+
+/// A checkpoint the fleet asked for: key, token, status, polls.
+type Pending = (String, String, String, u32);
+
+/// What one worker did, for its last line.
+#[derive(Debug, Default)]
+struct Tally {
+    completed: u64,
+    polls: u64,
+    claims: u64,
+    round_trips: u64,
+    lost: u64,
+}
+
+struct Worker {
+    store: Arc<dyn OperationStore>,
+    name: String,
+    headers: HeaderMap,
+    key: TokenKey,
+    lease: Duration,
+    handle: FleetHandle<String, Box<dyn Strategy>>,
+    held: HashMap<String, Lease>,
+    /// Polls made by earlier holders of each held operation (to count this worker's own).
+    earlier_polls: HashMap<String, u32>,
+    /// When the last renewal that succeeded was sent.
+    renewed: Instant,
+    tally: Tally,
+}
+
+/// `lro worker`.
+pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, UsageError> {
+    if !(args.rate.is_finite() && args.rate > 0.0) {
+        return Err(UsageError(format!("--rate must be a positive number (got {})", args.rate)));
+    }
+    if args.lease < Duration::from_secs(1) {
+        return Err(UsageError("--lease must be at least 1s".to_owned()));
+    }
+    let key = crate::settings::token_key(args.token_key_file.as_deref())?.ok_or_else(|| {
+        UsageError(
+            "a store holds signed tokens only: give the submitters' key with --token-key-file or \
+             LRO_TOKEN_KEY"
+                .to_owned(),
+        )
+    })?;
+    let mut headers = crate::settings::parse_headers(&args.headers, false)?;
+    headers.extend(crate::settings::parse_headers(&args.secret_headers, true)?);
+    let store: Arc<dyn OperationStore> =
+        Arc::from(lro_store::open(&args.store).await.map_err(|e| store_error(&args.store, &e))?);
+    let client = Arc::new(
+        HyperClient::builder()
+            .pool_max_idle_per_host(args.max_in_flight)
+            .max_connections_per_host(Some(args.max_in_flight))
+            .build()
+            .map_err(|e| UsageError(e.to_string()))?,
+    );
+    let options = FleetOptions::builder()
+        .rate(args.rate)
+        .burst(u32::try_from(args.max_in_flight).unwrap_or(u32::MAX))
+        .max_in_flight_per_origin(args.max_in_flight)
+        .build();
+    let (fleet, handle) = Operations::new(client, TokioTimer, final_body(true), options);
+    let (sender, mut checkpoints) = tokio::sync::mpsc::unbounded_channel::<Pending>();
+    let mut fleet = fleet.on_poll(move |key, engine| {
+        if let Ok(token) = engine.continuation_token() {
+            let status = engine.status().to_string();
+            let _ = sender.send((key.clone(), token.into_string(), status, engine.polls()));
+        }
+    });
+    let name = args.name.clone().unwrap_or_else(default_name);
+    let mut worker = Worker {
+        store,
+        name,
+        headers,
+        key,
+        lease: args.lease,
+        handle,
+        held: HashMap::new(),
+        earlier_polls: HashMap::new(),
+        renewed: Instant::now(),
+        tally: Tally::default(),
+    };
+    let started = Instant::now();
+    let mut signal = interrupted();
+    let mut claim_tick = tokio::time::interval(args.idle_wait);
+    claim_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut renew_tick = tokio::time::interval(args.lease / 4);
+    renew_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    if args.output == Output::Text {
+        eprintln!("worker {} on {}", worker.name, args.store);
+    }
+    loop {
+        tokio::select! {
+            ended = next(&mut fleet), if !worker.held.is_empty() => {
+                if let Some(ended) = ended {
+                    worker.complete(ended).await;
+                }
+            }
+            Some(pending) = checkpoints.recv() => worker.checkpoint(pending).await,
+            _ = renew_tick.tick() => worker.renew().await,
+            _ = claim_tick.tick() => {
+                if worker.held.len() < args.concurrency {
+                    worker.claim(args.concurrency - worker.held.len()).await;
+                }
+                if args.exit_when_done && worker.held.is_empty() && worker.nothing_left().await {
+                    break;
+                }
+            }
+            name = &mut signal => {
+                eprintln!("worker {}: {name}: giving the leases back", worker.name);
+                worker.release_all().await;
+                break;
+            }
+        }
+        worker.expire_unrenewed();
+    }
+    let tally = &worker.tally;
+    let per_poll = tally.round_trips as f64 / tally.polls.max(1) as f64;
+    let summary = json!({
+        "worker": worker.name,
+        "completed": tally.completed,
+        "polls": tally.polls,
+        "claims": tally.claims,
+        "leases_lost": tally.lost,
+        "store_round_trips": tally.round_trips,
+        "round_trips_per_poll": per_poll,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    match args.output {
+        Output::Json => println!("{summary}"),
+        _ => eprintln!(
+            "worker {}: {} operations completed, {} polls, {} store round-trips ({per_poll:.2} \
+             per poll), {} leases lost, in {}",
+            worker.name,
+            tally.completed,
+            tally.polls,
+            tally.round_trips,
+            tally.lost,
+            crate::paint::duration(started.elapsed())
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "worker".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+async fn next(fleet: &mut Operations) -> Option<FleetResult<String, FinalBody>> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *fleet).poll_next(cx)).await
+}
+
+impl Worker {
+    async fn claim(&mut self, room: usize) {
+        self.tally.round_trips += 1;
+        let claimed = match self.store.claim(&self.name, room, self.lease).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                eprintln!("warning: claiming failed: {}", lro_core::ErrorChain::new(&e));
+                return;
+            }
+        };
+        if self.held.is_empty() {
+            // Nothing was held: the renewal clock starts with these leases.
+            self.renewed = Instant::now();
+        }
+        for claimed in claimed {
+            self.tally.claims += 1;
+            let lease = claimed.lease.clone();
+            match self.engine(&claimed) {
+                Ok(engine) => {
+                    self.handle.add(lease.key.clone(), engine, None);
+                    self.earlier_polls.insert(lease.key.clone(), claimed.polls);
+                    self.held.insert(lease.key.clone(), lease);
+                }
+                Err(error) => {
+                    // A token or spec that cannot be polled: record why, once.
+                    let report = Report::failed(&error, None, u64::from(claimed.polls));
+                    let completion =
+                        Completion::new(OperationState::Error, "", claimed.polls, report.to_json());
+                    self.tally.round_trips += 1;
+                    if let Err(e) = self.store.complete(&lease, completion).await {
+                        eprintln!("warning: {}: {}", lease.key, lro_core::ErrorChain::new(&e));
+                    }
+                }
+            }
+        }
+    }
+
+    fn engine(&self, claimed: &Claimed) -> Result<Engine<Box<dyn Strategy>>, LroError> {
+        let spec: Spec = serde_json::from_value(claimed.spec.clone())
+            .map_err(|e| LroError::invalid_token(format!("the stored spec: {e}")))?;
+        let (strategy, options) =
+            spec.polling(&self.headers, &self.key).map_err(LroError::policy)?;
+        let token: ContinuationToken = claimed.token.parse()?;
+        // The token must carry the key's signature: a store row is untrusted input.
+        Engine::resume(strategy, Arc::new(options), &token)
+    }
+
+    async fn checkpoint(&mut self, (key, token, status, polls): Pending) {
+        let Some(lease) = self.held.get(&key) else { return }; // over, or lost
+        self.tally.round_trips += 1;
+        match self.store.checkpoint(lease, Checkpoint::new(token, status, polls)).await {
+            Ok(()) => {}
+            Err(StoreError::LeaseLost { .. }) => self.lose(&key),
+            Err(e) => eprintln!("warning: checkpoint of {key}: {}", lro_core::ErrorChain::new(&e)),
+        }
+    }
+
+    async fn complete(&mut self, ended: FleetResult<String, FinalBody>) {
+        let Some(lease) = self.held.remove(&ended.key) else { return };
+        let earlier = self.earlier_polls.remove(&ended.key).unwrap_or(0);
+        self.tally.polls += u64::from(ended.polls.saturating_sub(earlier));
+        let status = ended.status.to_string();
+        let report = match &ended.result {
+            Ok(body) => Report::succeeded(Some(status.clone()), body, u64::from(ended.polls)),
+            Err(error) => Report::failed(error, Some(status.clone()), u64::from(ended.polls)),
+        };
+        let state = match report.outcome {
+            "succeeded" => OperationState::Succeeded,
+            "failed" => OperationState::Failed,
+            "canceled" => OperationState::Canceled,
+            _ => OperationState::Error,
+        };
+        let mut completion = Completion::new(state, status, ended.polls, report.to_json());
+        if let Ok(body) = &ended.result {
+            completion = completion.result(body.bytes.clone());
+        }
+        self.tally.round_trips += 1;
+        match self.store.complete(&lease, completion).await {
+            Ok(()) => self.tally.completed += 1,
+            Err(StoreError::LeaseLost { .. }) => self.tally.lost += 1,
+            Err(e) => {
+                eprintln!("warning: completing {}: {}", lease.key, lro_core::ErrorChain::new(&e))
+            }
+        }
+    }
+
+    async fn renew(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let leases: Vec<Lease> = self.held.values().cloned().collect();
+        let sent = Instant::now();
+        self.tally.round_trips += 1;
+        match self.store.renew(&self.name, &leases, self.lease).await {
+            Ok(kept) => {
+                self.renewed = sent;
+                let kept: std::collections::HashSet<&str> =
+                    kept.iter().map(|l| l.key.as_str()).collect();
+                let lost: Vec<String> = leases
+                    .iter()
+                    .filter(|l| !kept.contains(l.key.as_str()))
+                    .map(|l| l.key.clone())
+                    .collect();
+                for key in lost {
+                    self.lose(&key);
+                }
+            }
+            Err(e) => {
+                eprintln!("warning: renewing leases failed: {}", lro_core::ErrorChain::new(&e))
+            }
+        }
+    }
+
+    /// Stops polling everything once half a lease went by without a sure renewal.
+    fn expire_unrenewed(&mut self) {
+        if self.held.is_empty() || self.renewed.elapsed() < self.lease / 2 {
+            return;
+        }
+        eprintln!(
+            "warning: no lease renewal for {}: stopping {} operations (another worker will \
+             take them over)",
+            crate::paint::duration(self.renewed.elapsed()),
+            self.held.len()
+        );
+        let keys: Vec<String> = self.held.keys().cloned().collect();
+        for key in keys {
+            self.lose(&key);
+        }
+    }
+
+    fn lose(&mut self, key: &str) {
+        self.earlier_polls.remove(key);
+        if self.held.remove(key).is_some() {
+            self.handle.remove(key.to_owned());
+            self.tally.lost += 1;
+        }
+    }
+
+    async fn release_all(&mut self) {
+        self.earlier_polls.clear();
+        for (_, lease) in self.held.drain() {
+            self.tally.round_trips += 1;
+            let _ = self.store.release(&lease).await;
+        }
+    }
+
+    async fn nothing_left(&mut self) -> bool {
+        self.tally.round_trips += 1;
+        matches!(self.store.running().await, Ok(0))
+    }
+}
