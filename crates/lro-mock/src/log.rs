@@ -31,6 +31,9 @@ pub struct LogEntry {
     pub client_request_id: Option<String>,
     /// Whether an `Authorization` header was present (its value is never stored).
     pub authorization: bool,
+    /// The `User-Agent` header's value, if any (cut to 256 bytes): tells apart the clients of
+    /// one operation (the workers of a store, say).
+    pub user_agent: Option<String>,
     /// The operation the request created or polled, if any.
     pub operation_id: Option<String>,
     /// The response status, or `None` when the connection was reset instead.
@@ -53,6 +56,7 @@ impl LogEntry {
             client_request_id: header("x-ms-client-request-id")
                 .map(|id| truncate(id, MAX_REQUEST_ID_LEN)),
             authorization: parts.headers.contains_key(http::header::AUTHORIZATION),
+            user_agent: header("user-agent").map(|agent| truncate(agent, MAX_REQUEST_ID_LEN)),
             operation_id: None,
             status: None,
             faults: Vec::new(),
