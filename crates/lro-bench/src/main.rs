@@ -1,6 +1,6 @@
 //! `lro-bench`: the benchmarks behind `cargo xtask bench`, over loopback only.
 //!
-//! `lro-bench [--quick] [--out target/bench/results.json] [--only fleet|cpu|memory]
+//! `lro-bench [--quick] [--out target/bench/results.json] [--only fleet|cpu|memory|store]
 //! [--operations N] [--rate R] [--wait-ms MS] [--polls N] [--runs N]` runs them (the options
 //! after `--only` change the workloads, for experiments), prints a table and writes
 //! `{"quick", "results": [{"name", "metric", "value", "control", "ratio"}]}`. Heap figures come
@@ -17,6 +17,7 @@ mod fleet;
 mod memory;
 mod monitor;
 mod server;
+mod store;
 
 use std::alloc::System;
 use std::path::PathBuf;
@@ -224,6 +225,11 @@ fn benchmarks(args: &Args) -> Result<(), BenchError> {
             measures.extend(cpu);
         }
     }
+    if wanted("store") {
+        let store = store::run(quick)
+            .map_err(|BenchError(e)| BenchError(format!("the store benchmark failed: {e}")))?;
+        measures.extend(store);
+    }
     println!("{:<52} {:>14} {:<34} {:>8}", "name", "value", "control", "ratio");
     for m in &measures {
         let ratio = m.ratio().map_or_else(String::new, |r| format!("{r:.3}"));
@@ -244,7 +250,7 @@ fn benchmarks(args: &Args) -> Result<(), BenchError> {
 
 fn usage(problem: &str) -> ExitCode {
     eprintln!(
-        "lro-bench: {problem}\nusage: lro-bench [--quick] [--out PATH] [--only fleet|cpu|memory] \
+        "lro-bench: {problem}\nusage: lro-bench [--quick] [--out PATH] [--only fleet|cpu|memory|store] \
          [--operations N] [--rate REQUESTS_PER_SECOND] [--wait-ms MS] [--polls N] [--runs N]\n       \
          lro-bench serve [--cpu C]\n       lro-bench client KIND --url URL --polls N [--cpu C]"
     );

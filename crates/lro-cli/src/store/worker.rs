@@ -130,7 +130,17 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, UsageError> {
                     worker.complete(ended).await;
                 }
             }
-            Some(pending) = checkpoints.recv() => worker.checkpoint(pending).await,
+            Some(pending) = checkpoints.recv() => {
+                // Only the newest token of each operation is worth a round-trip.
+                let mut newest = HashMap::new();
+                newest.insert(pending.0.clone(), pending);
+                while let Ok(more) = checkpoints.try_recv() {
+                    newest.insert(more.0.clone(), more);
+                }
+                for (_, pending) in newest {
+                    worker.checkpoint(pending).await;
+                }
+            }
             _ = renew_tick.tick() => worker.renew().await,
             _ = claim_tick.tick() => {
                 if worker.held.len() < args.concurrency {
