@@ -202,3 +202,67 @@ fn three_workers_on_postgres_one_killed_complete_every_operation_exactly_once() 
     three_workers_one_killed(&format!("{server}/{database}"));
     admin(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
 }
+
+/// Sends `signal` (`-STOP`, `-CONT`) to `child`.
+fn signal(child: &Child, signal: &str) {
+    let sent = std::process::Command::new("kill").args([signal, &child.id().to_string()]).status();
+    assert!(sent.is_ok_and(|s| s.success()), "kill {signal}");
+}
+
+#[test]
+fn a_worker_paused_past_its_lease_never_polls_again_after_another_took_over() {
+    let dir = TempDir::new("paused");
+    let url = format!("sqlite:{}", dir.path().join("ops.db").display());
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mock = runtime
+        .block_on(MockServer::start(MockConfig::builder().progress_after_polls(60).build()))
+        .unwrap();
+    let store: Arc<dyn OperationStore> =
+        Arc::from(runtime.block_on(lro_store::open(&url)).unwrap());
+    runtime.block_on(submit_all(&store, &mock.base_url(), 20));
+    let held_by = |name: &str| {
+        let records = runtime.block_on(store.list(100)).unwrap();
+        records.iter().filter(|r| r.owner.as_deref() == Some(name)).count()
+    };
+    let wait_for = |what: &dyn Fn() -> bool, limit: Duration| {
+        let started = Instant::now();
+        while !what() {
+            assert!(started.elapsed() < limit, "timed out");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let paused = spawn_worker(&url, "w0");
+    wait_for(&|| held_by("w0") == 20, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(200)); // it polls a little
+    signal(&paused, "-STOP");
+    let mut other = spawn_worker(&url, "w1");
+    // w0's leases (2 s) run out; w1 takes every operation over and polls.
+    wait_for(&|| held_by("w1") == 20, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&paused, "-CONT");
+    assert!(wait_limited(&mut other, Duration::from_secs(60)).is_some(), "w1 finished");
+    let mut paused = paused;
+    assert!(wait_limited(&mut paused, Duration::from_secs(20)).is_some(), "w0 exited");
+    let (w0, _) = output(paused);
+    let w0: Value = serde_json::from_str(&w0).unwrap();
+    assert_eq!(w0["completed"], 0, "{w0}");
+    assert_eq!(w0["leases_lost"], 20, "{w0}");
+    let mut agents: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for entry in mock.log().iter().filter(|e| e.method == "GET") {
+        let op = entry.operation_id.clone().unwrap_or_else(|| entry.path.clone());
+        let agent = entry.user_agent.clone().unwrap_or_default();
+        let runs = agents.entry(op).or_default();
+        if runs.last() != Some(&agent) {
+            runs.push(agent);
+        }
+    }
+    for (op, runs) in &agents {
+        // A status monitor: w0, then w1; a widget's final GET: w1 alone.
+        let fine = runs == &["w0", "w1"] || runs == &["w1"];
+        assert!(fine, "{op} was polled by {runs:?}: w0 polled after waking up");
+    }
+    assert!(agents.values().filter(|runs| runs.len() == 2).count() >= 20, "{agents:?}");
+    let records = runtime.block_on(store.list(100)).unwrap();
+    assert!(records.iter().all(|r| r.state == OperationState::Succeeded));
+    runtime.block_on(mock.shutdown());
+}

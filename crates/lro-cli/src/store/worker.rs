@@ -10,14 +10,17 @@
 
 use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
 
 use futures_core::Stream;
 use http::HeaderMap;
 use lro_core::{
-    ContinuationToken, Engine, FleetHandle, FleetOptions, FleetResult, FleetStream, LroError,
-    Strategy, TokenKey,
+    AsyncHttpClient, ContinuationToken, Engine, FleetHandle, FleetOptions, FleetResult,
+    FleetStream, LroError, Strategy, TokenKey, TransportError, TransportErrorKind,
 };
 use lro_hyper::{HyperClient, TokioTimer};
 use lro_store::{
@@ -33,6 +36,42 @@ use crate::output::{FinalBody, Report, final_body};
 use crate::{Output, UsageError};
 
 type Operations = FleetStream<String, Box<dyn Strategy>, FinalBody>;
+
+/// When the worker last knew its leases to be held: shared with [`Guarded`], which refuses to
+/// send once half a lease has gone by since.
+type Renewed = Arc<Mutex<Instant>>;
+
+/// The worker's transport: refuses every request once its leases may have run out (a paused
+/// process that wakes up must not poll before it has checked), so that no two workers ever
+/// poll one operation at once.
+struct Guarded {
+    inner: HyperClient,
+    renewed: Renewed,
+    half_lease: Duration,
+}
+
+/// Why [`Guarded`] refused a request.
+#[derive(Debug)]
+struct LeaseMayHaveExpired;
+
+impl std::fmt::Display for LeaseMayHaveExpired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no lease renewal for half a lease: this worker may no longer hold it")
+    }
+}
+
+impl std::error::Error for LeaseMayHaveExpired {}
+
+#[async_trait::async_trait]
+impl AsyncHttpClient for Guarded {
+    async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+        let renewed = *self.renewed.lock().unwrap_or_else(PoisonError::into_inner);
+        if renewed.elapsed() >= self.half_lease {
+            return Err(TransportError::new(TransportErrorKind::Unusable, LeaseMayHaveExpired));
+        }
+        self.inner.send(request).await
+    }
+}
 
 /// A checkpoint the fleet asked for: key, token, status, polls.
 type Pending = (String, String, String, u32);
@@ -55,10 +94,10 @@ struct Worker {
     lease: Duration,
     handle: FleetHandle<String, Box<dyn Strategy>>,
     held: HashMap<String, Lease>,
+    /// When the leases were last known held (see [`Guarded`]).
+    renewed: Renewed,
     /// Polls made by earlier holders of each held operation (to count this worker's own).
     earlier_polls: HashMap<String, u32>,
-    /// When the last renewal that succeeded was sent.
-    renewed: Instant,
     tally: Tally,
 }
 
@@ -81,13 +120,16 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, UsageError> {
     headers.extend(crate::settings::parse_headers(&args.secret_headers, true)?);
     let store: Arc<dyn OperationStore> =
         Arc::from(lro_store::open(&args.store).await.map_err(|e| store_error(&args.store, &e))?);
-    let client = Arc::new(
-        HyperClient::builder()
+    let renewed: Renewed = Arc::new(Mutex::new(Instant::now()));
+    let client = Arc::new(Guarded {
+        inner: HyperClient::builder()
             .pool_max_idle_per_host(args.max_in_flight)
             .max_connections_per_host(Some(args.max_in_flight))
             .build()
             .map_err(|e| UsageError(e.to_string()))?,
-    );
+        renewed: Arc::clone(&renewed),
+        half_lease: args.lease / 2,
+    });
     let options = FleetOptions::builder()
         .rate(args.rate)
         .burst(u32::try_from(args.max_in_flight).unwrap_or(u32::MAX))
@@ -110,8 +152,8 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, UsageError> {
         lease: args.lease,
         handle,
         held: HashMap::new(),
+        renewed,
         earlier_polls: HashMap::new(),
-        renewed: Instant::now(),
         tally: Tally::default(),
     };
     let started = Instant::now();
@@ -125,6 +167,11 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, UsageError> {
     }
     loop {
         tokio::select! {
+            // Renewals first: they must never wait behind a stream of completions, and a
+            // process that wakes from a pause must learn which leases it lost before it polls
+            // (the transport's guard covers a store too slow to say).
+            biased;
+            _ = renew_tick.tick() => worker.renew().await,
             ended = next(&mut fleet), if !worker.held.is_empty() => {
                 if let Some(ended) = ended {
                     worker.complete(ended).await;
@@ -141,7 +188,6 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, UsageError> {
                     worker.checkpoint(pending).await;
                 }
             }
-            _ = renew_tick.tick() => worker.renew().await,
             _ = claim_tick.tick() => {
                 if worker.held.len() < args.concurrency {
                     worker.claim(args.concurrency - worker.held.len()).await;
@@ -198,7 +244,16 @@ async fn next(fleet: &mut Operations) -> Option<FleetResult<String, FinalBody>> 
 }
 
 impl Worker {
+    fn set_renewed(&self, at: Instant) {
+        *self.renewed.lock().unwrap_or_else(PoisonError::into_inner) = at;
+    }
+
+    fn last_renewed(&self) -> Instant {
+        *self.renewed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     async fn claim(&mut self, room: usize) {
+        let sent = Instant::now();
         self.tally.round_trips += 1;
         let claimed = match self.store.claim(&self.name, room, self.lease).await {
             Ok(claimed) => claimed,
@@ -208,8 +263,9 @@ impl Worker {
             }
         };
         if self.held.is_empty() {
-            // Nothing was held: the renewal clock starts with these leases.
-            self.renewed = Instant::now();
+            // Nothing was held: the renewal clock starts with these leases (taken before the
+            // claim was sent: the database's lease began no earlier).
+            self.set_renewed(sent);
         }
         for claimed in claimed {
             self.tally.claims += 1;
@@ -255,6 +311,13 @@ impl Worker {
     }
 
     async fn complete(&mut self, ended: FleetResult<String, FinalBody>) {
+        if let Err(error) = &ended.result {
+            if lro_core::find_cause::<LeaseMayHaveExpired>(error).is_some() {
+                // Refused by the guard, not ended: whoever holds the lease now goes on.
+                self.lose(&ended.key);
+                return;
+            }
+        }
         let Some(lease) = self.held.remove(&ended.key) else { return };
         let earlier = self.earlier_polls.remove(&ended.key).unwrap_or(0);
         self.tally.polls += u64::from(ended.polls.saturating_sub(earlier));
@@ -292,7 +355,7 @@ impl Worker {
         self.tally.round_trips += 1;
         match self.store.renew(&self.name, &leases, self.lease).await {
             Ok(kept) => {
-                self.renewed = sent;
+                self.set_renewed(sent);
                 let kept: std::collections::HashSet<&str> =
                     kept.iter().map(|l| l.key.as_str()).collect();
                 let lost: Vec<String> = leases
@@ -312,13 +375,14 @@ impl Worker {
 
     /// Stops polling everything once half a lease went by without a sure renewal.
     fn expire_unrenewed(&mut self) {
-        if self.held.is_empty() || self.renewed.elapsed() < self.lease / 2 {
+        let since = self.last_renewed().elapsed();
+        if self.held.is_empty() || since < self.lease / 2 {
             return;
         }
         eprintln!(
             "warning: no lease renewal for {}: stopping {} operations (another worker will \
              take them over)",
-            crate::paint::duration(self.renewed.elapsed()),
+            crate::paint::duration(since),
             self.held.len()
         );
         let keys: Vec<String> = self.held.keys().cloned().collect();
