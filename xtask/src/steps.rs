@@ -16,6 +16,7 @@ pub(crate) const STEPS: &[Step] = &[
     Step::cargo("fmt", &["fmt", "--all", "--", "--check"]),
     Step::cargo("clippy", &["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]),
     Step::cargo("tests", &["test", "--workspace", "--all-features"]),
+    Step::cargo("store-postgres", &["test", "--workspace", "--all-features", "--no-fail-fast", "--test", "postgres", "--test", "distributed", "--", "--ignored"]).requires(POSTGRES_SERVER).note(POSTGRES_NOTE),
     Step::check("conformance", conformance::SHOWS, conformance::check).note(conformance::NETWORK_NOTE),
     Step::check("demo", demo::SHOWS, demo::check),
     Step::check("soak (reduced)", soak::SHOWS, soak::check),
@@ -31,6 +32,21 @@ pub(crate) const STEPS: &[Step] = &[
 /// cargo-deny, installed on demand.
 const CARGO_DENY: Tool = Tool { subcommand: "deny", package: "cargo-deny" };
 
+/// The PostgreSQL server the store tests run against.
+const POSTGRES_SERVER: EnvVar = EnvVar {
+    name: "LRO_TEST_POSTGRES_URL",
+    how: "these tests need a PostgreSQL server: run `.ci/run`, or `.ci/postgres.sh cargo xtask \
+          test-all` (both start a throwaway server, installing PostgreSQL with apt-get when \
+          missing), or set LRO_TEST_POSTGRES_URL=postgres://USER@HOST:PORT/DB to a database \
+          where the tests may create schemas and databases",
+};
+
+/// The ignored tests of lro-store's tests/postgres.rs (the store suite and more) and
+/// lro-cli's tests/distributed.rs (three `lro worker`s, one killed), built as the tests step
+/// builds them (nothing to rebuild); both run even when the first fails.
+const POSTGRES_NOTE: &str = "the ignored PostgreSQL tests of lro-store and lro-cli, against the \
+     server LRO_TEST_POSTGRES_URL names; .ci/run starts one";
+
 const ADVISORIES_NOT_CHECKED: &str = "advisories are configured in deny.toml but not checked \
      here: the advisory database cannot be downloaded on these machines";
 
@@ -42,8 +58,18 @@ pub(crate) struct Step {
     action: Action,
     /// A cargo subcommand the step needs, installed with `cargo install` when missing.
     needs: Option<Tool>,
+    /// An environment variable the step cannot run without: checked before it runs.
+    requires: Option<EnvVar>,
     /// Shown in the step line.
     note: Option<&'static str>,
+}
+
+/// An environment variable a step needs, and how to get it set.
+#[derive(Clone, Copy, Debug)]
+struct EnvVar {
+    name: &'static str,
+    /// Said when the variable is missing or empty.
+    how: &'static str,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -64,7 +90,13 @@ struct Tool {
 impl Step {
     /// A step that runs `cargo <args>` in the workspace root.
     const fn cargo(name: &'static str, args: &'static [&'static str]) -> Self {
-        Self { name, action: Action::Cargo { args, env: &[] }, needs: None, note: None }
+        Self {
+            name,
+            action: Action::Cargo { args, env: &[] },
+            needs: None,
+            requires: None,
+            note: None,
+        }
     }
 
     /// A step that runs `run`; `shows` says what it does in the step line.
@@ -73,7 +105,7 @@ impl Step {
         shows: &'static str,
         run: fn(&Ctx) -> Result<Option<String>, Failure>,
     ) -> Self {
-        Self { name, action: Action::Check { shows, run }, needs: None, note: None }
+        Self { name, action: Action::Check { shows, run }, needs: None, requires: None, note: None }
     }
 
     /// Sets environment variables for a cargo step (no effect on a check).
@@ -87,6 +119,12 @@ impl Step {
     /// Installs `tool` first if `cargo <subcommand> --version` fails.
     const fn needs(mut self, tool: Tool) -> Self {
         self.needs = Some(tool);
+        self
+    }
+
+    /// Fails the step before it runs, saying how to set `var`, when `var` is unset or empty.
+    const fn requires(mut self, var: EnvVar) -> Self {
+        self.requires = Some(var);
         self
     }
 
@@ -116,6 +154,9 @@ impl Step {
     }
 
     fn run(&self, ctx: &Ctx) -> Result<Option<String>, Failure> {
+        if let Some(var) = self.requires {
+            check_set(var, std::env::var_os(var.name))?;
+        }
         if let Some(tool) = self.needs {
             ensure_installed(ctx, tool)?;
         }
@@ -134,6 +175,17 @@ fn quoted(word: &str) -> String {
         format!("\"{word}\"")
     } else {
         word.to_owned()
+    }
+}
+
+/// Fails when `value` (the value of `var`) is missing or empty, saying how to set it.
+fn check_set(var: EnvVar, value: Option<std::ffi::OsString>) -> Result<(), Failure> {
+    match value {
+        Some(value) if !value.is_empty() => {
+            println!("    {} is set", var.name);
+            Ok(())
+        }
+        _ => Err(Failure::check(format!("{} is not set: {}", var.name, var.how))),
     }
 }
 
@@ -271,6 +323,25 @@ mod tests {
             docs.shows(),
             "RUSTDOCFLAGS=\"-D warnings\" cargo doc --workspace --no-deps --all-features"
         );
+    }
+
+    #[test]
+    fn the_postgres_step_refuses_to_run_without_its_server() {
+        let step = STEPS.iter().find(|step| step.name == "store-postgres").unwrap();
+        let var = step.requires.unwrap();
+        assert_eq!(var.name, "LRO_TEST_POSTGRES_URL");
+        let failure = check_set(var, None).unwrap_err();
+        let reason = failure.reason.unwrap();
+        assert!(reason.contains("LRO_TEST_POSTGRES_URL is not set") && reason.contains(".ci/run"));
+        assert!(check_set(var, Some("".into())).is_err());
+        assert!(check_set(var, Some("postgres://u@h/d".into())).is_ok());
+        assert_eq!(
+            step.shows(),
+            "cargo test --workspace --all-features --no-fail-fast --test postgres --test distributed \
+             -- --ignored"
+        );
+        let tests = STEPS.iter().position(|step| step.name == "tests").unwrap();
+        assert_eq!(STEPS[tests + 1].name, "store-postgres", "right after the workspace tests");
     }
 
     #[test]
