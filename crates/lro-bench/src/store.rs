@@ -122,7 +122,9 @@ fn postgres_database(
     name: &str,
 ) -> Result<String, BenchError> {
     let (server, _) = url.rsplit_once('/').ok_or_else(|| BenchError("postgres://…/db".into()))?;
-    admin(runtime, url, &format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"))?;
+    // Two calls: DROP DATABASE cannot share a transaction (one batch) with anything.
+    admin(runtime, url, &format!("DROP DATABASE IF EXISTS {name}"))?;
+    admin(runtime, url, &format!("CREATE DATABASE {name}"))?;
     Ok(format!("{server}/{name}"))
 }
 

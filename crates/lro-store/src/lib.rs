@@ -21,8 +21,6 @@
 //! input to a worker, as any token is), the polling settings (`spec`, JSON, no credentials),
 //! status, polls, lease, outcome and result. Never a credential: each worker brings its own.
 
-#![forbid(unsafe_code)]
-
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
