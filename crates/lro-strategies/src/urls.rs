@@ -94,6 +94,26 @@ fn set_query(uri: &Uri, name: &str, value: &str) -> Option<Uri> {
     url.as_str().parse().ok()
 }
 
+/// A link from the service as error messages show it: without its query and fragment (which
+/// may carry a SAS signature) nor user information, and cut to 200 characters.
+pub(crate) fn shown(link: &str) -> String {
+    let (head, cut) = match link.find(['?', '#']) {
+        Some(at) => (&link[..at], true),
+        None => (link, false),
+    };
+    let head = match (head.find("://"), head.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}{}", &head[..scheme + 3], &head[at + 1..])
+        }
+        _ => head.to_owned(),
+    };
+    let mut shown: String = head.chars().take(200).collect();
+    if cut || shown.len() < head.len() {
+        shown.push('…');
+    }
+    shown
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -135,24 +155,4 @@ mod tests {
         assert_eq!(hook.apply("https://s/op".parse().unwrap()), "https://s/op?api-version=2");
         assert_eq!(hook.apply(base().uri()), "https://svc.example/widgets/1?api-version=2");
     }
-}
-
-/// A link from the service as error messages show it: without its query and fragment (which
-/// may carry a SAS signature) nor user information, and cut to 200 characters.
-pub(crate) fn shown(link: &str) -> String {
-    let (head, cut) = match link.find(['?', '#']) {
-        Some(at) => (&link[..at], true),
-        None => (link, false),
-    };
-    let head = match (head.find("://"), head.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}{}", &head[..scheme + 3], &head[at + 1..])
-        }
-        _ => head.to_owned(),
-    };
-    let mut shown: String = head.chars().take(200).collect();
-    if cut || shown.len() < head.len() {
-        shown.push('…');
-    }
-    shown
 }
