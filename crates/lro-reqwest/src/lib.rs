@@ -80,7 +80,6 @@
 //! refused before processing them (an HTTP/2 `REFUSED_STREAM`), which is safe beside the
 //! engine's policy. A policy you give your builder (`ClientBuilder::retry`) retries on its own
 //! terms: then turn the engine's off with `RetryPolicy::none()`, or the two multiply.
-#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::time::Duration;

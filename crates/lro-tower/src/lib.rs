@@ -82,7 +82,6 @@
 //! (TLS and DNS failures too, unless their chain holds such an `io::Error`), and a failure while
 //! reading the body, is [`Other`](TransportErrorKind::Other). The original
 //! error is the [`source`](std::error::Error::source) of the `TransportError`.
-#![forbid(unsafe_code)]
 
 use std::error::Error as StdError;
 use std::fmt;
