@@ -11,6 +11,7 @@
 //! lro submit --store URL [--key K] (the options of start)
 //! lro worker --store URL [--concurrency N] [--rate N] [--lease D] [--exit-when-done]
 //! lro status --store URL [KEY] [--output text|json]
+//! lro abandon --store URL KEY...
 //! ```
 //!
 //! Polling options: `--transport hyper|blocking`, `--header`, `--secret-header`, `--flavour`,
@@ -82,6 +83,9 @@ enum Command {
     Worker(store::WorkerArgs),
     /// Show the operations of a store and their outcomes.
     Status(store::StatusArgs),
+    /// Stop tracking operations of a store: their holders let go, nobody polls them again
+    /// (the service is not told; the operation may still run there).
+    Abandon(store::AbandonArgs),
 }
 
 /// Arguments of `lro start`.
@@ -229,6 +233,7 @@ fn main() -> ExitCode {
             Command::Submit(args) => store::submit(args).await,
             Command::Worker(args) => store::worker(args).await,
             Command::Status(args) => store::status(args).await,
+            Command::Abandon(args) => store::abandon(args).await,
         }
     });
     // A blocking poller's thread may still be inside a request: do not wait for it.

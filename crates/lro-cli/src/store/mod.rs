@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-pub(crate) use status::status;
+pub(crate) use status::{abandon, status};
 pub(crate) use submit::submit;
 pub(crate) use worker::worker;
 
@@ -90,4 +90,15 @@ pub(crate) struct StatusArgs {
     /// A table, or JSON.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
+}
+
+/// Arguments of `lro abandon`.
+#[derive(Debug, Args)]
+pub(crate) struct AbandonArgs {
+    /// The store: sqlite:PATH or postgres://user@host:port/db.
+    #[arg(long, value_name = "URL")]
+    store: String,
+    /// The operations to stop tracking.
+    #[arg(required = true)]
+    keys: Vec<String>,
 }

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use lro_store::OperationRecord;
 use serde_json::{Value, json};
 
-use super::StatusArgs;
 use super::submit::store_error;
+use super::{AbandonArgs, StatusArgs};
 use crate::output::resource_value;
 use crate::paint::printable;
 use crate::{Output, UsageError};
@@ -73,4 +73,21 @@ pub(crate) async fn status(args: StatusArgs) -> Result<ExitCode, UsageError> {
     let summary: Vec<String> = counts.iter().map(|(state, n)| format!("{n} {state}")).collect();
     eprintln!("{} operations: {}", records.len(), summary.join(", "));
     Ok(ExitCode::SUCCESS)
+}
+
+/// `lro abandon`: stop tracking running operations (the service is not told).
+pub(crate) async fn abandon(args: AbandonArgs) -> Result<ExitCode, UsageError> {
+    let store = lro_store::open(&args.store).await.map_err(|e| store_error(&args.store, &e))?;
+    let mut code = ExitCode::SUCCESS;
+    for key in &args.keys {
+        match store.abandon(key).await {
+            Ok(true) => eprintln!("abandoned {}", printable(key)),
+            Ok(false) => {
+                eprintln!("{}: not running (unknown, or over already)", printable(key));
+                code = ExitCode::from(1);
+            }
+            Err(e) => return Err(store_error(&args.store, &e)),
+        }
+    }
+    Ok(code)
 }

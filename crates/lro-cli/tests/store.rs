@@ -1,0 +1,130 @@
+//! Black-box tests of `lro submit`, `lro worker`, `lro status` and `lro abandon` on a SQLite
+//! store: signed tokens only, no credential stored, a wrong key refused, abandon.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use lro_mock::{MockConfig, MockServer};
+use serde_json::Value;
+use support::{TempDir, lro, widget};
+
+const KEY: &str = "store-cli-test-key-0123456789abcdef";
+const SECRET: &str = "Bearer s3cr3t-store-VALUE";
+
+fn lro_with(args: &[&str], key: Option<&str>) -> (Option<i32>, String, String) {
+    let mut command = lro();
+    command.args(args).env_remove("LRO_TOKEN_KEY");
+    if let Some(key) = key {
+        command.env("LRO_TOKEN_KEY", key);
+    }
+    let out = command.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn submit_worker_status_and_abandon_on_a_sqlite_store() {
+    let mock = MockServer::start_blocking(MockConfig::builder().build()).unwrap();
+    let dir = TempDir::new("store-cli");
+    let store = format!("sqlite:{}", dir.path().join("ops.db").display());
+    let submit = |name: &str, key: Option<&str>| {
+        let url = widget(&mock.base_url(), name);
+        lro_with(
+            &[
+                "submit",
+                "--store",
+                &store,
+                "--key",
+                name,
+                "--method",
+                "PUT",
+                "--url",
+                &url,
+                "--flavour",
+                "arm",
+                "--body",
+                "{}",
+                "--interval",
+                "0",
+                "--header",
+                &format!("Authorization: {SECRET}"),
+            ],
+            key,
+        )
+    };
+    // No key: refused before anything is sent.
+    let (code, _, stderr) = submit("unsigned", None);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("signed tokens only"), "{stderr}");
+    assert!(mock.log().is_empty(), "nothing was sent");
+
+    for name in ["kept", "dropped"] {
+        let (code, stdout, stderr) = submit(name, Some(KEY));
+        assert_eq!(code, Some(0), "{stderr}");
+        assert_eq!(stdout.trim(), name);
+    }
+    let (_, listed, _) =
+        lro_with(&["status", "--store", &store, "--output", "json", "--token"], None);
+    assert!(!listed.contains("s3cr3t"), "a credential was stored: {listed}");
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(listed.as_array().unwrap().iter().all(|op| op["state"] == "running"));
+
+    let (code, _, stderr) = lro_with(&["abandon", "--store", &store, "dropped"], None);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, _, _) = lro_with(&["abandon", "--store", &store, "dropped"], None);
+    assert_eq!(code, Some(1), "only a running operation can be abandoned");
+
+    // A worker with another key refuses the token: the operation ends in `error`.
+    let wrong = "another-key-entirely-0123456789abcdef";
+    let worker = |key: &str| {
+        lro_with(
+            &[
+                "worker",
+                "--store",
+                &store,
+                "--exit-when-done",
+                "--idle-wait",
+                "20ms",
+                "--header",
+                &format!("Authorization: {SECRET}"),
+                "--output",
+                "json",
+            ],
+            Some(key),
+        )
+    };
+    let (code, stdout, stderr) = worker(wrong);
+    assert_eq!(code, Some(0), "{stderr}");
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["completed"], 0, "{summary}");
+    let (_, kept, _) = lro_with(&["status", "--store", &store, "kept", "--output", "json"], None);
+    let kept: Value = serde_json::from_str(&kept).unwrap();
+    assert_eq!(kept["state"], "error", "{kept}");
+    assert_eq!(kept["outcome"]["error"]["kind"], "invalid_token", "{kept}");
+    assert!(mock.log().iter().all(|e| e.method != "GET"), "no poll with a refused token");
+
+    // The right key: the next submission is polled to its end, its resource kept byte-exact.
+    let (code, _, stderr) = submit("second", Some(KEY));
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stdout, stderr) = worker(KEY);
+    assert_eq!(code, Some(0), "{stderr}");
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["completed"], 1, "{summary}");
+    let (_, second, _) =
+        lro_with(&["status", "--store", &store, "second", "--output", "json"], None);
+    let second: Value = serde_json::from_str(&second).unwrap();
+    assert_eq!(second["state"], "succeeded", "{second}");
+    assert_eq!(second["resource"]["properties"]["provisioningState"], "Succeeded");
+    let (code, table, _) = lro_with(&["status", "--store", &store], None);
+    assert_eq!(code, Some(0));
+    for (name, state) in [("kept", "error"), ("dropped", "abandoned"), ("second", "succeeded")] {
+        assert!(
+            table.lines().any(|l| l.starts_with(name) && l.contains(state)),
+            "{name} {state}:\n{table}"
+        );
+    }
+}
