@@ -40,6 +40,19 @@ pub use sqlite::SqliteStore;
 /// The most operations one [`OperationStore::claim`] hands out.
 pub const MAX_CLAIM: usize = 1_000;
 
+/// A stored token longer than this is not handed out by a claim (the claimer gets an empty
+/// token, and ends the operation as an error): lro's own cap on tokens, 16 MiB.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024 * 1024;
+
+/// A stored spec longer than this is not handed out by a claim (the claimer gets `null`).
+pub const MAX_SPEC_BYTES: usize = 64 * 1024;
+
+/// A claimed row's spec: its JSON, or `null` when it does not parse (the claimer ends the
+/// operation as an error instead of the claim failing for the whole batch).
+pub(crate) fn claimed_spec(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
 /// Where an operation stands in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -143,15 +156,18 @@ impl Lease {
     }
 }
 
-/// An operation handed to a worker by [`OperationStore::claim`].
+/// An operation handed to a worker by [`OperationStore::claim`]. A row that cannot be used
+/// (no token, a token over [`MAX_TOKEN_BYTES`], a spec over [`MAX_SPEC_BYTES`] or not JSON)
+/// is handed out all the same, with an empty token or a `null` spec, so that the claimer ends
+/// it as an error rather than every claim failing on it.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Claimed {
     /// The claim: name it in every write.
     pub lease: Lease,
-    /// The latest checkpointed token.
+    /// The latest checkpointed token (empty if the row has none that can be used).
     pub token: String,
-    /// How to poll it.
+    /// How to poll it (`null` if the row has none that can be used).
     pub spec: Value,
     /// Polls made so far, by every worker.
     pub polls: u32,
@@ -286,7 +302,7 @@ pub trait OperationStore: Send + Sync {
 
     /// Claims up to `max` running operations that no live lease holds (never claimed, or their
     /// lease ran out), for `worker`, for `lease` from now (the database's clock; a zero lease
-    /// runs out at once). Each gets a new fence. Operations whose lease ran out longest ago come
+    /// runs out at once; at most 30 days). Each gets a new fence. Operations whose lease ran out longest ago come
     /// first.
     async fn claim(
         &self,
@@ -350,7 +366,9 @@ pub async fn open(url: &str) -> Result<Box<dyn OperationStore>, StoreError> {
 
 /// `lease` in whole milliseconds, for the database. A zero lease runs out at once (tests).
 pub(crate) fn lease_ms(lease: Duration) -> i64 {
-    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
+    // At most 30 days: the database adds it to its clock, which must not overflow.
+    const MAX_LEASE_MS: i64 = 30 * 24 * 3600 * 1000;
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX).min(MAX_LEASE_MS)
 }
 
 /// `max` as a row count: at least 1, at most [`MAX_CLAIM`].

@@ -16,6 +16,7 @@ use crate::{
     Checkpoint, Claimed, Completion, Lease, NewOperation, OperationRecord, OperationState,
     OperationStore, StoreError, claim_limit, lease_ms,
 };
+use crate::{MAX_SPEC_BYTES, MAX_TOKEN_BYTES};
 
 /// The server's clock, in milliseconds since the Unix epoch, read once per statement: every
 /// statement that needs the time starts with this `WITH` and reads `(SELECT ms FROM clock)`.
@@ -157,7 +158,9 @@ impl Statements {
              UPDATE lro_operations AS o SET owner = $1, lease_until = {NOW} + $2, \
                fence = o.fence + 1, claims = o.claims + 1, updated_ms = {NOW} \
              FROM picked WHERE o.key = picked.key \
-             RETURNING o.key, o.fence, o.token, o.spec, o.polls"
+             RETURNING o.key, o.fence, \
+               CASE WHEN length(o.token) > {MAX_TOKEN_BYTES} THEN NULL ELSE o.token END, \
+               CASE WHEN length(o.spec) > {MAX_SPEC_BYTES} THEN 'null' ELSE o.spec END, o.polls"
         );
         let renew = format!(
             "{CLOCK} UPDATE lro_operations AS o SET lease_until = {NOW} + $1 \
@@ -454,11 +457,10 @@ impl OperationStore for PostgresStore {
             let token: Option<String> = row.try_get(2).map_err(db)?;
             let spec: String = row.try_get(3).map_err(db)?;
             let polls: i64 = row.try_get(4).map_err(db)?;
-            let token = token.ok_or_else(|| StoreError::Corrupt(format!("{key}: no token")))?;
             claimed.push(Claimed {
                 lease: Lease::new(key, fence),
-                token,
-                spec: json_of("spec", &spec)?,
+                token: token.unwrap_or_default(),
+                spec: crate::claimed_spec(&spec),
                 polls: polls_of(polls),
             });
         }

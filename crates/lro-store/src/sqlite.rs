@@ -12,8 +12,9 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
-    Checkpoint, Claimed, Completion, Lease, NewOperation, OperationRecord, OperationState,
-    OperationStore, StoreError, claim_limit, lease_ms,
+    Checkpoint, Claimed, Completion, Lease, MAX_SPEC_BYTES, MAX_TOKEN_BYTES, NewOperation,
+    OperationRecord, OperationState, OperationStore, StoreError, claim_limit, claimed_spec,
+    lease_ms,
 };
 
 /// The database's clock, in milliseconds since the Unix epoch.
@@ -54,7 +55,7 @@ impl SqliteStore {
     pub async fn open(path: &str) -> Result<Self, StoreError> {
         let path = path.to_owned();
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
-            let conn = if path == ":memory:" {
+            let mut conn = if path == ":memory:" {
                 Connection::open_in_memory()
             } else {
                 Connection::open(Path::new(&path))
@@ -63,7 +64,7 @@ impl SqliteStore {
             conn.busy_timeout(Duration::from_secs(5)).map_err(db)?;
             conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
             conn.pragma_update(None, "synchronous", "NORMAL").map_err(db)?;
-            migrate(&conn)?;
+            migrate(&mut conn)?;
             Ok(conn)
         })
         .await
@@ -85,17 +86,17 @@ impl SqliteStore {
     }
 }
 
-fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    let done: usize =
-        conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(db)?;
+/// Runs the migrations not run yet, in one immediate transaction: the version is read inside
+/// it, so two processes opening a new file at once migrate it once.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx =
+        conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
+    let done: usize = tx.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(db)?;
     for (version, migration) in MIGRATIONS.iter().enumerate().skip(done) {
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {migration}; PRAGMA user_version = {}; COMMIT;",
-            version + 1
-        ))
-        .map_err(db)?;
+        tx.execute_batch(migration).map_err(db)?;
+        tx.pragma_update(None, "user_version", version + 1).map_err(db)?;
     }
-    Ok(())
+    tx.commit().map_err(db)
 }
 
 fn polls_of(value: i64) -> u32 {
@@ -187,7 +188,9 @@ impl OperationStore for SqliteStore {
                      WHERE key IN (SELECT key FROM lro_operations WHERE state = 'running' \
                        AND (lease_until IS NULL OR lease_until <= {NOW}) \
                        ORDER BY COALESCE(lease_until, 0), created_ms LIMIT ?3) \
-                     RETURNING key, fence, token, spec, polls"
+                     RETURNING key, fence, \
+                       CASE WHEN length(token) > {MAX_TOKEN_BYTES} THEN NULL ELSE token END, \
+                       CASE WHEN length(spec) > {MAX_SPEC_BYTES} THEN 'null' ELSE spec END, polls"
                 ))
                 .map_err(db)?;
             let rows = statement
@@ -203,11 +206,10 @@ impl OperationStore for SqliteStore {
             let mut claimed = Vec::new();
             for row in rows {
                 let (key, fence, token, spec, polls) = row.map_err(db)?;
-                let token = token.ok_or_else(|| StoreError::Corrupt(format!("{key}: no token")))?;
                 claimed.push(Claimed {
                     lease: Lease::new(key, fence),
-                    token,
-                    spec: spec_of(&spec)?,
+                    token: token.unwrap_or_default(),
+                    spec: claimed_spec(&spec),
                     polls: polls_of(polls),
                 });
             }

@@ -34,3 +34,51 @@ async fn an_unknown_store_url_is_refused() {
     let error = lro_store::open("mysql://x").await.err().expect("refused");
     assert!(error.to_string().contains("sqlite:PATH"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handles_of_one_file_opened_at_once_migrate_once_and_never_share_a_claim() {
+    let dir = std::env::temp_dir().join(format!("lro-store-handles-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ops.db");
+    let _ = std::fs::remove_file(&path);
+    let url = format!("sqlite:{}", path.display());
+    // Four handles (four connections, as four processes would have) open a new file at once.
+    let mut opening = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let url = url.clone();
+        opening.spawn(async move { lro_store::open(&url).await });
+    }
+    let mut stores: Vec<Arc<dyn OperationStore>> = Vec::new();
+    while let Some(opened) = opening.join_next().await {
+        stores.push(Arc::from(opened.unwrap().expect("every handle migrates or finds it done")));
+    }
+    for i in 0..300 {
+        let op = lro_store::NewOperation::new(format!("op-{i:03}"), "t", serde_json::json!({}));
+        stores[i % 4].submit(op).await.unwrap();
+    }
+    let mut claiming = tokio::task::JoinSet::new();
+    for (n, store) in stores.iter().enumerate() {
+        let store = Arc::clone(store);
+        claiming.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = store
+                    .claim(&format!("w{n}"), 9, std::time::Duration::from_secs(600))
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|c| c.lease.key));
+            }
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    while let Some(claimed) = claiming.join_next().await {
+        for key in claimed.unwrap() {
+            assert!(seen.insert(key.clone()), "{key} was handed out twice");
+        }
+    }
+    assert_eq!(seen.len(), 300);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -65,6 +65,11 @@ pub(crate) struct WorkerArgs {
     /// As --header, for a secret the name does not give away.
     #[arg(long = "secret-header", value_name = "'NAME: VALUE'")]
     secret_headers: Vec<String>,
+    /// Also allow polls to this origin (repeatable; default: each token's own origin only).
+    /// The worker's choice, never the store's: whoever can write the database cannot send
+    /// this worker's credentials elsewhere.
+    #[arg(long, value_name = "URL")]
+    allow_origin: Vec<String>,
     /// The key the submitters signed the tokens with (or LRO_TOKEN_KEY).
     #[arg(long, value_name = "F")]
     token_key_file: Option<PathBuf>,

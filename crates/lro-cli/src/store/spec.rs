@@ -1,5 +1,11 @@
 //! How to poll a stored operation: the `spec` a submitter writes beside the token, and the
-//! strategy and options a worker builds from it with its own credentials and token key.
+//! strategy and options a worker builds from it with its own credentials, trusted origins and
+//! token key.
+//!
+//! The spec is not signed (the token is), so it holds nothing that decides where credentials
+//! go: which origins beyond the token's own may be polled is the worker's `--allow-origin`,
+//! never the store's. Whoever can write the database can change how an operation is polled,
+//! not where a worker's credentials are sent.
 
 use std::time::Duration;
 
@@ -22,14 +28,11 @@ pub(crate) struct Spec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) interval_ms: Option<u64>,
     pub(crate) retries: u32,
-    /// Origins the submitter vouched for beyond the initial request's (`--allow-origin`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) allow_origins: Vec<String>,
 }
 
 impl Spec {
     /// The spec of `lro submit`'s settings.
-    pub(crate) fn of(settings: &Settings, allow_origins: &[String]) -> Self {
+    pub(crate) fn of(settings: &Settings) -> Self {
         Spec {
             flavour: match settings.flavour {
                 Flavour::Arm => "arm",
@@ -41,15 +44,16 @@ impl Spec {
                 .interval
                 .map(|i| u64::try_from(i.as_millis()).unwrap_or(u64::MAX)),
             retries: settings.retry.max_retries(),
-            allow_origins: allow_origins.to_vec(),
         }
     }
 
     /// The strategy and options to poll with: the spec's, with `headers` on every poll (the
-    /// worker's own credentials), tokens signed and checked with `key`.
+    /// worker's own credentials), polls allowed to the `trusted` origins beyond the token's own, tokens
+    /// signed and checked with `key`.
     pub(crate) fn polling(
         &self,
         headers: &HeaderMap,
+        trusted: &[String],
         key: &TokenKey,
     ) -> Result<(Box<dyn Strategy>, PollOptions), String> {
         let mut builder = match self.flavour.as_str() {
@@ -70,7 +74,7 @@ impl Spec {
             }
         }
         let mut origins = OriginPolicy::same_origin();
-        for url in &self.allow_origins {
+        for url in trusted {
             origins = origins.allow(url).ok_or_else(|| format!("{url:?} is not a URL"))?;
         }
         let key = key.clone();

@@ -27,7 +27,7 @@ pub(crate) async fn submit(args: SubmitArgs) -> Result<ExitCode, UsageError> {
     };
     let request = crate::run::initial_request(&args.start, &settings.headers)?;
     let store = lro_store::open(&args.store).await.map_err(|e| store_error(&args.store, &e))?;
-    let spec = Spec::of(&settings, &args.start.polling.allow_origin);
+    let spec = Spec::of(&settings);
     let operation_key = args.key.clone().unwrap_or_else(|| {
         request
             .headers()
@@ -41,7 +41,7 @@ pub(crate) async fn submit(args: SubmitArgs) -> Result<ExitCode, UsageError> {
         Ok(client) => match client.send_initial(request, &settings.retry).await {
             Err(error) => Err(error),
             Ok(initial) => spec
-                .polling(&settings.headers, &key)
+                .polling(&settings.headers, &args.start.polling.allow_origin, &key)
                 .map_err(LroError::policy)
                 .and_then(|(strategy, options)| Engine::start(strategy, Arc::new(options), initial))
                 .and_then(|engine| Ok((engine.continuation_token()?, engine.status().to_string()))),

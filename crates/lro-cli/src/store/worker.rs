@@ -37,16 +37,28 @@ use crate::{Output, UsageError};
 
 type Operations = FleetStream<String, Box<dyn Strategy>, FinalBody>;
 
-/// When the worker last knew its leases to be held: shared with [`Guarded`], which refuses to
-/// send once half a lease has gone by since.
-type Renewed = Arc<Mutex<Instant>>;
+/// When the worker last knew its leases to be held, and how many times it gave all of them up
+/// (the epoch): shared with [`Guarded`].
+#[derive(Debug, Clone, Copy)]
+struct LeaseClock {
+    renewed: Instant,
+    epoch: u64,
+}
 
-/// The worker's transport: refuses every request once its leases may have run out (a paused
-/// process that wakes up must not poll before it has checked), so that no two workers ever
-/// poll one operation at once.
+type Clock = Arc<Mutex<LeaseClock>>;
+
+fn read(clock: &Clock) -> LeaseClock {
+    *clock.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The worker's transport. A request is refused, or cut off while it waits for its answer, once
+/// half a lease has gone by since the leases were last known held; and a request begun before
+/// the worker gave its leases up (a new epoch) never goes on after, even if later claims made
+/// the clock fresh again. So a process that wakes from a pause, or a request stuck in a queue,
+/// never polls an operation another worker holds by now.
 struct Guarded {
     inner: HyperClient,
-    renewed: Renewed,
+    clock: Clock,
     half_lease: Duration,
 }
 
@@ -65,11 +77,28 @@ impl std::error::Error for LeaseMayHaveExpired {}
 #[async_trait::async_trait]
 impl AsyncHttpClient for Guarded {
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
-        let renewed = *self.renewed.lock().unwrap_or_else(PoisonError::into_inner);
-        if renewed.elapsed() >= self.half_lease {
-            return Err(TransportError::new(TransportErrorKind::Unusable, LeaseMayHaveExpired));
+        let refused = || TransportError::new(TransportErrorKind::Unusable, LeaseMayHaveExpired);
+        let begun = read(&self.clock).epoch;
+        let mut send = Box::pin(self.inner.send(request));
+        loop {
+            let clock = read(&self.clock);
+            let deadline = clock.renewed.checked_add(self.half_lease).unwrap_or(clock.renewed);
+            if clock.epoch != begun {
+                return Err(refused());
+            }
+            if Instant::now() >= deadline {
+                // Every request of this epoch is refused from now on.
+                let mut shared = self.clock.lock().unwrap_or_else(PoisonError::into_inner);
+                if shared.epoch == begun {
+                    shared.epoch += 1;
+                }
+                return Err(refused());
+            }
+            match tokio::time::timeout_at(deadline.into(), &mut send).await {
+                Ok(answer) => return answer,
+                Err(_) => continue, // the clock may have moved on: look again
+            }
         }
-        self.inner.send(request).await
     }
 }
 
@@ -90,12 +119,14 @@ struct Worker {
     store: Arc<dyn OperationStore>,
     name: String,
     headers: HeaderMap,
+    /// Origins this worker's operator trusts beyond each token's own (`--allow-origin`).
+    origins: Vec<String>,
     key: TokenKey,
     lease: Duration,
     handle: FleetHandle<String, Box<dyn Strategy>>,
     held: HashMap<String, Lease>,
     /// When the leases were last known held (see [`Guarded`]).
-    renewed: Renewed,
+    clock: Clock,
     /// Polls made by earlier holders of each held operation (to count this worker's own).
     earlier_polls: HashMap<String, u32>,
     tally: Tally,
@@ -106,8 +137,8 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, UsageError> {
     if !(args.rate.is_finite() && args.rate > 0.0) {
         return Err(UsageError(format!("--rate must be a positive number (got {})", args.rate)));
     }
-    if args.lease < Duration::from_secs(1) {
-        return Err(UsageError("--lease must be at least 1s".to_owned()));
+    if args.lease < Duration::from_secs(1) || args.lease > Duration::from_secs(24 * 3600) {
+        return Err(UsageError("--lease must be from 1s to 24h".to_owned()));
     }
     let key = crate::settings::token_key(args.token_key_file.as_deref())?.ok_or_else(|| {
         UsageError(
@@ -116,18 +147,23 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, UsageError> {
                 .to_owned(),
         )
     })?;
+    for url in &args.allow_origin {
+        lro_core::OriginPolicy::same_origin()
+            .allow(url)
+            .ok_or_else(|| UsageError(format!("--allow-origin {url:?} is not an absolute URL")))?;
+    }
     let mut headers = crate::settings::parse_headers(&args.headers, false)?;
     headers.extend(crate::settings::parse_headers(&args.secret_headers, true)?);
     let store: Arc<dyn OperationStore> =
         Arc::from(lro_store::open(&args.store).await.map_err(|e| store_error(&args.store, &e))?);
-    let renewed: Renewed = Arc::new(Mutex::new(Instant::now()));
+    let clock: Clock = Arc::new(Mutex::new(LeaseClock { renewed: Instant::now(), epoch: 0 }));
     let client = Arc::new(Guarded {
         inner: HyperClient::builder()
             .pool_max_idle_per_host(args.max_in_flight)
             .max_connections_per_host(Some(args.max_in_flight))
             .build()
             .map_err(|e| UsageError(e.to_string()))?,
-        renewed: Arc::clone(&renewed),
+        clock: Arc::clone(&clock),
         half_lease: args.lease / 2,
     });
     let options = FleetOptions::builder()
@@ -148,11 +184,12 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, UsageError> {
         store,
         name,
         headers,
+        origins: args.allow_origin.clone(),
         key,
         lease: args.lease,
         handle,
         held: HashMap::new(),
-        renewed,
+        clock,
         earlier_polls: HashMap::new(),
         tally: Tally::default(),
     };
@@ -165,17 +202,18 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, UsageError> {
     if args.output == Output::Text {
         eprintln!("worker {} on {}", worker.name, args.store);
     }
+    let mut stopped_by = None;
     loop {
         tokio::select! {
-            // Renewals first: they must never wait behind a stream of completions, and a
-            // process that wakes from a pause must learn which leases it lost before it polls
-            // (the transport's guard covers a store too slow to say).
+            // In this order: renewals (never behind a stream of completions; a process that
+            // wakes from a pause learns which leases it lost before it polls, and the
+            // transport's guard covers a store too slow to say), a signal, the tokens to
+            // checkpoint (so that their queue drains), the operations that ended, claims.
             biased;
             _ = renew_tick.tick() => worker.renew().await,
-            ended = next(&mut fleet), if !worker.held.is_empty() => {
-                if let Some(ended) = ended {
-                    worker.complete(ended).await;
-                }
+            name = &mut signal => {
+                stopped_by = Some(name);
+                break;
             }
             Some(pending) = checkpoints.recv() => {
                 // Only the newest token of each operation is worth a round-trip.
@@ -188,6 +226,11 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, UsageError> {
                     worker.checkpoint(pending).await;
                 }
             }
+            ended = next(&mut fleet), if !worker.held.is_empty() => {
+                if let Some(ended) = ended {
+                    worker.complete(ended).await;
+                }
+            }
             _ = claim_tick.tick() => {
                 if worker.held.len() < args.concurrency {
                     worker.claim(args.concurrency - worker.held.len()).await;
@@ -196,13 +239,14 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, UsageError> {
                     break;
                 }
             }
-            name = &mut signal => {
-                eprintln!("worker {}: {name}: giving the leases back", worker.name);
-                worker.release_all().await;
-                break;
-            }
         }
         worker.expire_unrenewed();
+    }
+    // Requests in flight end with the fleet: only then may others poll what this one held.
+    drop(fleet);
+    if let Some(name) = stopped_by {
+        eprintln!("worker {}: {name}: giving the leases back", worker.name);
+        worker.release_all().await;
     }
     let tally = &worker.tally;
     let per_poll = tally.round_trips as f64 / tally.polls.max(1) as f64;
@@ -243,19 +287,44 @@ async fn next(fleet: &mut Operations) -> Option<FleetResult<String, FinalBody>> 
     std::future::poll_fn(|cx| std::pin::Pin::new(&mut *fleet).poll_next(cx)).await
 }
 
+/// A store call that takes longer than this is given up (a quarter of the lease, so that a
+/// hung connection cannot stall renewals past the guard).
+fn store_timeout(lease: Duration) -> Duration {
+    lease / 4
+}
+
 impl Worker {
+    /// `call`, given up after [`store_timeout`] with a database error.
+    async fn timed<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let limit = store_timeout(self.lease);
+        tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            Err(StoreError::Database(Box::new(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the store did not answer within {limit:?}"),
+            ))))
+        })
+    }
+
     fn set_renewed(&self, at: Instant) {
-        *self.renewed.lock().unwrap_or_else(PoisonError::into_inner) = at;
+        self.clock.lock().unwrap_or_else(PoisonError::into_inner).renewed = at;
     }
 
     fn last_renewed(&self) -> Instant {
-        *self.renewed.lock().unwrap_or_else(PoisonError::into_inner)
+        read(&self.clock).renewed
+    }
+
+    /// Gives every lease up in this process: requests begun before are refused from now on.
+    fn new_epoch(&self) {
+        self.clock.lock().unwrap_or_else(PoisonError::into_inner).epoch += 1;
     }
 
     async fn claim(&mut self, room: usize) {
         let sent = Instant::now();
         self.tally.round_trips += 1;
-        let claimed = match self.store.claim(&self.name, room, self.lease).await {
+        let claimed = match self.timed(self.store.claim(&self.name, room, self.lease)).await {
             Ok(claimed) => claimed,
             Err(e) => {
                 eprintln!("warning: claiming failed: {}", lro_core::ErrorChain::new(&e));
@@ -282,7 +351,7 @@ impl Worker {
                     let completion =
                         Completion::new(OperationState::Error, "", claimed.polls, report.to_json());
                     self.tally.round_trips += 1;
-                    if let Err(e) = self.store.complete(&lease, completion).await {
+                    if let Err(e) = self.timed(self.store.complete(&lease, completion)).await {
                         eprintln!("warning: {}: {}", lease.key, lro_core::ErrorChain::new(&e));
                     }
                 }
@@ -294,7 +363,7 @@ impl Worker {
         let spec: Spec = serde_json::from_value(claimed.spec.clone())
             .map_err(|e| LroError::invalid_token(format!("the stored spec: {e}")))?;
         let (strategy, options) =
-            spec.polling(&self.headers, &self.key).map_err(LroError::policy)?;
+            spec.polling(&self.headers, &self.origins, &self.key).map_err(LroError::policy)?;
         let token: ContinuationToken = claimed.token.parse()?;
         // The token must carry the key's signature: a store row is untrusted input.
         Engine::resume(strategy, Arc::new(options), &token)
@@ -303,7 +372,8 @@ impl Worker {
     async fn checkpoint(&mut self, (key, token, status, polls): Pending) {
         let Some(lease) = self.held.get(&key) else { return }; // over, or lost
         self.tally.round_trips += 1;
-        match self.store.checkpoint(lease, Checkpoint::new(token, status, polls)).await {
+        let checkpoint = Checkpoint::new(token, status, polls);
+        match self.timed(self.store.checkpoint(lease, checkpoint)).await {
             Ok(()) => {}
             Err(StoreError::LeaseLost { .. }) => self.lose(&key),
             Err(e) => eprintln!("warning: checkpoint of {key}: {}", lro_core::ErrorChain::new(&e)),
@@ -337,7 +407,7 @@ impl Worker {
             completion = completion.result(body.bytes.clone());
         }
         self.tally.round_trips += 1;
-        match self.store.complete(&lease, completion).await {
+        match self.timed(self.store.complete(&lease, completion)).await {
             Ok(()) => self.tally.completed += 1,
             Err(StoreError::LeaseLost { .. }) => self.tally.lost += 1,
             Err(e) => {
@@ -353,7 +423,7 @@ impl Worker {
         let leases: Vec<Lease> = self.held.values().cloned().collect();
         let sent = Instant::now();
         self.tally.round_trips += 1;
-        match self.store.renew(&self.name, &leases, self.lease).await {
+        match self.timed(self.store.renew(&self.name, &leases, self.lease)).await {
             Ok(kept) => {
                 self.set_renewed(sent);
                 let kept: std::collections::HashSet<&str> =
@@ -385,6 +455,7 @@ impl Worker {
             crate::paint::duration(since),
             self.held.len()
         );
+        self.new_epoch();
         let keys: Vec<String> = self.held.keys().cloned().collect();
         for key in keys {
             self.lose(&key);
@@ -401,14 +472,15 @@ impl Worker {
 
     async fn release_all(&mut self) {
         self.earlier_polls.clear();
-        for (_, lease) in self.held.drain() {
+        let held: Vec<Lease> = self.held.drain().map(|(_, lease)| lease).collect();
+        for lease in held {
             self.tally.round_trips += 1;
-            let _ = self.store.release(&lease).await;
+            let _ = self.timed(self.store.release(&lease)).await;
         }
     }
 
     async fn nothing_left(&mut self) -> bool {
         self.tally.round_trips += 1;
-        matches!(self.store.running().await, Ok(0))
+        matches!(self.timed(self.store.running()).await, Ok(0))
     }
 }

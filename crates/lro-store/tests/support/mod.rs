@@ -29,7 +29,25 @@ pub async fn suite(store: Arc<dyn OperationStore>, prefix: &str) {
     complete_records_the_outcome_and_result_exactly_and_ends_the_lease(&*store, prefix).await;
     release_makes_an_operation_claimable_at_once(&*store, prefix).await;
     abandon_stops_tracking_and_fences_the_holder_off(&*store, prefix).await;
+    a_row_that_cannot_be_used_is_handed_out_to_be_ended_not_left_to_block_claims(&*store, prefix)
+        .await;
     concurrent_claims_never_hand_out_an_operation_twice(Arc::clone(&store), prefix).await;
+}
+
+async fn a_row_that_cannot_be_used_is_handed_out_to_be_ended_not_left_to_block_claims(
+    store: &dyn OperationStore,
+    p: &str,
+) {
+    let (bad, good) = (format!("{p}huge-spec"), format!("{p}fine"));
+    let huge = json!({"pad": "x".repeat(lro_store::MAX_SPEC_BYTES)});
+    store.submit(NewOperation::new(&bad, "t", huge)).await.unwrap();
+    store.submit(op(&good)).await.unwrap();
+    let claimed = claim_all(store, "w1", LONG).await;
+    let bad = claimed.iter().find(|c| c.lease.key == bad).expect("handed out");
+    assert_eq!(bad.spec, serde_json::Value::Null, "a spec over the cap is not read");
+    assert!(claimed.iter().any(|c| c.lease.key == good), "the others are claimed too");
+    let ended = Completion::new(OperationState::Error, "", 0, json!({"error": "unusable row"}));
+    store.complete(&bad.lease, ended).await.unwrap();
 }
 
 async fn claim_all(
