@@ -47,10 +47,27 @@ pub const MAX_TOKEN_BYTES: usize = 16 * 1024 * 1024;
 /// A stored spec longer than this is not handed out by a claim (the claimer gets `null`).
 pub const MAX_SPEC_BYTES: usize = 64 * 1024;
 
-/// A claimed row's spec: its JSON, or `null` when it does not parse (the claimer ends the
-/// operation as an error instead of the claim failing for the whole batch).
-pub(crate) fn claimed_spec(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
+/// A claimed row as the claimer gets it: a missing token empty, a spec that does not parse
+/// `null` (the claimer ends such an operation as an error instead of the claim failing for the
+/// whole batch).
+pub(crate) fn claimed(
+    key: String,
+    fence: i64,
+    token: Option<String>,
+    spec: &str,
+    polls: i64,
+) -> Claimed {
+    Claimed {
+        lease: Lease::new(key, fence),
+        token: token.unwrap_or_default(),
+        spec: serde_json::from_str(spec).unwrap_or(Value::Null),
+        polls: polls_of(polls),
+    }
+}
+
+/// A stored poll count (never negative, at most `u32::MAX`).
+pub(crate) fn polls_of(value: i64) -> u32 {
+    u32::try_from(value.max(0)).unwrap_or(u32::MAX)
 }
 
 /// Where an operation stands in the store.

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
+use crate::polls_of;
 use crate::{
     Checkpoint, Claimed, Completion, Lease, NewOperation, OperationRecord, OperationState,
     OperationStore, StoreError, claim_limit, lease_ms,
@@ -396,10 +397,6 @@ async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
     transaction.commit().await
 }
 
-fn polls_of(value: i64) -> u32 {
-    u32::try_from(value.max(0)).unwrap_or(u32::MAX)
-}
-
 fn json_of(what: &str, text: &str) -> Result<serde_json::Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
@@ -457,12 +454,7 @@ impl OperationStore for PostgresStore {
             let token: Option<String> = row.try_get(2).map_err(db)?;
             let spec: String = row.try_get(3).map_err(db)?;
             let polls: i64 = row.try_get(4).map_err(db)?;
-            claimed.push(Claimed {
-                lease: Lease::new(key, fence),
-                token: token.unwrap_or_default(),
-                spec: crate::claimed_spec(&spec),
-                polls: polls_of(polls),
-            });
+            claimed.push(crate::claimed(key, fence, token, &spec, polls));
         }
         Ok(claimed)
     }

@@ -11,10 +11,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::polls_of;
 use crate::{
     Checkpoint, Claimed, Completion, Lease, MAX_SPEC_BYTES, MAX_TOKEN_BYTES, NewOperation,
-    OperationRecord, OperationState, OperationStore, StoreError, claim_limit, claimed_spec,
-    lease_ms,
+    OperationRecord, OperationState, OperationStore, StoreError, claim_limit, lease_ms,
 };
 
 /// The database's clock, in milliseconds since the Unix epoch.
@@ -62,7 +62,9 @@ impl SqliteStore {
             }
             .map_err(db)?;
             conn.busy_timeout(Duration::from_secs(5)).map_err(db)?;
-            conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+            // Switching a new file to WAL takes it whole; another process opening it at the same
+            // moment gets "busy" here without the busy handler's wait: wait as it would.
+            busy_retry(|| conn.pragma_update(None, "journal_mode", "WAL")).map_err(db)?;
             conn.pragma_update(None, "synchronous", "NORMAL").map_err(db)?;
             migrate(&mut conn)?;
             Ok(conn)
@@ -86,6 +88,22 @@ impl SqliteStore {
     }
 }
 
+/// `f`, again while SQLite says the database is busy, for up to 5 s (as the busy timeout).
+fn busy_retry<T>(f: impl Fn() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match f() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs the migrations not run yet, in one immediate transaction: the version is read inside
 /// it, so two processes opening a new file at once migrate it once.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -97,10 +115,6 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.pragma_update(None, "user_version", version + 1).map_err(db)?;
     }
     tx.commit().map_err(db)
-}
-
-fn polls_of(value: i64) -> u32 {
-    u32::try_from(value.max(0)).unwrap_or(u32::MAX)
 }
 
 fn spec_of(text: &str) -> Result<serde_json::Value, StoreError> {
@@ -206,12 +220,7 @@ impl OperationStore for SqliteStore {
             let mut claimed = Vec::new();
             for row in rows {
                 let (key, fence, token, spec, polls) = row.map_err(db)?;
-                claimed.push(Claimed {
-                    lease: Lease::new(key, fence),
-                    token: token.unwrap_or_default(),
-                    spec: claimed_spec(&spec),
-                    polls: polls_of(polls),
-                });
+                claimed.push(crate::claimed(key, fence, token, &spec, polls));
             }
             Ok(claimed)
         })
