@@ -127,6 +127,8 @@ struct Worker {
     held: HashMap<String, Lease>,
     /// When the leases were last known held (see [`Guarded`]).
     clock: Clock,
+    /// The newest token of each operation, not yet written (see [`Worker::flush`]).
+    unwritten: HashMap<String, Pending>,
     /// Polls made by earlier holders of each held operation (to count this worker's own).
     earlier_polls: HashMap<String, u32>,
     tally: Tally,
@@ -191,6 +193,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, UsageError> {
         held: HashMap::new(),
         clock,
         earlier_polls: HashMap::new(),
+        unwritten: HashMap::new(),
         tally: Tally::default(),
     };
     let started = Instant::now();
@@ -217,15 +220,13 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, UsageError> {
             }
             Some(pending) = checkpoints.recv() => {
                 // Only the newest token of each operation is worth a round-trip.
-                let mut newest = HashMap::new();
-                newest.insert(pending.0.clone(), pending);
+                worker.unwritten.insert(pending.0.clone(), pending);
                 while let Ok(more) = checkpoints.try_recv() {
-                    newest.insert(more.0.clone(), more);
+                    worker.unwritten.insert(more.0.clone(), more);
                 }
-                for (_, pending) in newest {
-                    worker.checkpoint(pending).await;
-                }
+                worker.flush().await;
             }
+            () = std::future::ready(()), if !worker.unwritten.is_empty() => worker.flush().await,
             ended = next(&mut fleet), if !worker.held.is_empty() => {
                 if let Some(ended) = ended {
                     worker.complete(ended).await;
@@ -369,6 +370,18 @@ impl Worker {
         Engine::resume(strategy, Arc::new(options), &token)
     }
 
+    /// Writes unwritten tokens for at most an eighth of the lease, then gives the loop back (a
+    /// renewal must never wait behind a long batch); the rest are written on the next turns.
+    async fn flush(&mut self) {
+        let started = Instant::now();
+        while started.elapsed() < self.lease / 8 {
+            let Some(key) = self.unwritten.keys().next().cloned() else { return };
+            if let Some(pending) = self.unwritten.remove(&key) {
+                self.checkpoint(pending).await;
+            }
+        }
+    }
+
     async fn checkpoint(&mut self, (key, token, status, polls): Pending) {
         let Some(lease) = self.held.get(&key) else { return }; // over, or lost
         self.tally.round_trips += 1;
@@ -464,6 +477,7 @@ impl Worker {
 
     fn lose(&mut self, key: &str) {
         self.earlier_polls.remove(key);
+        self.unwritten.remove(key);
         if self.held.remove(key).is_some() {
             self.handle.remove(key.to_owned());
             self.tally.lost += 1;
@@ -472,6 +486,7 @@ impl Worker {
 
     async fn release_all(&mut self) {
         self.earlier_polls.clear();
+        self.unwritten.clear();
         let held: Vec<Lease> = self.held.drain().map(|(_, lease)| lease).collect();
         for lease in held {
             self.tally.round_trips += 1;
