@@ -169,16 +169,11 @@ pub(crate) async fn resume(args: ResumeArgs) -> Result<ExitCode, UsageError> {
     Ok(finish(&progress, report, settings.output, &hint))
 }
 
-/// The algorithm list that made `token`, as its saved progress records it (lro's tokens since
-/// 0.2 do; Python's and older ones do not). Only read, never trusted: the strategy checks the
-/// token again when it resumes.
+/// The algorithm list that made `token`, when it says (lro's tokens do).
 fn token_flavour(token: &ContinuationToken) -> Option<Flavour> {
-    let state: lro_core::token::TokenState = token.decode().ok()?;
-    let family = state.progress?.get("strategy")?.get("family")?.as_str()?.to_owned();
-    match family.as_str() {
+    match lro_strategies::LroBasePolling::family_of(token)? {
         "arm" => Some(Flavour::Arm),
-        "base" => Some(Flavour::Base),
-        _ => None,
+        _ => Some(Flavour::Base),
     }
 }
 

@@ -248,14 +248,14 @@ impl<S: Strategy> Engine<S> {
         let origin = initial.request().uri();
         let vouched = integrity == TokenIntegrity::Verified || options.origins.vouches_for(origin);
         if !vouched && options.sends_credentials() {
+            let origin = origin_text(origin);
             return Err(LroError::refused_origin(
                 format!(
-                    "refusing to resume: the token names {} and polls would carry credentials, \
-                     but nothing vouches for that origin (trust it by name with an allowed or \
-                     pinned origin, or resume only tokens signed with your token key)",
-                    origin_text(origin)
+                    "refusing to resume: the token names {origin} and polls would carry \
+                     credentials, but nothing vouches for that origin (trust it by name with an \
+                     allowed or pinned origin, or resume only tokens signed with your token key)"
                 ),
-                origin_text(origin),
+                origin,
             ));
         }
         let mut engine = Engine::begin(strategy, options, initial, true)?;
@@ -271,17 +271,16 @@ impl<S: Strategy> Engine<S> {
 
     /// Restores the progress a token saved.
     fn restore(&mut self, progress: Option<serde_json::Value>) -> Result<(), LroError> {
-        let engine = self;
         if let Some(saved) = progress {
             let progress: Progress = serde_json::from_value(saved)
                 .map_err(|e| LroError::invalid_token(format!("unexpected progress: {e}")))?;
             if let Some(saved) = &progress.strategy {
-                engine.strategy.restore(saved)?;
+                self.strategy.restore(saved)?;
             }
-            engine.polls = progress.polls;
-            if let (Some(word), Phase::Polling) = (progress.status, &engine.phase) {
+            self.polls = progress.polls;
+            if let (Some(word), Phase::Polling) = (progress.status, &self.phase) {
                 // Shown until the first poll answers; polling decides nothing from it.
-                engine.status = engine.options.vocabulary.status(Arc::<str>::from(word));
+                self.status = self.options.vocabulary.status(Arc::<str>::from(word));
             }
         }
         Ok(())
@@ -441,8 +440,7 @@ impl<S: Strategy> Engine<S> {
                 });
             }
             _ => {
-                let next = self.next_poll.map(|due| (due.wait, self.wait_reason));
-                let percent = self.strategy.percent_complete();
+                let (next, percent) = (self.next_wait(), self.percent_complete());
                 self.telemetry.settled(&self.status, percent, next);
             }
         }
@@ -653,14 +651,14 @@ impl<S: Strategy> Engine<S> {
         }
         let start = self.initial.request().uri();
         if !self.options.origins.permits(start, &uri) {
+            let refused = origin_text(&uri);
             return Err(LroError::refused_origin(
                 format!(
-                    "refusing to poll {}: it is not on the origin of the initial request ({}) \
-                     nor on an allowed origin",
-                    origin_text(&uri),
+                    "refusing to poll {refused}: it is not on the origin of the initial request \
+                     ({}) nor on an allowed origin",
                     origin_text(start)
                 ),
-                origin_text(&uri),
+                refused,
             ));
         }
         let mut request = Request::new(Bytes::new());

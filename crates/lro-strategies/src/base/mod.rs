@@ -85,6 +85,38 @@ fn family_words(family: &str) -> &'static str {
 }
 
 impl LroBasePolling {
+    /// Which default algorithm list made `token`, as its saved progress records it: `"arm"`
+    /// ([`ArmPolling`]) or `"base"` ([`LroBasePolling`]); `None` for tokens that do not say
+    /// (Python azure-core's, custom lists, older ones). Only read, never trusted: resuming
+    /// checks the token again. Tools use it to pick the list themselves (`lro resume`).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use lro_core::{Engine, InitialResponse};
+    /// use lro_strategies::{ArmPolling, LroBasePolling};
+    ///
+    /// let request = http::Request::put("https://svc.example/w1").body(Bytes::new())?;
+    /// let response = http::Response::builder()
+    ///     .status(201)
+    ///     .header("azure-asyncoperation", "https://svc.example/ops/1")
+    ///     .body(Bytes::new())?;
+    /// let (strategy, options) = ArmPolling::builder().into_parts();
+    /// let engine = Engine::start(strategy, options, InitialResponse::from_exchange(&request, response))?;
+    /// let token = engine.continuation_token()?;
+    /// assert_eq!(LroBasePolling::family_of(&token), Some("arm"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn family_of(token: &lro_core::ContinuationToken) -> Option<&'static str> {
+        let state: lro_core::token::TokenState = token.decode().ok()?;
+        let saved = state.progress?.get("strategy")?.clone();
+        let saved: Saved = serde_json::from_value(saved).ok()?;
+        match saved.family.as_deref()? {
+            "arm" => Some("arm"),
+            "base" => Some("base"),
+            _ => None,
+        }
+    }
+
     /// A builder with azure-core's algorithms: Operation-Location, Location, status check.
     pub fn builder() -> PollingBuilder {
         PollingBuilder::new(base_algorithms())
