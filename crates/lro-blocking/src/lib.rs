@@ -35,8 +35,8 @@ use lro_core::{HttpClient, TransportError, TransportErrorKind};
 pub use lro_core::SystemTimer;
 use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
-/// Default cap on a response body: 16 MiB.
-pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+/// Default cap on a response body: 16 MiB, as every transport of the workspace.
+pub use lro_core::DEFAULT_MAX_BODY;
 /// Default timeout of a whole request (connect, send, headers and body): 30 s.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default timeout to establish a connection: 10 s.
@@ -132,15 +132,10 @@ fn transport_error(error: ureq::Error) -> TransportError {
             TransportErrorKind::Timeout
         }
         // A failed TLS handshake (untrusted certificate, ...) arrives as an I/O error.
-        ureq::Error::Io(io) if caused_by_tls(io) => TransportErrorKind::Connect,
+        ureq::Error::Io(_) if tls.is_some() => TransportErrorKind::Connect,
         _ => TransportErrorKind::Other,
     };
     TransportError::new(kind, error)
-}
-
-/// Whether a TLS (rustls) error is somewhere in the chain of `error`.
-fn caused_by_tls(error: &std::io::Error) -> bool {
-    lro_core::find_cause::<rustls::Error>(error).is_some()
 }
 
 /// Builder of [`BlockingClient`].

@@ -126,6 +126,6 @@ pub use token::{
     ContinuationToken, KeyTooShort, MAX_TOKEN_LEN, TokenError, TokenIntegrity, TokenKey,
 };
 pub use transport::{
-    AsyncHttpClient, AsyncTimer, BoxError, BoxFuture, HttpClient, Interrupt, SystemTimer, Timer,
-    Timestamp, TransportError, TransportErrorKind, find_cause,
+    AsyncHttpClient, AsyncTimer, BoxError, BoxFuture, DEFAULT_MAX_BODY, HttpClient, Interrupt,
+    SystemTimer, Timer, Timestamp, TransportError, TransportErrorKind, find_cause,
 };

@@ -37,6 +37,10 @@ pub enum TransportErrorKind {
     Other,
 }
 
+/// The cap on a response body every transport of the workspace applies by default: 16 MiB
+/// (re-exported by each transport crate as its own `DEFAULT_MAX_BODY`).
+pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+
 /// A request that could not be completed: no HTTP response is available.
 ///
 /// ```
@@ -68,6 +72,15 @@ impl TransportError {
     /// What kind of failure this is.
     pub fn kind(&self) -> TransportErrorKind {
         self.kind
+    }
+
+    /// A response body larger than the transport's cap of `max` bytes (of kind
+    /// [`BodyTooLarge`](TransportErrorKind::BodyTooLarge)).
+    pub fn body_too_large(max: usize) -> Self {
+        Self::new(
+            TransportErrorKind::BodyTooLarge,
+            format!("the response body is larger than the {max}-byte limit"),
+        )
     }
 
     /// A TLS handshake answered in plain text: the URL says `https://` but the port serves

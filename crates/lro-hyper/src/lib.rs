@@ -50,8 +50,8 @@ use lro_core::{
     Timestamp, TransportError, TransportErrorKind,
 };
 
-/// Default cap on a response body: 16 MiB.
-pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+/// Default cap on a response body: 16 MiB, as every transport of the workspace.
+pub use lro_core::DEFAULT_MAX_BODY;
 /// Default timeout of a whole request (headers and body): 30 s.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default timeout to establish a connection (TCP and TLS): 10 s.
@@ -178,7 +178,7 @@ impl HyperClient {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|len| len > max as u64) {
-            return Err(too_large(max));
+            return Err(TransportError::body_too_large(max));
         }
         let mut collected = BytesMut::new();
         while let Some(frame) = body.frame().await {
@@ -186,7 +186,7 @@ impl HyperClient {
             if let Ok(data) = frame.into_data() {
                 if collected.len().saturating_add(data.len()) > max {
                     // Dropping the body here closes the connection: the rest is never read.
-                    return Err(too_large(max));
+                    return Err(TransportError::body_too_large(max));
                 }
                 collected.extend_from_slice(&data);
             }
@@ -201,13 +201,6 @@ fn no_runtime() -> TransportError {
         TransportErrorKind::Unusable,
         "lro-hyper needs a tokio runtime with IO and time enabled (`enable_all()`), and there is \
          none on this thread: drive the poller inside one, or use lro-blocking",
-    )
-}
-
-fn too_large(max: usize) -> TransportError {
-    TransportError::new(
-        TransportErrorKind::BodyTooLarge,
-        format!("the response body is larger than the {max}-byte limit"),
     )
 }
 

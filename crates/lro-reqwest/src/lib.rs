@@ -88,8 +88,8 @@ use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use lro_core::{AsyncHttpClient, TransportError, TransportErrorKind};
 
-/// Default cap on a response body: 16 MiB (the same as `lro_hyper::DEFAULT_MAX_BODY`).
-pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+/// Default cap on a response body: 16 MiB, as every transport of the workspace.
+pub use lro_core::DEFAULT_MAX_BODY;
 /// Timeout of a whole request (headers and body) set by [`ReqwestClient::new`]: 30 s.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Timeout to establish a connection set by [`ReqwestClient::new`]: 10 s.
@@ -147,13 +147,13 @@ impl ReqwestClient {
         let mut response = self.client.execute(request).await.map_err(transport_error)?;
         let max = self.max_body;
         if response.content_length().is_some_and(|len| len > max as u64) {
-            return Err(too_large(max));
+            return Err(TransportError::body_too_large(max));
         }
         let mut collected = BytesMut::new();
         while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
             if collected.len().saturating_add(chunk.len()) > max {
                 // Dropping the response here closes its connection: the rest is never read.
-                return Err(too_large(max));
+                return Err(TransportError::body_too_large(max));
             }
             collected.extend_from_slice(&chunk);
         }
@@ -190,13 +190,6 @@ fn transport_error(error: reqwest::Error) -> TransportError {
     // reqwest's message ends with the whole URL, query (a SAS signature) included: errors
     // travel into logs and spans, so the URL stays out.
     TransportError::new(kind, error.without_url())
-}
-
-fn too_large(max: usize) -> TransportError {
-    TransportError::new(
-        TransportErrorKind::BodyTooLarge,
-        format!("the response body is larger than the {max}-byte limit"),
-    )
 }
 
 /// The error of a request made outside a usable tokio runtime.

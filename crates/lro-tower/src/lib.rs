@@ -94,8 +94,8 @@ use http_body::Body;
 use lro_core::{AsyncHttpClient, BoxError, TransportError, TransportErrorKind};
 use tower_service::Service;
 
-/// Default cap on a response body: 16 MiB (the same as `lro_hyper::DEFAULT_MAX_BODY`).
-pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+/// Default cap on a response body: 16 MiB, as every transport of the workspace.
+pub use lro_core::DEFAULT_MAX_BODY;
 
 /// An [`AsyncHttpClient`] over a tower [`Service`].
 ///
@@ -189,7 +189,7 @@ where
     let mut body = std::pin::pin!(body);
     // The size it declares (Content-Length, for hyper's bodies): refused before reading.
     if body.size_hint().lower() > max as u64 {
-        return Err(too_large(max));
+        return Err(TransportError::body_too_large(max));
     }
     let mut collected = BytesMut::new();
     while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
@@ -198,19 +198,12 @@ where
         if let Ok(data) = frame.into_data() {
             if collected.len().saturating_add(data.remaining()) > max {
                 // Dropping the body here stops reading it: the rest is never buffered.
-                return Err(too_large(max));
+                return Err(TransportError::body_too_large(max));
             }
             collected.put(data);
         }
     }
     Ok(collected.freeze())
-}
-
-fn too_large(max: usize) -> TransportError {
-    TransportError::new(
-        TransportErrorKind::BodyTooLarge,
-        format!("the response body is larger than the {max}-byte limit"),
-    )
 }
 
 /// A service's error as a [`TransportError`] of the closest kind (see the crate docs).

@@ -138,11 +138,6 @@ async fn a_body_over_the_cap_is_body_too_large() {
     assert_eq!(response.body().len(), 2 * 1024 * 1024);
 }
 
-#[test]
-fn the_default_body_cap_is_the_same_as_lro_hypers() {
-    assert_eq!(lro_tower::DEFAULT_MAX_BODY, lro_hyper::DEFAULT_MAX_BODY);
-}
-
 #[tokio::test]
 async fn a_refused_connection_is_a_connect_error() {
     let port = {
