@@ -183,7 +183,12 @@ pub(crate) fn run(quick: bool) -> Result<Vec<Measure>, BenchError> {
     };
     let (one, three) = (sqlite(1)?, sqlite(3)?);
     figures("sqlite", one, three);
-    if let Ok(url) = std::env::var("LRO_TEST_POSTGRES_URL") {
+    let postgres_url = std::env::var("LRO_TEST_POSTGRES_URL").ok();
+    if postgres_url.is_none() {
+        // Said, not silent: the table will have no store_postgres_* rows.
+        eprintln!("lro-bench: store: no PostgreSQL figures (LRO_TEST_POSTGRES_URL is not set)");
+    }
+    if let Some(url) = postgres_url {
         let postgres = |workers: usize| -> Result<(f64, f64), BenchError> {
             let name = format!("lro_bench_{}_{workers}", std::process::id());
             let db = postgres_database(&runtime, &url, &name)?;

@@ -89,7 +89,8 @@ struct State {
     done: BTreeMap<String, Value>,
 }
 
-type Operations = FleetStream<String, Box<dyn Strategy>, FinalBody>;
+/// The fleet of `lro batch` and `lro worker`.
+pub(crate) type Operations = FleetStream<String, Box<dyn Strategy>, FinalBody>;
 
 /// `lro batch`.
 pub(crate) async fn batch(args: BatchArgs) -> Result<ExitCode, UsageError> {
@@ -240,9 +241,8 @@ fn admit(
     }
 }
 
-async fn next(
-    fleet: &mut FleetStream<String, Box<dyn Strategy>, FinalBody>,
-) -> Option<FleetResult<String, FinalBody>> {
+/// The next operation of `fleet` that ended.
+pub(crate) async fn next(fleet: &mut Operations) -> Option<FleetResult<String, FinalBody>> {
     std::future::poll_fn(|cx| std::pin::Pin::new(&mut *fleet).poll_next(cx)).await
 }
 

@@ -164,6 +164,8 @@ fn three_workers_one_killed(url: &str) {
         let overlap = runs.len() > 2 || (runs.len() == 2 && runs[0] != "w0");
         assert!(!overlap, "{op} was polled by {runs:?}: two workers at once");
     }
+    // The log tells the workers apart (else the check above could not fail).
+    assert!(agents.values().any(|runs| runs.len() == 2), "no takeover seen in the mock's log");
     eprintln!(
         "{OPERATIONS} operations, 3 workers (w0 killed), {takeovers} taken over, in {elapsed:.1?}; \
          survivors: {summaries:?}"

@@ -69,6 +69,13 @@ fn submit_worker_status_and_abandon_on_a_sqlite_store() {
     let (_, listed, _) =
         lro_with(&["status", "--store", &store, "--output", "json", "--token"], None);
     assert!(!listed.contains("s3cr3t"), "a credential was stored: {listed}");
+    // The rows themselves (the spec too, which `lro status` does not show).
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rows = runtime.block_on(async { lro_store::open(&store).await.unwrap().list(10).await });
+    for row in rows.unwrap() {
+        let stored = format!("{} {:?} {}", row.spec, row.token, row.status);
+        assert!(!stored.contains("s3cr3t"), "a credential was stored: {stored}");
+    }
     let listed: Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2);
     assert!(listed.as_array().unwrap().iter().all(|op| op["state"] == "running"));

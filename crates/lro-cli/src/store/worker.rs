@@ -16,11 +16,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, Response};
 
-use futures_core::Stream;
 use http::HeaderMap;
 use lro_core::{
-    AsyncHttpClient, ContinuationToken, Engine, FleetHandle, FleetOptions, FleetResult,
-    FleetStream, LroError, Strategy, TokenKey, TransportError, TransportErrorKind,
+    AsyncHttpClient, ContinuationToken, Engine, FleetHandle, FleetOptions, FleetResult, LroError,
+    Strategy, TokenKey, TransportError, TransportErrorKind,
 };
 use lro_hyper::{HyperClient, TokioTimer};
 use lro_store::{
@@ -31,11 +30,10 @@ use serde_json::json;
 use super::WorkerArgs;
 use super::spec::Spec;
 use super::submit::store_error;
+use crate::batch::{Operations, next};
 use crate::drive::interrupted;
 use crate::output::{FinalBody, Report, final_body};
 use crate::{Output, UsageError};
-
-type Operations = FleetStream<String, Box<dyn Strategy>, FinalBody>;
 
 /// When the worker last knew its leases to be held, and how many times it gave all of them up
 /// (the epoch): shared with [`Guarded`].
@@ -284,10 +282,6 @@ fn default_name() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-async fn next(fleet: &mut Operations) -> Option<FleetResult<String, FinalBody>> {
-    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *fleet).poll_next(cx)).await
-}
-
 /// A store call that takes longer than this is given up (a quarter of the lease, so that a
 /// hung connection cannot stall renewals past the guard).
 fn store_timeout(lease: Duration) -> Duration {
@@ -409,12 +403,8 @@ impl Worker {
             Ok(body) => Report::succeeded(Some(status.clone()), body, u64::from(ended.polls)),
             Err(error) => Report::failed(error, Some(status.clone()), u64::from(ended.polls)),
         };
-        let state = match report.outcome {
-            "succeeded" => OperationState::Succeeded,
-            "failed" => OperationState::Failed,
-            "canceled" => OperationState::Canceled,
-            _ => OperationState::Error,
-        };
+        // The report's outcome words are the store's state words.
+        let state = OperationState::parse(report.outcome).unwrap_or(OperationState::Error);
         let mut completion = Completion::new(state, status, ended.polls, report.to_json());
         if let Ok(body) = &ended.result {
             completion = completion.result(body.bytes.clone());
