@@ -319,7 +319,9 @@ impl<S: Strategy, T> AsyncOperation<T> for StrategyOperation<S, T, Arc<dyn Async
                         YieldOnce::default().await;
                     }
                 }
-                Next::Wait(delay) => timer.sleep(delay).await,
+                // A sleep that ends without waiting (a test's timer) is followed by a yield
+                // too: a progress stream then sees each status before the next poll.
+                Next::Wait(delay) => politely(timer.sleep(delay)).await,
                 Next::Done => return self.outcome(),
             }
         }

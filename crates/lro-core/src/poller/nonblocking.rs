@@ -4,16 +4,14 @@ use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
-use futures_util::FutureExt as _;
-use futures_util::future::Shared;
 
+use super::shared_run::{Run, SharedRun, WaiterId};
 use crate::deserialize::Deserializer;
-use crate::drivers::politely;
 use crate::error::LroError;
 use crate::initial::InitialResponse;
 use crate::method::{AsyncOperation, AsyncPollingMethod};
@@ -61,12 +59,10 @@ where
 {
     method: Arc<M::Operation>,
     timer: Arc<dyn AsyncTimer>,
-    /// The one run of the method, shared by every waiter; created on the first await.
-    run: Mutex<Option<SharedRun>>,
+    /// The one run of the method, shared by every waiter; started on the first await.
+    run: SharedRun,
     _resource: PhantomData<fn() -> T>,
 }
-
-type SharedRun = Shared<BoxFuture<'static, Result<(), LroError>>>;
 
 impl<T: 'static, M> AsyncLroPoller<T, M>
 where
@@ -111,22 +107,21 @@ where
         AsyncLroPoller {
             method: Arc::new(method),
             timer,
-            run: Mutex::new(None),
+            run: SharedRun::default(),
             _resource: PhantomData,
         }
     }
 
-    /// The shared run of the method (started on first use; a clone for each waiter).
-    fn shared_run(&self) -> SharedRun {
-        let mut slot = self.run.lock().unwrap_or_else(PoisonError::into_inner);
-        slot.get_or_insert_with(|| {
-            let method = Arc::clone(&self.method);
-            let timer = YieldingTimer(Arc::clone(&self.timer));
-            let run: BoxFuture<'static, Result<(), LroError>> =
-                Box::pin(async move { method.run(&timer).await });
-            run.shared()
-        })
-        .clone()
+    /// A waiter on the shared run of the method.
+    fn shared_run(&self) -> Waiter<'_, T, M> {
+        Waiter { poller: self, id: 0 }
+    }
+
+    /// The run of the method (made on the first await).
+    fn start(&self) -> Run {
+        let method = Arc::clone(&self.method);
+        let timer = Arc::clone(&self.timer);
+        Box::pin(async move { method.run(&*timer).await })
     }
 
     /// Polls until the operation ends (at most `timeout`, measured by the timer), then returns
@@ -144,7 +139,7 @@ where
         let outcome = match timeout {
             None => self.shared_run().await,
             Some(limit) => match (Race {
-                work: Box::pin(self.shared_run()),
+                work: self.shared_run(),
                 deadline: self.timer.sleep(limit),
             })
             .await
@@ -185,13 +180,8 @@ where
     /// A stream of status updates that drives polling: the current status first, then each
     /// change, then the end (or one error). Read the result afterwards with
     /// [`result`](AsyncLroPoller::result), which does not poll again once polling is over.
-    pub fn progress(&self) -> Progress<T, M::Operation> {
-        Progress {
-            run: Some(Box::pin(self.shared_run())),
-            method: Arc::clone(&self.method),
-            last: None,
-            _resource: PhantomData,
-        }
+    pub fn progress(&self) -> Progress<'_, T, M> {
+        Progress { run: Some(self.shared_run()), last: None }
     }
 
     fn with_token(&self, error: LroError) -> LroError {
@@ -234,16 +224,17 @@ where
 }
 
 /// Status updates of an operation, from [`AsyncLroPoller::progress`].
-pub struct Progress<T, M> {
-    run: Option<BoxFuture<'static, Result<(), LroError>>>,
-    method: Arc<M>,
+pub struct Progress<'a, T, M>
+where
+    M: AsyncPollingMethod<T>,
+{
+    run: Option<Waiter<'a, T, M>>,
     last: Option<Status>,
-    _resource: PhantomData<fn() -> T>,
 }
 
-impl<T, M: AsyncOperation<T>> Progress<T, M> {
-    fn changed(&mut self) -> Option<Status> {
-        let status = self.method.status();
+impl<T: 'static, M: AsyncPollingMethod<T>> Progress<'_, T, M> {
+    fn changed(&mut self, method: &M::Operation) -> Option<Status> {
+        let status = method.status();
         if self.last.as_ref() == Some(&status) {
             return None;
         }
@@ -252,31 +243,28 @@ impl<T, M: AsyncOperation<T>> Progress<T, M> {
     }
 }
 
-impl<T, M: AsyncOperation<T>> Stream for Progress<T, M> {
+impl<T: 'static, M: AsyncPollingMethod<T>> Stream for Progress<'_, T, M> {
     type Item = Result<Status, LroError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.last.is_none() {
-            return Poll::Ready(this.changed().map(Ok));
-        }
         let Some(run) = this.run.as_mut() else {
             return Poll::Ready(None);
         };
-        match run.as_mut().poll(cx) {
+        let poller = run.poller;
+        if this.last.is_none() {
+            return Poll::Ready(this.changed(&poller.method).map(Ok));
+        }
+        match Pin::new(run).poll(cx) {
             Poll::Ready(Ok(())) => {
                 this.run = None;
-                Poll::Ready(this.changed().map(Ok))
+                Poll::Ready(this.changed(&poller.method).map(Ok))
             }
             Poll::Ready(Err(error)) => {
                 this.run = None;
-                let error = match this.method.continuation_token() {
-                    Ok(token) => error.with_continuation_token(token),
-                    Err(_) => error,
-                };
-                Poll::Ready(Some(Err(error)))
+                Poll::Ready(Some(Err(poller.with_token(error))))
             }
-            Poll::Pending => match this.changed() {
+            Poll::Pending => match this.changed(&poller.method) {
                 Some(status) => Poll::Ready(Some(Ok(status))),
                 None => Poll::Pending,
             },
@@ -284,7 +272,10 @@ impl<T, M: AsyncOperation<T>> Stream for Progress<T, M> {
     }
 }
 
-impl<T, M> fmt::Debug for Progress<T, M> {
+impl<T, M> fmt::Debug for Progress<'_, T, M>
+where
+    M: AsyncPollingMethod<T>,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Progress")
             .field("last", &self.last)
@@ -305,31 +296,42 @@ where
     }
 }
 
-/// A timer whose sleeps yield once if they end without waiting, so that a [`Progress`] stream
-/// sees each status before the next poll, even with a timer whose sleeps end at once.
-struct YieldingTimer(Arc<dyn AsyncTimer>);
+/// One waiter on the poller's shared run: drives it when polled, and gets its outcome.
+struct Waiter<'a, T, M>
+where
+    M: AsyncPollingMethod<T>,
+{
+    poller: &'a AsyncLroPoller<T, M>,
+    id: WaiterId,
+}
 
-impl AsyncTimer for YieldingTimer {
-    fn now(&self) -> crate::Timestamp {
-        self.0.now()
+impl<T: 'static, M: AsyncPollingMethod<T>> Future for Waiter<'_, T, M> {
+    type Output = Result<(), LroError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let poller = this.poller;
+        poller.run.poll(&mut this.id, cx, || poller.start())
     }
+}
 
-    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
-        Box::pin(politely(self.0.sleep(duration)))
+impl<T, M: AsyncPollingMethod<T>> Drop for Waiter<'_, T, M> {
+    fn drop(&mut self) {
+        self.poller.run.leave(self.id);
     }
 }
 
 /// Polls `work` first, then `deadline`; `None` if the deadline came first.
-struct Race<'a, O> {
-    work: BoxFuture<'a, O>,
+struct Race<W> {
+    work: W,
     deadline: BoxFuture<'static, ()>,
 }
 
-impl<O> Future for Race<'_, O> {
-    type Output = Option<O>;
+impl<W: Future + Unpin> Future for Race<W> {
+    type Output = Option<W::Output>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<O>> {
-        if let Poll::Ready(output) = self.work.as_mut().poll(cx) {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(output) = Pin::new(&mut self.work).poll(cx) {
             return Poll::Ready(Some(output));
         }
         match self.deadline.as_mut().poll(cx) {

@@ -1,0 +1,291 @@
+//! [`SharedRun`]: the one run of a polling method that every waiter of an
+//! [`AsyncLroPoller`](super::AsyncLroPoller) awaits.
+//!
+//! Whichever waiter is polled drives the run; all get its outcome. While one waiter is alone,
+//! the run is polled with that waiter's own waker: nothing is allocated and nothing stands
+//! between the transport's wake-up and the task. From the moment a second waiter comes, the run
+//! is polled with a [`Notifier`] that wakes every waiter, so that a waiter that is kept but no
+//! longer polled (a progress stream left aside) never holds the others up.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
+
+use crate::error::LroError;
+use crate::transport::BoxFuture;
+
+/// The run of a polling method, as the poller stores it.
+pub(crate) type Run = BoxFuture<'static, Result<(), LroError>>;
+
+/// One run, shared by its waiters (see the module's documentation).
+#[derive(Default)]
+pub(crate) struct SharedRun {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    stage: Stage,
+    /// The waiter that polled the run while it was the only one, and its waker.
+    alone: Option<(WaiterId, Waker)>,
+    /// Set once a second waiter came: the run is then polled with its waker.
+    notifier: Option<Arc<Notifier>>,
+    /// The last waiter id handed out (ids start at 1).
+    last_id: u64,
+}
+
+#[derive(Default)]
+enum Stage {
+    /// Nobody awaited the poller yet.
+    #[default]
+    NotStarted,
+    /// Started, and not being polled at this moment.
+    Idle(Run),
+    /// A waiter is polling the run (outside the lock).
+    Polled,
+    /// The run ended: every waiter gets this.
+    Ended(Result<(), LroError>),
+}
+
+/// A waiter's identity within its run (0: not yet polled).
+pub(crate) type WaiterId = u64;
+
+impl SharedRun {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Polls the run for the waiter `id` (assigned on its first call), starting the run with
+    /// `start` if nobody did yet.
+    pub(crate) fn poll(
+        &self,
+        id: &mut WaiterId,
+        cx: &mut Context<'_>,
+        start: impl FnOnce() -> Run,
+    ) -> Poll<Result<(), LroError>> {
+        let mut state = self.lock();
+        if *id == 0 {
+            state.last_id += 1;
+            *id = state.last_id;
+        }
+        let notifier = state.waker_for(*id, cx.waker());
+        let mut run = match std::mem::replace(&mut state.stage, Stage::Polled) {
+            Stage::Ended(outcome) => {
+                state.stage = Stage::Ended(outcome.clone());
+                return Poll::Ready(outcome);
+            }
+            Stage::Polled => {
+                // Another waiter is polling the run; it (or the notifier) wakes this one.
+                state.stage = Stage::Polled;
+                return Poll::Pending;
+            }
+            Stage::NotStarted => start(),
+            Stage::Idle(run) => run,
+        };
+        drop(state);
+        let polled = match &notifier {
+            Some(waker) => run.as_mut().poll(&mut Context::from_waker(waker)),
+            None => run.as_mut().poll(cx),
+        };
+        let mut state = self.lock();
+        match polled {
+            Poll::Ready(outcome) => {
+                state.stage = Stage::Ended(outcome.clone());
+                if let Some(others) = &state.notifier {
+                    others.wake_by_ref();
+                }
+                Poll::Ready(outcome)
+            }
+            Poll::Pending => {
+                state.stage = Stage::Idle(run);
+                // A second waiter came while this one polled with its own waker: the run's
+                // wake-ups go to this task alone, which may never be polled again. Wake them
+                // all, so that one of them polls the run with the notifier.
+                if notifier.is_none() {
+                    if let Some(others) = &state.notifier {
+                        others.wake_by_ref();
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// The waiter `id` is gone (dropped): it no longer needs waking.
+    pub(crate) fn leave(&self, id: WaiterId) {
+        if id == 0 {
+            return;
+        }
+        let mut state = self.lock();
+        if state.alone.as_ref().is_some_and(|(alone, _)| *alone == id) {
+            state.alone = None;
+        }
+        if let Some(notifier) = &state.notifier {
+            notifier.lock().retain(|(waiter, _)| *waiter != id);
+        }
+    }
+}
+
+impl State {
+    /// Registers the waiter `id` with `waker`; returns the waker to poll the run with when it
+    /// is the notifier's (`None`: the waiter's own).
+    fn waker_for(&mut self, id: WaiterId, waker: &Waker) -> Option<Waker> {
+        if self.notifier.is_none() {
+            match &mut self.alone {
+                Some((alone, _)) if *alone != id => {
+                    let notifier = Arc::new(Notifier::default());
+                    if let Some((alone, its_waker)) = self.alone.take() {
+                        notifier.register(alone, &its_waker);
+                    }
+                    self.notifier = Some(notifier);
+                }
+                Some((_, its_waker)) => {
+                    if !its_waker.will_wake(waker) {
+                        its_waker.clone_from(waker);
+                    }
+                    return None;
+                }
+                None => {
+                    self.alone = Some((id, waker.clone()));
+                    return None;
+                }
+            }
+        }
+        let notifier = self.notifier.as_ref()?;
+        notifier.register(id, waker);
+        Some(Waker::from(Arc::clone(notifier)))
+    }
+}
+
+/// Wakes every waiter of a run that has several.
+#[derive(Default)]
+struct Notifier {
+    wakers: Mutex<Vec<(WaiterId, Waker)>>,
+}
+
+impl Notifier {
+    fn lock(&self) -> MutexGuard<'_, Vec<(WaiterId, Waker)>> {
+        self.wakers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn register(&self, id: WaiterId, waker: &Waker) {
+        let mut wakers = self.lock();
+        match wakers.iter_mut().find(|(waiter, _)| *waiter == id) {
+            Some((_, known)) if known.will_wake(waker) => {}
+            Some((_, known)) => known.clone_from(waker),
+            None => wakers.push((id, waker.clone())),
+        }
+    }
+}
+
+impl Wake for Notifier {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Woken outside the lock: a waker may run its task's poll at once (some executors do).
+        let wakers: Vec<Waker> = self.lock().iter().map(|(_, waker)| waker.clone()).collect();
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count::default());
+        (Arc::clone(&count), Waker::from(count))
+    }
+
+    /// A run that is pending until `open` is set, keeping the last waker it was polled with.
+    fn gated(open: Arc<Mutex<bool>>, waker: Arc<Mutex<Option<Waker>>>) -> Run {
+        Box::pin(std::future::poll_fn(move |cx| {
+            *waker.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+            if *open.lock().unwrap_or_else(PoisonError::into_inner) {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        }))
+    }
+
+    #[test]
+    fn a_lone_waiter_polls_the_run_with_its_own_waker() {
+        let run = SharedRun::default();
+        let (open, inner) = (Arc::new(Mutex::new(false)), Arc::new(Mutex::new(None)));
+        let (count, waker) = counting();
+        let mut id = 0;
+        let mut cx = Context::from_waker(&waker);
+        assert!(run.poll(&mut id, &mut cx, || gated(open.clone(), inner.clone())).is_pending());
+        let held = inner.lock().unwrap().clone().expect("polled");
+        assert!(held.will_wake(&waker), "no notifier between the run and the task");
+        held.wake();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_second_waiter_makes_every_wake_up_reach_both() {
+        let run = SharedRun::default();
+        let (open, inner) = (Arc::new(Mutex::new(false)), Arc::new(Mutex::new(None)));
+        let start = || gated(open.clone(), inner.clone());
+        let ((first, first_waker), (second, second_waker)) = (counting(), counting());
+        let (mut a, mut b) = (0, 0);
+        assert!(run.poll(&mut a, &mut Context::from_waker(&first_waker), start).is_pending());
+        assert!(run.poll(&mut b, &mut Context::from_waker(&second_waker), start).is_pending());
+        // The first waiter is never polled again; the run's wake-up still reaches the second.
+        inner.lock().unwrap().clone().expect("polled").wake();
+        assert_eq!(second.0.load(Ordering::SeqCst), 1);
+        assert_eq!(first.0.load(Ordering::SeqCst), 1);
+        *open.lock().unwrap() = true;
+        let outcome = run.poll(&mut b, &mut Context::from_waker(&second_waker), start);
+        assert!(matches!(outcome, Poll::Ready(Ok(()))));
+        assert!(matches!(
+            run.poll(&mut a, &mut Context::from_waker(&first_waker), start),
+            Poll::Ready(Ok(()))
+        ));
+    }
+
+    #[test]
+    fn a_waiter_that_leaves_is_no_longer_woken() {
+        let run = SharedRun::default();
+        let (open, inner) = (Arc::new(Mutex::new(false)), Arc::new(Mutex::new(None)));
+        let start = || gated(open.clone(), inner.clone());
+        let ((first, first_waker), (_, second_waker)) = (counting(), counting());
+        let (mut a, mut b) = (0, 0);
+        assert!(run.poll(&mut a, &mut Context::from_waker(&first_waker), start).is_pending());
+        assert!(run.poll(&mut b, &mut Context::from_waker(&second_waker), start).is_pending());
+        run.leave(a);
+        inner.lock().unwrap().clone().expect("polled").wake();
+        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn the_run_starts_once() {
+        let run = SharedRun::default();
+        let started = AtomicUsize::new(0);
+        let start = || -> Run {
+            started.fetch_add(1, Ordering::SeqCst);
+            Box::pin(std::future::pending())
+        };
+        let (_, waker) = counting();
+        for _ in 0..3 {
+            let mut id = 0;
+            assert!(run.poll(&mut id, &mut Context::from_waker(&waker), start).is_pending());
+        }
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+    }
+}
