@@ -1,7 +1,9 @@
 //! The initial exchange of an operation: the request that started it and the service's answer.
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 
 use crate::error::LroError;
 use crate::options::{DEFAULT_MAX_DELAY, DEFAULT_MIN_DELAY};
@@ -15,12 +17,20 @@ use crate::transport::{AsyncHttpClient, AsyncTimer, HttpClient, Interrupt, Timer
 pub struct RequestHead {
     method: Method,
     uri: Uri,
-    headers: HeaderMap,
+    /// `None` when there are none (what an engine keeps, usually): an empty map takes 96 bytes.
+    headers: Option<Box<HeaderMap>>,
+}
+
+/// The headers of a head that has none.
+fn no_headers() -> &'static HeaderMap {
+    static EMPTY: OnceLock<HeaderMap> = OnceLock::new();
+    EMPTY.get_or_init(HeaderMap::new)
 }
 
 impl RequestHead {
     /// A request head from its parts.
     pub fn new(method: Method, uri: Uri, headers: HeaderMap) -> Self {
+        let headers = (!headers.is_empty()).then(|| Box::new(headers));
         RequestHead { method, uri, headers }
     }
 
@@ -41,7 +51,10 @@ impl RequestHead {
 
     /// The request headers.
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        match &self.headers {
+            Some(headers) => headers,
+            None => no_headers(),
+        }
     }
 
     /// A request with this head and `body`.
@@ -49,7 +62,9 @@ impl RequestHead {
         let mut request = Request::new(body);
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
-        *request.headers_mut() = self.headers.clone();
+        if let Some(headers) = &self.headers {
+            *request.headers_mut() = HeaderMap::clone(headers);
+        }
         request
     }
 }
@@ -117,13 +132,52 @@ impl<'p> Attempts<'p> {
 #[derive(Debug, Clone)]
 pub struct InitialResponse {
     request: RequestHead,
-    response: Response<Bytes>,
+    response: FirstResponse,
+}
+
+/// The service's first response: whole, or only what a continuation token keeps of it (what an
+/// engine holds for the hours an operation runs), made whole again only if somebody asks.
+#[derive(Debug, Clone)]
+struct FirstResponse {
+    /// The whole response: given, or made from the parts below on first use.
+    whole: OnceLock<Box<Response<Bytes>>>,
+    /// The token's parts (when not given whole): status, version, headers and body.
+    status: StatusCode,
+    version: Version,
+    headers: Box<[(HeaderName, HeaderValue)]>,
+    body: Bytes,
+}
+
+impl FirstResponse {
+    fn whole(response: Response<Bytes>) -> Self {
+        FirstResponse {
+            whole: OnceLock::from(Box::new(response)),
+            status: StatusCode::OK,
+            version: Version::default(),
+            headers: Box::default(),
+            body: Bytes::new(),
+        }
+    }
+
+    fn get(&self) -> &Response<Bytes> {
+        self.whole.get_or_init(|| {
+            let mut response = Response::new(self.body.clone());
+            *response.status_mut() = self.status;
+            *response.version_mut() = self.version;
+            let headers = response.headers_mut();
+            headers.reserve(self.headers.len());
+            for (name, value) in &*self.headers {
+                headers.append(name.clone(), value.clone());
+            }
+            Box::new(response)
+        })
+    }
 }
 
 impl InitialResponse {
     /// Pairs a request head with its response.
     pub fn new(request: RequestHead, response: Response<Bytes>) -> Self {
-        InitialResponse { request, response }
+        InitialResponse { request, response: FirstResponse::whole(response) }
     }
 
     /// Pairs `request` (its head only) with `response`.
@@ -214,9 +268,34 @@ impl InitialResponse {
         &self.request
     }
 
-    /// The service's first response.
+    /// The service's first response (of one that [`token_parts`](Self::token_parts) made, those
+    /// parts; asking for it makes them a whole `Response`, kept from then on).
     pub fn response(&self) -> &Response<Bytes> {
-        &self.response
+        self.response.get()
+    }
+
+    /// The response's status, without making kept parts whole.
+    pub(crate) fn status(&self) -> StatusCode {
+        match self.response.whole.get() {
+            Some(whole) => whole.status(),
+            None => self.response.status,
+        }
+    }
+
+    /// The response's first value of `name`, without making kept parts whole.
+    pub(crate) fn header(&self, name: &str) -> Option<&HeaderValue> {
+        match self.response.whole.get() {
+            Some(whole) => whole.headers().get(name),
+            None => self.response.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v),
+        }
+    }
+
+    /// The response's body, without making kept parts whole.
+    pub(crate) fn body(&self) -> &Bytes {
+        match self.response.whole.get() {
+            Some(whole) => whole.body(),
+            None => &self.response.body,
+        }
     }
 
     /// What a continuation token keeps of this exchange: the method and URL, the request's
@@ -225,19 +304,25 @@ impl InitialResponse {
     /// keeps no more than this once its operation is under way: a large or secret header
     /// (`Authorization`, a service's 60 KB of diagnostics) is not held for the hours an
     /// operation may run.
+    ///
+    /// Kept compactly (a list of the kept headers rather than a header map): an engine holds it
+    /// for as long as its operation runs.
     pub fn token_parts(&self) -> InitialResponse {
         let head = &self.request;
         let request = RequestHead::new(
             head.method.clone(),
             head.uri.clone(),
-            kept(&head.headers, &crate::token::TOKEN_REQUEST_HEADERS),
+            kept(head.headers(), &crate::token::TOKEN_REQUEST_HEADERS).collect(),
         );
-        let mut response = Response::new(self.response.body().clone());
-        *response.status_mut() = self.response.status();
-        *response.version_mut() = self.response.version();
-        *response.headers_mut() =
-            kept(self.response.headers(), &crate::token::TOKEN_RESPONSE_HEADERS);
-        InitialResponse::new(request, response)
+        let response = self.response();
+        let response = FirstResponse {
+            whole: OnceLock::new(),
+            status: response.status(),
+            version: response.version(),
+            headers: kept(response.headers(), &crate::token::TOKEN_RESPONSE_HEADERS).collect(),
+            body: response.body().clone(),
+        };
+        InitialResponse { request, response }
     }
 }
 
@@ -245,21 +330,79 @@ impl InitialResponse {
     /// The whole exchange, its response's header values in bytes of their own (what an engine
     /// keeps of an operation that ended in its initial response: the result).
     pub(crate) fn owned(self) -> InitialResponse {
-        InitialResponse { request: self.request, response: crate::owned::response(self.response) }
+        self.response.get();
+        let whole = self.response.whole.into_inner().map(|whole| *whole).unwrap_or_default();
+        let response = FirstResponse::whole(crate::owned::response(whole));
+        InitialResponse { request: self.request, response }
     }
 }
 
-/// The values of `names` in `headers`, in a map of their own (no bigger than they need: a
-/// map that grows one entry at a time reserves room for several).
-fn kept(headers: &HeaderMap, names: &[&str]) -> HeaderMap {
-    let count = names.iter().map(|name| headers.get_all(*name).iter().count()).sum();
-    let mut map = HeaderMap::with_capacity(count);
-    for name in names {
-        for value in headers.get_all(*name) {
-            if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
-                map.append(name, crate::owned::value(value));
-            }
-        }
+/// The values of `names` in `headers`, in bytes of their own.
+fn kept<'h>(
+    headers: &'h HeaderMap,
+    names: &'h [&str],
+) -> impl Iterator<Item = (HeaderName, HeaderValue)> + 'h {
+    names.iter().flat_map(move |name| {
+        let values = headers.get_all(*name).iter();
+        values.filter_map(move |value| {
+            let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+            Some((name, crate::owned::value(value)))
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange() -> InitialResponse {
+        let request = Request::put("https://svc/w/1")
+            .header("authorization", "Bearer secret")
+            .header("x-ms-client-request-id", "r-1")
+            .body(Bytes::new())
+            .expect("valid");
+        let response = Response::builder()
+            .status(202)
+            .header("operation-location", "https://svc/op/1")
+            .header("content-type", "application/json")
+            .header("x-diagnostics", "d".repeat(1000))
+            .body(Bytes::from_static(br#"{"status":"Running"}"#))
+            .expect("valid");
+        InitialResponse::from_exchange(&request, response)
     }
-    map
+
+    #[test]
+    fn token_parts_answer_for_the_token_without_being_made_whole() {
+        let parts = exchange().token_parts();
+        assert_eq!(parts.status(), StatusCode::ACCEPTED);
+        assert_eq!(parts.header("operation-location").expect("kept"), "https://svc/op/1");
+        assert!(parts.header("x-diagnostics").is_none());
+        assert_eq!(parts.body(), &br#"{"status":"Running"}"#[..]);
+        let state = crate::token::TokenState::new(&parts, None);
+        assert_eq!(state.response.headers["content-type"], "application/json");
+        assert!(parts.response.whole.get().is_none(), "reading for a token keeps them parts");
+    }
+
+    #[test]
+    fn token_parts_made_whole_give_the_kept_response() {
+        let parts = exchange().token_parts();
+        let response = parts.response();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        assert_eq!(response.headers().len(), 2);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        assert_eq!(response.body(), &br#"{"status":"Running"}"#[..]);
+        assert_eq!(parts.request().headers().len(), 1, "the client request id alone");
+        assert!(parts.request().headers().get("authorization").is_none());
+        // Owned again, whole: the same response.
+        let owned = parts.clone().owned();
+        assert_eq!(owned.response().headers(), response.headers());
+    }
+
+    #[test]
+    fn a_request_head_without_headers_holds_no_map() {
+        let head = RequestHead::new(Method::GET, Uri::from_static("https://svc/"), HeaderMap::new());
+        assert!(head.headers.is_none());
+        assert!(head.headers().is_empty());
+        assert!(head.request(Bytes::new()).headers().is_empty());
+    }
 }

@@ -456,8 +456,7 @@ impl TokenState {
     /// The state of an operation that has got as far as `initial` (and `progress`).
     pub fn new(initial: &InitialResponse, progress: Option<serde_json::Value>) -> Self {
         let head = initial.request();
-        let response = initial.response();
-        let body = response.body();
+        let body = initial.body();
         let deserialized = if body.is_empty() {
             serde_json::Value::Null
         } else {
@@ -467,11 +466,11 @@ impl TokenState {
             request: Some(RequestRecord {
                 method: head.method().to_string(),
                 url: head.uri().to_string(),
-                headers: allowed(head.headers(), &TOKEN_REQUEST_HEADERS),
+                headers: allowed(|name| head.headers().get(name), &TOKEN_REQUEST_HEADERS),
             }),
             response: ResponseRecord {
-                status_code: response.status().as_u16(),
-                headers: allowed(response.headers(), &TOKEN_RESPONSE_HEADERS),
+                status_code: initial.status().as_u16(),
+                headers: allowed(|name| initial.header(name), &TOKEN_RESPONSE_HEADERS),
                 content: BASE64.encode(body),
             },
             context: serde_json::json!({ "deserialized_data": deserialized }),
@@ -507,11 +506,15 @@ impl TokenState {
     }
 }
 
-fn allowed(headers: &HeaderMap, names: &[&str]) -> BTreeMap<String, String> {
+/// The first value of each of `names` that `get` finds, as text.
+fn allowed<'h>(
+    get: impl Fn(&str) -> Option<&'h HeaderValue>,
+    names: &[&str],
+) -> BTreeMap<String, String> {
     names
         .iter()
         .filter_map(|name| {
-            let value = headers.get(*name)?.to_str().ok()?;
+            let value = get(name)?.to_str().ok()?;
             Some(((*name).to_owned(), value.to_owned()))
         })
         .collect()
