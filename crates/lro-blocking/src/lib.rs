@@ -20,6 +20,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod coarse;
 mod resolver;
 
 use std::fmt;
@@ -167,6 +168,8 @@ impl BlockingClientBuilder {
     }
 
     /// Timeout of a whole request, from connecting to the last byte of the body (default 30 s).
+    /// It is kept to within 100 ms, never early: the socket's timeouts are set to the time left
+    /// rounded up to 100 ms, so that they need not be set again for every request.
     pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.request_timeout = timeout;
         self
@@ -222,7 +225,10 @@ impl BlockingClientBuilder {
             .build();
         let agent = ureq::Agent::with_parts(
             config,
-            ureq::unversioned::transport::DefaultConnector::default(),
+            ureq::unversioned::transport::Connector::chain(
+                ureq::unversioned::transport::DefaultConnector::default(),
+                coarse::CoarseTimeouts,
+            ),
             resolver::AddressesFirst::default(),
         );
         Ok(BlockingClient { agent, max_body: self.max_body })
