@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use lro_core::{HttpClient, TransportError, TransportErrorKind};
 
 /// The timer to use with [`BlockingClient`]: the system clock, with waits that a dropped poller
@@ -51,6 +51,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct BlockingClient {
     agent: ureq::Agent,
     max_body: usize,
+    /// Whether the agent's own configuration may follow redirects or turn statuses into
+    /// errors, so that every request must say otherwise.
+    override_config: bool,
 }
 
 impl fmt::Debug for BlockingClient {
@@ -81,23 +84,42 @@ impl BlockingClient {
     /// judge statuses and links themselves, and a followed redirect would carry the request's
     /// headers (api keys included) to whatever host the service names.
     pub fn from_agent(agent: ureq::Agent, max_body: usize) -> Self {
-        BlockingClient { agent, max_body }
+        let config = agent.config();
+        let override_config = config.max_redirects() != 0 || config.http_status_as_error();
+        BlockingClient { agent, max_body, override_config }
     }
-}
 
-impl HttpClient for BlockingClient {
-    fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
-        let (parts, body) = request.into_parts();
-        let request = Request::from_parts(parts, body.as_ref());
-        // Enforced per request, so that an agent from `from_agent` cannot follow redirects or
-        // turn statuses into errors either.
+    /// Sends `request` as it is, or with redirects and status errors turned off when the
+    /// agent's configuration does not already say so (an agent from `from_agent`).
+    fn run(
+        &self,
+        request: Request<impl ureq::AsSendBody>,
+    ) -> Result<Response<ureq::Body>, ureq::Error> {
+        if !self.override_config {
+            return self.agent.run(request);
+        }
         let request = self
             .agent
             .configure_request(request)
             .max_redirects(0)
             .http_status_as_error(false)
             .build();
-        let response = self.agent.run(request).map_err(transport_error)?;
+        self.agent.run(request)
+    }
+}
+
+impl HttpClient for BlockingClient {
+    fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+        let (parts, body) = request.into_parts();
+        // A GET or HEAD without a body goes without one, as hyper sends it (no
+        // `content-length: 0`: polls are all GETs); other methods say their length, even zero.
+        let bodiless = body.is_empty() && matches!(parts.method, Method::GET | Method::HEAD);
+        let response = if bodiless {
+            self.run(Request::from_parts(parts, ()))
+        } else {
+            self.run(Request::from_parts(parts, body.as_ref()))
+        };
+        let response = response.map_err(transport_error)?;
         let (parts, body) = response.into_parts();
         let limit = u64::try_from(self.max_body).unwrap_or(u64::MAX);
         let bytes = body.into_with_config().limit(limit).read_to_vec().map_err(transport_error)?;
@@ -231,7 +253,8 @@ impl BlockingClientBuilder {
             ),
             resolver::AddressesFirst::default(),
         );
-        Ok(BlockingClient { agent, max_body: self.max_body })
+        // Built without redirects or status errors: requests need not say so one by one.
+        Ok(BlockingClient { agent, max_body: self.max_body, override_config: false })
     }
 }
 

@@ -31,6 +31,21 @@ fn plain_http_requests_share_one_kept_alive_connection() {
 }
 
 #[test]
+fn a_get_without_a_body_says_no_length_and_an_empty_put_says_zero() {
+    let server = Server::start(Arc::new(|_: &str| ok("{}")), None);
+    let client = BlockingClient::new().unwrap();
+    client.send(get(&server.url("/poll"))).unwrap();
+    let put = Request::put(server.url("/start")).body(Bytes::new()).unwrap();
+    client.send(put).unwrap();
+    let length = |i: usize| {
+        let seen = server.seen();
+        seen[i].headers.iter().find(|(name, _)| name == "content-length").map(|(_, v)| v.clone())
+    };
+    assert_eq!(length(0), None, "a poll carries no body and says nothing of one");
+    assert_eq!(length(1).as_deref(), Some("0"), "a PUT says its length, even zero");
+}
+
+#[test]
 fn error_statuses_come_back_as_responses() {
     let server = Server::start(
         Arc::new(|_: &str| {
