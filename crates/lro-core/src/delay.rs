@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 /// azure-core's default interval between polls when the service gives no hint: 30 seconds.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -114,16 +114,23 @@ impl DelayPolicy for FixedInterval {
 /// # Ok::<(), http::header::InvalidHeaderValue>(())
 /// ```
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    if let Some(value) = non_empty(headers, "retry-after") {
+    if headers.is_empty() {
+        return None;
+    }
+    if let Some(value) = non_empty(headers, &http::header::RETRY_AFTER) {
         return parse_seconds(value, 1.0).or_else(|| parse_date(value, now));
     }
-    ["retry-after-ms", "x-ms-retry-after-ms"]
+    [RETRY_AFTER_MS, X_MS_RETRY_AFTER_MS]
         .iter()
         .find_map(|name| non_empty(headers, name))
         .and_then(|value| parse_seconds(value, 1000.0))
 }
 
-fn non_empty<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+// Names made once, not parsed from text on every poll.
+const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
+const X_MS_RETRY_AFTER_MS: HeaderName = HeaderName::from_static("x-ms-retry-after-ms");
+
+fn non_empty<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
     let value = headers.get(name)?.to_str().ok()?.trim();
     (!value.is_empty()).then_some(value)
 }

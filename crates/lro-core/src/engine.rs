@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
 use serde::{Deserialize, Serialize};
 
 use crate::delay::DelayContext;
@@ -45,7 +45,7 @@ use crate::telemetry::{Finished, Started, Telemetry, WaitReason};
 use crate::token::{ContinuationToken, TokenIntegrity, TokenState};
 use crate::transport::{Timestamp, TransportError};
 
-const CLIENT_REQUEST_ID: &str = "x-ms-client-request-id";
+const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-client-request-id");
 
 /// What the driver must do next. Returned by [`Engine::poll`].
 #[must_use]
@@ -668,9 +668,11 @@ impl<S: Strategy> Engine<S> {
         if let Some(extra) = &self.options.headers {
             headers.extend(HeaderMap::clone(extra));
         }
-        if self.options.forward_client_request_id && !headers.contains_key(CLIENT_REQUEST_ID) {
-            if let Some(id) = self.initial.request().headers().get(CLIENT_REQUEST_ID) {
-                headers.insert(CLIENT_REQUEST_ID, HeaderValue::clone(id));
+        if self.options.forward_client_request_id {
+            if let Some(id) = self.initial.request().headers().get(&CLIENT_REQUEST_ID) {
+                if !headers.contains_key(&CLIENT_REQUEST_ID) {
+                    headers.insert(CLIENT_REQUEST_ID, HeaderValue::clone(id));
+                }
             }
         }
         Ok(request)

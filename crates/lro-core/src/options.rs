@@ -137,7 +137,11 @@ impl OriginPolicy {
         }
         // The common case, checked on every poll without parsing: the very scheme and authority
         // of the initial request (both compare case-insensitively).
-        let same_authority = target.authority().is_some_and(|a| Some(a) == initial.authority());
+        let same_authority = target.authority().is_some_and(|a| {
+            // The very same text (a link the service built from the URL it was called on) is
+            // settled without the case-insensitive comparison.
+            initial.authority().is_some_and(|i| a.as_str() == i.as_str() || a == i)
+        });
         if self.pinned.is_none() && same_authority && target.scheme() == initial.scheme() {
             return true;
         }

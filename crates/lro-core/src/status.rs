@@ -62,6 +62,20 @@ impl Status {
         Status { text: text.into(), kind }
     }
 
+    /// `text` as a strategy returns a status word ([`Strategy::read_poll`](crate::Strategy)):
+    /// the words most services send (`Running`, `Succeeded`, ...) are one shared copy, so that
+    /// reading them allocates nothing.
+    ///
+    /// ```
+    /// use lro_core::Status;
+    ///
+    /// assert!(std::sync::Arc::ptr_eq(&Status::word("Running"), &Status::word("Running")));
+    /// assert_eq!(&*Status::word("Provisioning"), "Provisioning");
+    /// ```
+    pub fn word(text: &str) -> Arc<str> {
+        common(text).unwrap_or_else(|| Arc::from(text))
+    }
+
     /// The status word exactly as the service sent it.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -160,6 +174,11 @@ impl StatusVocabulary {
 /// `text`, or the one shared copy of it if it is a word most services send: an idle
 /// operation's status then costs no allocation of its own (a fleet holds many thousands).
 fn shared(text: Arc<str>) -> Arc<str> {
+    common(&text).unwrap_or(text)
+}
+
+/// The shared copy of `text`, if it is a common word.
+fn common(text: &str) -> Option<Arc<str>> {
     static WORDS: std::sync::OnceLock<Vec<Arc<str>>> = std::sync::OnceLock::new();
     const COMMON: [&str; 10] = [
         "Running",
@@ -174,10 +193,7 @@ fn shared(text: Arc<str>) -> Arc<str> {
         "Deleting",
     ];
     let words = WORDS.get_or_init(|| COMMON.iter().map(|w| Arc::from(*w)).collect());
-    match words.iter().find(|word| **word == text) {
-        Some(word) => Arc::clone(word),
-        None => text,
-    }
+    words.iter().find(|word| ***word == *text).map(Arc::clone)
 }
 
 impl Default for StatusVocabulary {

@@ -237,10 +237,18 @@ macro_rules! forward_clients {
             }
         }
 
-        #[async_trait::async_trait]
+        // Written out rather than through `async_trait`, which would box the pointee's
+        // (already boxed) future a second time on every request.
         impl<T: AsyncHttpClient + ?Sized> AsyncHttpClient for $ptr {
-            async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
-                (**self).send(request).await
+            fn send<'life0, 'async_trait>(
+                &'life0 self,
+                request: Request<Bytes>,
+            ) -> BoxFuture<'async_trait, Result<Response<Bytes>, TransportError>>
+            where
+                'life0: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).send(request)
             }
         }
     )*};

@@ -41,7 +41,6 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::TokioExecutor;
@@ -79,21 +78,17 @@ struct Inner {
 /// One request through a hyper-util client, whatever its connector (kept out of the public
 /// type so that `HyperClient` names no hyper-util type).
 trait Exchange: Send + Sync {
-    fn request(
-        &self,
-        request: Request<Full<Bytes>>,
-    ) -> BoxFuture<'static, Result<Response<Incoming>, hyper_util::client::legacy::Error>>;
+    /// hyper-util's response future (one concrete type whatever the connector: no box of ours
+    /// around it).
+    fn request(&self, request: Request<Full<Bytes>>) -> hyper_util::client::legacy::ResponseFuture;
 }
 
 impl<C> Exchange for Client<C, Full<Bytes>>
 where
     C: Connect + Clone + Send + Sync + 'static,
 {
-    fn request(
-        &self,
-        request: Request<Full<Bytes>>,
-    ) -> BoxFuture<'static, Result<Response<Incoming>, hyper_util::client::legacy::Error>> {
-        Box::pin(Client::request(self, request))
+    fn request(&self, request: Request<Full<Bytes>>) -> hyper_util::client::legacy::ResponseFuture {
+        Client::request(self, request)
     }
 }
 

@@ -115,7 +115,9 @@ fn json(response: &Response<Bytes>) -> Result<Value, LroError> {
 /// gives, for a fraction of the work). A repeated member counts as its last value, as in a
 /// parsed `Value`.
 struct StatusMember {
-    status: Option<Value>,
+    /// The status word: Python's truthiness of the member's value (`None` when absent, empty,
+    /// zero, false or null).
+    status: Option<Arc<str>>,
     /// `percentComplete`, when it is a number.
     percent: Option<f64>,
 }
@@ -155,7 +157,7 @@ impl<'de> serde::de::Visitor<'de> for Reader {
         let inner = Reader { top: false };
         while let Some(name) = map.next_key_seed(MemberName)? {
             match name {
-                Member::Status if self.top => member.status = Some(map.next_value::<Value>()?),
+                Member::Status if self.top => member.status = map.next_value_seed(StatusWord)?,
                 Member::Percent if self.top => member.percent = map.next_value::<Value>()?.as_f64(),
                 _ => {
                     map.next_value_seed(inner)?;
@@ -197,6 +199,59 @@ impl<'de> serde::de::Visitor<'de> for Reader {
 
 impl StatusMember {
     const NONE: StatusMember = StatusMember { status: None, percent: None };
+}
+
+/// Reads a `status` member's value straight into its word ([`truthy_text`] of the value, with
+/// no `Value` and, for a common word, no allocation); other values are read as strictly as by
+/// [`Reader`].
+struct StatusWord;
+
+impl<'de> serde::de::DeserializeSeed<'de> for StatusWord {
+    type Value = Option<Arc<str>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StatusWord {
+    type Value = Option<Arc<str>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+        Ok((!text.is_empty()).then(|| lro_core::Status::word(text)))
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Self::Value, E> {
+        Ok(value.then(|| "True".into()))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(truthy_text(&Value::from(value)))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(truthy_text(&Value::from(value)))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Self::Value, E> {
+        Ok(truthy_text(&Value::from(value)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Reader { top: false }.visit_map(map).map(|_| None)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Reader { top: false }.visit_seq(seq).map(|_| None)
+    }
 }
 
 /// The members the status reader keeps.
@@ -243,7 +298,7 @@ fn whole_percent(value: f64) -> Option<u8> {
 /// Python's truthiness, for the JSON values a status can be.
 fn truthy_text(value: &Value) -> Option<Arc<str>> {
     match value {
-        Value::String(s) if !s.is_empty() => Some(s.as_str().into()),
+        Value::String(s) if !s.is_empty() => Some(lro_core::Status::word(s)),
         Value::Number(n) if n.as_f64() != Some(0.0) => Some(n.to_string().into()),
         Value::Bool(true) => Some("True".into()),
         _ => None,
@@ -374,11 +429,7 @@ impl Tracker {
         if let Some(percent) = member.percent.and_then(whole_percent) {
             self.percent = Some(percent);
         }
-        member
-            .status
-            .as_ref()
-            .and_then(truthy_text)
-            .ok_or_else(|| LroError::bad_response(response, NO_STATUS))
+        member.status.ok_or_else(|| LroError::bad_response(response, NO_STATUS))
     }
 
     /// azure-core's `get_final_get_url`, evaluated on the terminal response.
@@ -441,8 +492,8 @@ mod tests {
     use super::*;
 
     /// What a parsed document says of its `status` member.
-    fn by_value(body: &str) -> Option<Value> {
-        serde_json::from_str::<Value>(body).ok()?.get("status").cloned()
+    fn by_value(body: &str) -> Option<Arc<str>> {
+        serde_json::from_str::<Value>(body).ok()?.get("status").and_then(truthy_text)
     }
 
     #[test]
@@ -454,6 +505,16 @@ mod tests {
             r#"{"st\u0061tus":"Canceled"}"#,
             r#"{"properties":{"status":"Nested"}}"#,
             r#"{"status":0}"#,
+            r#"{"status":0.0}"#,
+            r#"{"status":-1.5}"#,
+            r#"{"status":7}"#,
+            r#"{"status":-7}"#,
+            r#"{"status":true}"#,
+            r#"{"status":false}"#,
+            r#"{"status":""}"#,
+            r#"{"status":{"code":"Running"}}"#,
+            r#"{"status":["Running"]}"#,
+            r#"{"status":"Running","status":0}"#,
             r#"{"status":null}"#,
             r#"["status","Running"]"#,
             r#""Running""#,
