@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// azure-core's default interval between polls when the service gives no hint: 30 seconds.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -114,24 +114,34 @@ impl DelayPolicy for FixedInterval {
 /// # Ok::<(), http::header::InvalidHeaderValue>(())
 /// ```
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    if headers.is_empty() {
-        return None;
+    // One pass over the headers (a poll's response has few) rather than three lookups; the
+    // first value of each name counts, as `HeaderMap::get` gives it.
+    let mut found: [Option<&HeaderValue>; 3] = [None; 3];
+    for (name, value) in headers {
+        let slot = if *name == http::header::RETRY_AFTER {
+            0
+        } else if *name == RETRY_AFTER_MS {
+            1
+        } else if *name == X_MS_RETRY_AFTER_MS {
+            2
+        } else {
+            continue;
+        };
+        found[slot].get_or_insert(value);
     }
-    if let Some(value) = non_empty(headers, &http::header::RETRY_AFTER) {
+    let [seconds, millis, ms_millis] = found.map(|value| value.and_then(non_empty));
+    if let Some(value) = seconds {
         return parse_seconds(value, 1.0).or_else(|| parse_date(value, now));
     }
-    [RETRY_AFTER_MS, X_MS_RETRY_AFTER_MS]
-        .iter()
-        .find_map(|name| non_empty(headers, name))
-        .and_then(|value| parse_seconds(value, 1000.0))
+    millis.or(ms_millis).and_then(|value| parse_seconds(value, 1000.0))
 }
 
 // Names made once, not parsed from text on every poll.
 const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 const X_MS_RETRY_AFTER_MS: HeaderName = HeaderName::from_static("x-ms-retry-after-ms");
 
-fn non_empty<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
-    let value = headers.get(name)?.to_str().ok()?.trim();
+fn non_empty(value: &HeaderValue) -> Option<&str> {
+    let value = value.to_str().ok()?.trim();
     (!value.is_empty()).then_some(value)
 }
 
@@ -156,7 +166,7 @@ mod tests {
     fn hint(pairs: &[(&'static str, &'static str)]) -> Option<Duration> {
         let mut headers = HeaderMap::new();
         for (name, value) in pairs {
-            headers.insert(*name, value.parse().expect("valid header value"));
+            headers.append(*name, value.parse().expect("valid header value"));
         }
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
         retry_after(&headers, now)
@@ -182,6 +192,14 @@ mod tests {
             hint(&[("retry-after", ""), ("retry-after-ms", "250")]),
             Some(Duration::from_millis(250))
         );
+    }
+
+    #[test]
+    fn the_first_value_of_a_repeated_hint_counts() {
+        let twice = [("retry-after-ms", "100"), ("x-other", "1"), ("retry-after-ms", "900")];
+        assert_eq!(hint(&twice), Some(Duration::from_millis(100)));
+        let empty_first = [("retry-after", ""), ("retry-after", "5"), ("x-ms-retry-after-ms", "7")];
+        assert_eq!(hint(&empty_first), Some(Duration::from_millis(7)), "as HeaderMap::get reads");
     }
 
     #[test]
