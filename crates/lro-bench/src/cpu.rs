@@ -1,7 +1,7 @@
 //! The CPU benchmark (issue #10): every stack of [`Kind::ALL`] drives one operation of `polls`
 //! zero-wait polls against the status monitor, each in a process of its own (pinned to the
 //! second core where there is one; the service has the first), round-robin over `runs` rounds
-//! so that noise falls on every stack alike. The median CPU time per request of each stack is
+//! (each round starting one stack further on) so that noise falls on every stack alike. The median CPU time per request of each stack is
 //! compared with its control's.
 
 use std::process::Command;
@@ -26,8 +26,12 @@ pub(crate) fn run(polls: u32, runs: usize) -> Result<Vec<Measure>, BenchError> {
     let (server_cpu, client_cpu) = cpus();
     let server = MonitorProcess::start(server_cpu)?;
     let mut costs: Vec<(Kind, Vec<Cost>)> = Kind::ALL.iter().map(|k| (*k, Vec::new())).collect();
-    for _ in 0..runs.max(1) {
-        for (kind, seen) in &mut costs {
+    for round in 0..runs.max(1) {
+        // Each round starts one stack further on: no stack always runs right after the same
+        // other one (a multi-thread run may leave the machine warmer than it found it).
+        let count = costs.len();
+        for step in 0..count {
+            let (kind, seen) = &mut costs[(round + step) % count];
             seen.push(client_process(*kind, &server.url, polls, client_cpu)?);
         }
     }

@@ -219,7 +219,7 @@ fn benchmarks(args: &Args) -> Result<(), BenchError> {
                 .against("waits_asked", 2.0),
             ]);
             drop(server);
-            let (polls, runs) = if quick { (1_000, 1) } else { (20_000, 5) };
+            let (polls, runs) = if quick { (1_000, 1) } else { (20_000, 9) };
             let cpu = cpu::run(args.polls.unwrap_or(polls), args.runs.unwrap_or(runs))
                 .map_err(|BenchError(e)| BenchError(format!("the CPU benchmark failed: {e}")))?;
             measures.extend(cpu);
