@@ -32,6 +32,7 @@
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
 
+mod deadline;
 mod host_limit;
 
 use std::fmt;
@@ -70,7 +71,8 @@ pub struct HyperClient {
 
 struct Inner {
     client: Box<dyn Exchange>,
-    request_timeout: Option<Duration>,
+    /// The request timeout and the deadlines of requests in flight (`None`: no timeout).
+    deadlines: Option<Arc<deadline::Deadlines>>,
     max_body: usize,
     host_limit: Option<Arc<host_limit::HostLimit>>,
 }
@@ -95,7 +97,7 @@ where
 impl fmt::Debug for HyperClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HyperClient")
-            .field("request_timeout", &self.inner.request_timeout)
+            .field("request_timeout", &self.inner.deadlines.as_ref().map(|d| d.limit()))
             .field("max_body", &self.inner.max_body)
             .finish_non_exhaustive()
     }
@@ -142,7 +144,7 @@ impl HyperClient {
         HyperClient {
             inner: Arc::new(Inner {
                 client: Box::new(client),
-                request_timeout,
+                deadlines: request_timeout.map(deadline::Deadlines::new),
                 max_body,
                 host_limit: None,
             }),
@@ -221,13 +223,13 @@ impl HyperClient {
             Some(limit) => Some(limit.acquire(request.uri()).await),
             None => None,
         };
-        match self.inner.request_timeout {
+        match &self.inner.deadlines {
             None => self.exchange(request).await,
-            Some(limit) => match tokio::time::timeout(limit, self.exchange(request)).await {
-                Ok(result) => result,
-                Err(_) => Err(TransportError::new(
+            Some(deadlines) => match deadline::within(deadlines, self.exchange(request)).await {
+                Some(result) => result,
+                None => Err(TransportError::new(
                     TransportErrorKind::Timeout,
-                    format!("no complete response within {limit:?}"),
+                    format!("no complete response within {:?}", deadlines.limit()),
                 )),
             },
         }
@@ -388,6 +390,8 @@ impl HyperClientBuilder {
     }
 
     /// Timeout of a whole request, from sending to the last byte of the body (default 30 s).
+    /// It is kept without a timer per request: one task per client wakes the requests whose
+    /// time is up.
     pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.request_timeout = timeout;
         self
