@@ -8,10 +8,8 @@
 //! the same limit, the watcher wakes about once per limit while requests keep finishing in
 //! time (it then sleeps until the oldest one's deadline), and ends once no request waits.
 
-use std::future::Future;
-use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::task::{Poll, Waker};
+use std::task::Waker;
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
@@ -76,29 +74,26 @@ impl Deadlines {
     }
 }
 
-/// Runs `work` for at most the client's limit (counted from its first wait); `None` if the
-/// limit ran out first.
-pub(crate) async fn within<F: Future>(deadlines: &Arc<Deadlines>, work: F) -> Option<F::Output> {
-    let mut work = pin!(work);
-    let mut ticket = Ticket { deadlines, slot: None };
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(output) = work.as_mut().poll(cx) {
-            return Poll::Ready(Some(output));
-        }
-        if ticket.expired(cx.waker()) { Poll::Ready(None) } else { Poll::Pending }
-    })
-    .await
-}
-
-/// A request's slot among its client's deadlines (given back when dropped).
-struct Ticket<'d> {
+/// A request's slot among its client's deadlines, taken at its first wait (given back when
+/// dropped).
+pub(crate) struct Ticket<'d> {
     deadlines: &'d Arc<Deadlines>,
     slot: Option<usize>,
 }
 
-impl Ticket<'_> {
-    /// Takes a slot on the first call, else updates the waker; whether the deadline passed.
-    fn expired(&mut self, waker: &Waker) -> bool {
+impl<'d> Ticket<'d> {
+    pub(crate) fn new(deadlines: &'d Arc<Deadlines>) -> Self {
+        Ticket { deadlines, slot: None }
+    }
+
+    /// The time the request may take.
+    pub(crate) fn limit(&self) -> Duration {
+        self.deadlines.limit
+    }
+
+    /// Called when the request waits: takes a slot on the first call, else updates the waker;
+    /// whether the deadline passed.
+    pub(crate) fn expired(&mut self, waker: &Waker) -> bool {
         let mut state = self.deadlines.lock();
         let deadline = match self.slot.and_then(|slot| state.slots.get_mut(slot)?.as_mut()) {
             Some(entry) if entry.expired => return true,
@@ -191,6 +186,22 @@ fn far_enough(now: Instant, limit: Duration) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::Poll;
+
+    /// `work` for at most the limit; `None` if the limit ran out first (as the client does).
+    async fn within<F: Future>(deadlines: &Arc<Deadlines>, work: F) -> Option<F::Output> {
+        let mut work = pin!(work);
+        let mut ticket = Ticket::new(deadlines);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(output) = work.as_mut().poll(cx) {
+                return Poll::Ready(Some(output));
+            }
+            if ticket.expired(cx.waker()) { Poll::Ready(None) } else { Poll::Pending }
+        })
+        .await
+    }
 
     #[tokio::test(start_paused = true)]
     async fn work_that_finishes_in_time_gives_its_slot_back() {

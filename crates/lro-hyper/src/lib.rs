@@ -36,6 +36,7 @@ mod deadline;
 mod host_limit;
 
 use std::fmt;
+use std::task::Poll;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -207,32 +208,32 @@ impl AsyncHttpClient for HyperClient {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(no_runtime());
         }
-        // A runtime built without IO or time makes hyper and tokio panic: a typed error instead.
-        let attempt = std::panic::AssertUnwindSafe(self.send_within_timeout(request));
-        futures_util::FutureExt::catch_unwind(attempt).await.unwrap_or_else(|_| Err(no_runtime()))
-    }
-}
-
-impl HyperClient {
-    async fn send_within_timeout(
-        &self,
-        request: Request<Bytes>,
-    ) -> Result<Response<Bytes>, TransportError> {
         // Its turn among the host's requests first: the timeout counts from the send.
         let _permit = match &self.inner.host_limit {
             Some(limit) => Some(limit.acquire(request.uri()).await),
             None => None,
         };
-        match &self.inner.deadlines {
-            None => self.exchange(request).await,
-            Some(deadlines) => match deadline::within(deadlines, self.exchange(request)).await {
-                Some(result) => result,
-                None => Err(TransportError::new(
-                    TransportErrorKind::Timeout,
-                    format!("no complete response within {:?}", deadlines.limit()),
-                )),
-            },
-        }
+        // One hand-written future for the exchange, its deadline and the panic guard, rather
+        // than a future wrapped in two more: each layer moves the whole state once more.
+        let mut exchange = std::pin::pin!(self.exchange(request));
+        let mut deadline = self.inner.deadlines.as_ref().map(deadline::Ticket::new);
+        std::future::poll_fn(|cx| {
+            // A runtime built without IO or time makes hyper and tokio panic: a typed error
+            // instead (and the exchange is never polled again).
+            let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if let Poll::Ready(result) = exchange.as_mut().poll(cx) {
+                    return Poll::Ready(result);
+                }
+                let Some(ticket) = deadline.as_mut() else { return Poll::Pending };
+                if !ticket.expired(cx.waker()) {
+                    return Poll::Pending;
+                }
+                let message = format!("no complete response within {:?}", ticket.limit());
+                Poll::Ready(Err(TransportError::new(TransportErrorKind::Timeout, message)))
+            }));
+            polled.unwrap_or_else(|_| Poll::Ready(Err(no_runtime())))
+        })
+        .await
     }
 }
 
