@@ -240,14 +240,21 @@ impl<S: Strategy + 'static, T: 'static> PollingMethod<T> for StrategyPolling<S, 
 impl<S: Strategy, T> BlockingOperation<T> for StrategyOperation<S, T, Arc<dyn HttpClient>> {
     /// The blocking driver.
     fn run(&self, ctx: &RunContext<'_>) -> Result<(), LroError> {
+        // The clocks are read once per step: the reading an answer was fed with also decides
+        // the next action (nothing waited in between).
+        let mut now = ctx.now();
         loop {
-            match self.next(ctx.now()) {
+            match self.next(now) {
                 Action::SendRequest(request) => {
                     ctx.check()?;
                     let result = self.client.send(request);
-                    self.feed(ctx.now(), result);
+                    now = ctx.now();
+                    self.feed(now, result);
                 }
-                Action::Wait(delay) => ctx.sleep(delay)?,
+                Action::Wait(delay) => {
+                    ctx.sleep(delay)?;
+                    now = ctx.now();
+                }
                 Action::Done => return self.outcome(),
             }
         }
@@ -300,6 +307,8 @@ impl<S: Strategy + 'static, T: 'static> AsyncPollingMethod<T> for StrategyPollin
 impl<S: Strategy, T> AsyncOperation<T> for StrategyOperation<S, T, Arc<dyn AsyncHttpClient>> {
     /// The async driver.
     async fn run(&self, timer: &dyn AsyncTimer) -> Result<(), LroError> {
+        // Unlike the blocking loop, the clocks are read afresh for each action: a reading kept
+        // across the awaits would be part of the future's state, of every waiting poller.
         loop {
             // The action is turned into what to await before awaiting anything: a request
             // (a few hundred bytes) held across an await would be part of the future's state,
