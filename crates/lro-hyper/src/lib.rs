@@ -95,6 +95,24 @@ where
     }
 }
 
+/// `http://` through a plain connector, `https://` through TLS: a plain connection then pays
+/// nothing for the TLS one could have been (each read and write of a TLS-capable stream first
+/// asks which kind it is).
+struct ByScheme {
+    plain: Client<HttpConnector, Full<Bytes>>,
+    tls: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl Exchange for ByScheme {
+    fn request(&self, request: Request<Full<Bytes>>) -> hyper_util::client::legacy::ResponseFuture {
+        if request.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
+            self.plain.request(request)
+        } else {
+            self.tls.request(request)
+        }
+    }
+}
+
 impl fmt::Debug for HyperClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HyperClient")
@@ -142,9 +160,17 @@ impl HyperClient {
     where
         C: Connect + Clone + Send + Sync + 'static,
     {
+        Self::over(Box::new(client), request_timeout, max_body)
+    }
+
+    fn over(
+        client: Box<dyn Exchange>,
+        request_timeout: Option<Duration>,
+        max_body: usize,
+    ) -> Self {
         HyperClient {
             inner: Arc::new(Inner {
-                client: Box::new(client),
+                client,
                 deadlines: request_timeout.map(deadline::Deadlines::new),
                 max_body,
                 host_limit: None,
@@ -462,9 +488,10 @@ impl HyperClientBuilder {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let mut http = HttpConnector::new();
-        http.enforce_http(false);
         http.set_connect_timeout(self.connect_timeout);
         http.set_nodelay(true);
+        let plain = http.clone();
+        http.enforce_http(false);
         let connector =
             hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
         let connector = if self.http2_only {
@@ -478,11 +505,8 @@ impl HyperClientBuilder {
             .pool_max_idle_per_host(self.pool_max_idle_per_host);
         client.pool_timer(hyper_util::rt::TokioTimer::new());
         client.http2_only(self.http2_only);
-        let mut built = HyperClient::from_client_with(
-            client.build(connector),
-            self.request_timeout,
-            self.max_body,
-        );
+        let clients = ByScheme { plain: client.build(plain), tls: client.build(connector) };
+        let mut built = HyperClient::over(Box::new(clients), self.request_timeout, self.max_body);
         if let (Some(max), Some(inner)) =
             (self.max_connections_per_host, Arc::get_mut(&mut built.inner))
         {
