@@ -71,9 +71,7 @@ fn coarse(mut timeout: NextTimeout) -> NextTimeout {
 fn round_up(left: Duration) -> Duration {
     let step = STEP.as_nanos();
     let steps = left.as_nanos().div_ceil(step);
-    u64::try_from(steps.saturating_mul(step))
-        .map(Duration::from_nanos)
-        .unwrap_or(Duration::MAX)
+    u64::try_from(steps.saturating_mul(step)).map(Duration::from_nanos).unwrap_or(Duration::MAX)
 }
 
 #[cfg(test)]

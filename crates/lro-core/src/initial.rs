@@ -3,7 +3,9 @@
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+};
 
 use crate::error::LroError;
 use crate::options::{DEFAULT_MAX_DELAY, DEFAULT_MIN_DELAY};
@@ -314,13 +316,17 @@ impl InitialResponse {
             head.uri.clone(),
             kept(head.headers(), &crate::token::TOKEN_REQUEST_HEADERS).collect(),
         );
-        let response = self.response();
-        let response = FirstResponse {
-            whole: OnceLock::new(),
-            status: response.status(),
-            version: response.version(),
-            headers: kept(response.headers(), &crate::token::TOKEN_RESPONSE_HEADERS).collect(),
-            body: response.body().clone(),
+        let names = &crate::token::TOKEN_RESPONSE_HEADERS;
+        let response = match self.response.whole.get() {
+            Some(whole) => FirstResponse {
+                whole: OnceLock::new(),
+                status: whole.status(),
+                version: whole.version(),
+                headers: kept(whole.headers(), names).collect(),
+                body: whole.body().clone(),
+            },
+            // Parts already: kept as they are, not made whole on the way.
+            None => FirstResponse { whole: OnceLock::new(), ..self.response.clone() },
         };
         InitialResponse { request, response }
     }
@@ -381,6 +387,9 @@ mod tests {
         let state = crate::token::TokenState::new(&parts, None);
         assert_eq!(state.response.headers["content-type"], "application/json");
         assert!(parts.response.whole.get().is_none(), "reading for a token keeps them parts");
+        let again = parts.token_parts();
+        assert!(parts.response.whole.get().is_none() && again.response.whole.get().is_none());
+        assert_eq!(again.header("operation-location"), parts.header("operation-location"));
     }
 
     #[test]
@@ -400,7 +409,8 @@ mod tests {
 
     #[test]
     fn a_request_head_without_headers_holds_no_map() {
-        let head = RequestHead::new(Method::GET, Uri::from_static("https://svc/"), HeaderMap::new());
+        let head =
+            RequestHead::new(Method::GET, Uri::from_static("https://svc/"), HeaderMap::new());
         assert!(head.headers.is_none());
         assert!(head.headers().is_empty());
         assert!(head.request(Bytes::new()).headers().is_empty());

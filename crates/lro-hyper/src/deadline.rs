@@ -126,9 +126,12 @@ impl<'d> Ticket<'d> {
             let sleep = Box::pin(tokio::time::sleep_until(deadline));
             state.watching = true;
             state.generation = state.generation.wrapping_add(1);
-            let watcher = watch(Arc::downgrade(self.deadlines), sleep, state.generation);
+            // The guard exists before the task: a task dropped unpolled (its runtime shutting
+            // down) still says it stopped.
+            let stopped =
+                Stopped { deadlines: Arc::downgrade(self.deadlines), generation: state.generation };
             drop(state);
-            tokio::spawn(watcher);
+            tokio::spawn(watch(stopped, sleep));
         }
         false
     }
@@ -148,11 +151,10 @@ impl Drop for Ticket<'_> {
 
 /// The watcher: sleeps until the earliest deadline, expires what is due, and so on while
 /// requests wait.
-async fn watch(deadlines: Weak<Deadlines>, mut sleep: std::pin::Pin<Box<Sleep>>, generation: u64) {
-    let _stopped = Stopped { deadlines: deadlines.clone(), generation };
+async fn watch(stopped: Stopped, mut sleep: std::pin::Pin<Box<Sleep>>) {
     loop {
         sleep.as_mut().await;
-        let Some(client) = deadlines.upgrade() else { return };
+        let Some(client) = stopped.deadlines.upgrade() else { return };
         match client.expire(Instant::now()) {
             Some(next) => sleep.as_mut().reset(next),
             None => return,
@@ -160,8 +162,9 @@ async fn watch(deadlines: Weak<Deadlines>, mut sleep: std::pin::Pin<Box<Sleep>>,
     }
 }
 
-/// Says the watcher stopped, however it ends (its runtime may shut down under it): the next
-/// waiting request starts another.
+/// Says the watcher stopped, however it ends (its runtime may shut down under it), and wakes
+/// the requests still waiting: the first of them to be polled, on its own runtime, starts
+/// another watcher.
 struct Stopped {
     deadlines: Weak<Deadlines>,
     generation: u64,
@@ -169,11 +172,17 @@ struct Stopped {
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        if let Some(client) = self.deadlines.upgrade() {
-            let mut state = client.lock();
-            if state.generation == self.generation {
-                state.watching = false;
-            }
+        let Some(client) = self.deadlines.upgrade() else { return };
+        let mut state = client.lock();
+        if state.generation != self.generation || !state.watching {
+            return;
+        }
+        state.watching = false;
+        let waiting: Vec<Waker> =
+            state.slots.iter().flatten().filter(|e| !e.expired).map(|e| e.waker.clone()).collect();
+        drop(state);
+        for waker in waiting {
+            waker.wake();
         }
     }
 }
@@ -249,6 +258,25 @@ mod tests {
         let (slow, quick) = tokio::join!(slow, quick);
         assert!(slow.is_none());
         assert!(quick.is_some(), "its 10 s run from 5 s");
+    }
+
+    #[test]
+    fn a_watcher_dropped_before_it_ever_ran_leaves_room_for_another() {
+        let deadlines = Deadlines::new(Duration::from_secs(30));
+        let first = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        first.block_on(async {
+            // Registers (spawning the watcher) and returns before the watcher is ever polled.
+            let waiting = within(&deadlines, std::future::pending::<()>());
+            let mut waiting = std::pin::pin!(waiting);
+            let noop = Waker::noop();
+            assert!(waiting.as_mut().poll(&mut std::task::Context::from_waker(noop)).is_pending());
+        });
+        drop(first);
+        assert!(!deadlines.lock().watching, "the unpolled watcher said it stopped");
     }
 
     #[test]

@@ -36,8 +36,8 @@ mod deadline;
 mod host_limit;
 
 use std::fmt;
-use std::task::Poll;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -163,11 +163,7 @@ impl HyperClient {
         Self::over(Box::new(client), request_timeout, max_body)
     }
 
-    fn over(
-        client: Box<dyn Exchange>,
-        request_timeout: Option<Duration>,
-        max_body: usize,
-    ) -> Self {
+    fn over(client: Box<dyn Exchange>, request_timeout: Option<Duration>, max_body: usize) -> Self {
         HyperClient {
             inner: Arc::new(Inner {
                 client,
@@ -247,15 +243,16 @@ impl AsyncHttpClient for HyperClient {
             // A runtime built without IO or time makes hyper and tokio panic: a typed error
             // instead (and the exchange is never polled again).
             let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                if let Poll::Ready(result) = exchange.as_mut().poll(cx) {
-                    return Poll::Ready(result);
+                // The deadline first: the clock starts with the send, and a runtime without
+                // time fails here, before anything is sent.
+                if let Some(ticket) = deadline.as_mut() {
+                    if ticket.expired(cx.waker()) {
+                        let message = format!("no complete response within {:?}", ticket.limit());
+                        let error = TransportError::new(TransportErrorKind::Timeout, message);
+                        return Poll::Ready(Err(error));
+                    }
                 }
-                let Some(ticket) = deadline.as_mut() else { return Poll::Pending };
-                if !ticket.expired(cx.waker()) {
-                    return Poll::Pending;
-                }
-                let message = format!("no complete response within {:?}", ticket.limit());
-                Poll::Ready(Err(TransportError::new(TransportErrorKind::Timeout, message)))
+                exchange.as_mut().poll(cx)
             }));
             polled.unwrap_or_else(|_| Poll::Ready(Err(no_runtime())))
         })
@@ -417,8 +414,10 @@ impl HyperClientBuilder {
     }
 
     /// Timeout of a whole request, from sending to the last byte of the body (default 30 s).
-    /// It is kept without a timer per request: one task per client wakes the requests whose
-    /// time is up.
+    /// It is kept without a timer per request: one task per client, spawned on the runtime of
+    /// the request that needs it, wakes the requests whose time is up. (A client shared by
+    /// several runtimes: if that runtime stops, the next waiting request starts the task on
+    /// its own; a current-thread runtime that is not being driven holds it up meanwhile.)
     pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.request_timeout = timeout;
         self

@@ -81,3 +81,16 @@ fn a_runtime_without_io_or_time_gives_the_same_clear_error() {
     assert_eq!(error.kind(), TransportErrorKind::Unusable);
     runtime.block_on(TokioTimer.sleep(Duration::from_millis(5))); // falls back to a thread
 }
+
+#[test]
+fn a_runtime_with_io_but_no_time_refuses_before_anything_is_sent() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/op", listener.local_addr().unwrap());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+    let client = HyperClient::new().unwrap();
+    let request = Request::get(url).body(Bytes::new()).unwrap();
+    let error = runtime.block_on(client.send(request)).expect_err("no time driver");
+    assert_eq!(error.kind(), TransportErrorKind::Unusable);
+    assert!(listener.accept().is_err(), "no connection was even opened");
+}

@@ -138,21 +138,18 @@ where
     pub async fn wait(&self, timeout: Option<Duration>) -> Result<(), LroError> {
         let outcome = match timeout {
             None => self.shared_run().await,
-            Some(limit) => match (Race {
-                work: self.shared_run(),
-                deadline: self.timer.sleep(limit),
-            })
-            .await
-            {
-                Some(outcome) => outcome,
-                None => Err(LroError::timeout(
-                    format!(
-                        "the operation did not finish within {limit:?}; await it again to continue"
-                    ),
-                    Some(limit),
-                    self.method.polls(),
-                )),
-            },
+            Some(limit) => {
+                match (Race { work: self.shared_run(), deadline: self.timer.sleep(limit) }).await {
+                    Some(outcome) => outcome,
+                    None => Err(LroError::timeout(
+                        format!(
+                            "the operation did not finish within {limit:?}; await it again to continue"
+                        ),
+                        Some(limit),
+                        self.method.polls(),
+                    )),
+                }
+            }
         };
         outcome.map_err(|e| self.with_token(e))
     }

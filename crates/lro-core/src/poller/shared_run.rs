@@ -25,6 +25,9 @@ pub(crate) struct SharedRun {
 #[derive(Default)]
 struct State {
     stage: Stage,
+    /// Another waiter came while the run was being polled: it must be woken once that poll
+    /// ends pending, whatever waker the run was polled with.
+    contended: bool,
     /// The waiter that polled the run while it was the only one, and its waker.
     alone: Option<(WaiterId, Waker)>,
     /// Set once a second waiter came: the run is then polled with its waker.
@@ -74,40 +77,48 @@ impl SharedRun {
                 return Poll::Ready(outcome);
             }
             Stage::Polled => {
-                // Another waiter is polling the run; it (or the notifier) wakes this one.
+                // Another waiter is polling the run; it wakes this one when its poll ends.
                 state.stage = Stage::Polled;
+                state.contended = true;
                 return Poll::Pending;
             }
             Stage::NotStarted => start(),
             Stage::Idle(run) => run,
         };
+        state.contended = false;
         drop(state);
+        // If the run panics, the other waiters must not wait for it forever.
+        let mut guard = Unwinding(Some(self));
         let polled = match &notifier {
             Some(waker) => run.as_mut().poll(&mut Context::from_waker(waker)),
             None => run.as_mut().poll(cx),
         };
+        guard.0 = None;
         let mut state = self.lock();
-        match polled {
+        let wake = match polled {
             Poll::Ready(outcome) => {
                 state.stage = Stage::Ended(outcome.clone());
-                if let Some(others) = &state.notifier {
+                let others = state.notifier.clone();
+                drop(state);
+                if let Some(others) = others {
                     others.wake_by_ref();
                 }
-                Poll::Ready(outcome)
+                return Poll::Ready(outcome);
             }
             Poll::Pending => {
                 state.stage = Stage::Idle(run);
-                // A second waiter came while this one polled with its own waker: the run's
-                // wake-ups go to this task alone, which may never be polled again. Wake them
-                // all, so that one of them polls the run with the notifier.
-                if notifier.is_none() {
-                    if let Some(others) = &state.notifier {
-                        others.wake_by_ref();
-                    }
-                }
-                Poll::Pending
+                // Another waiter came while this one polled: the run's wake-ups may reach
+                // neither it nor (with this waiter's own waker) anyone but this task, which
+                // may never be polled again. Wake them all, so that one polls the run again.
+                let contended = std::mem::take(&mut state.contended);
+                (contended || notifier.is_none()).then(|| state.notifier.clone()).flatten()
             }
+        };
+        drop(state);
+        if let Some(others) = wake {
+            others.wake_by_ref();
         }
+        Poll::Pending
     }
 
     /// The waiter `id` is gone (dropped): it no longer needs waking.
@@ -116,11 +127,37 @@ impl SharedRun {
             return;
         }
         let mut state = self.lock();
+        // Dropped outside the locks: dropping a waker may run code of its executor.
+        let mut gone = Vec::new();
         if state.alone.as_ref().is_some_and(|(alone, _)| *alone == id) {
-            state.alone = None;
+            gone.extend(state.alone.take().map(|(_, waker)| waker));
         }
-        if let Some(notifier) = &state.notifier {
-            notifier.lock().retain(|(waiter, _)| *waiter != id);
+        let notifier = state.notifier.clone();
+        drop(state);
+        if let Some(notifier) = notifier {
+            let mut wakers = notifier.lock();
+            if let Some(at) = wakers.iter().position(|(waiter, _)| *waiter == id) {
+                gone.push(wakers.swap_remove(at).1);
+            }
+        }
+        drop(gone);
+    }
+}
+
+/// Ends the run for every waiter when polling it panicked (the panic goes on unwinding in the
+/// waiter that polled).
+struct Unwinding<'r>(Option<&'r SharedRun>);
+
+impl Drop for Unwinding<'_> {
+    fn drop(&mut self) {
+        if let Some(run) = self.0 {
+            let mut state = run.lock();
+            state.stage = Stage::Ended(Err(LroError::stopped("the polling method panicked")));
+            let others = state.notifier.clone();
+            drop(state);
+            if let Some(others) = others {
+                others.wake_by_ref();
+            }
         }
     }
 }
@@ -271,6 +308,68 @@ mod tests {
         run.leave(a);
         inner.lock().unwrap().clone().expect("polled").wake();
         assert_eq!(first.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_run_that_panics_ends_for_every_waiter() {
+        let run = SharedRun::default();
+        let (_, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        let (mut a, mut b) = (0, 0);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run.poll(&mut a, &mut cx, || Box::pin(std::future::poll_fn(|_| panic!("a bug"))))
+        }));
+        assert!(panicked.is_err());
+        let outcome = run.poll(&mut b, &mut cx, || Box::pin(std::future::pending()));
+        assert!(matches!(outcome, Poll::Ready(Err(LroError::Stopped(_)))), "{outcome:?}");
+    }
+
+    #[test]
+    fn a_waiter_that_comes_during_a_poll_is_woken_when_it_ends_pending() {
+        let run = Arc::new(SharedRun::default());
+        let ((_, first_waker), (_, second_waker), (third, third_waker)) =
+            (counting(), counting(), counting());
+        let (arrived_tx, arrived_rx) = std::sync::mpsc::channel::<()>();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(0_u32));
+        let start = {
+            let gate = Arc::clone(&gate);
+            let go_rx = Arc::new(Mutex::new(go_rx));
+            move || -> Run {
+                Box::pin(std::future::poll_fn(move |_| {
+                    // From the third poll on, each poll waits for the test.
+                    let polls = {
+                        let mut polls = gate.lock().unwrap();
+                        *polls += 1;
+                        *polls
+                    };
+                    if polls == 3 {
+                        arrived_tx.send(()).unwrap();
+                        go_rx.lock().unwrap().recv().unwrap();
+                    }
+                    Poll::Pending
+                }))
+            }
+        };
+        // Two waiters: the run is polled with the notifier from now on.
+        let (mut a, mut b) = (0, 0);
+        assert!(run.poll(&mut a, &mut Context::from_waker(&first_waker), start).is_pending());
+        let never = || -> Run { unreachable!() };
+        assert!(run.poll(&mut b, &mut Context::from_waker(&second_waker), never).is_pending());
+        // The first waiter polls again on another thread; a third comes meanwhile.
+        let polling = {
+            let run = Arc::clone(&run);
+            std::thread::spawn(move || {
+                let mut cx = Context::from_waker(&first_waker);
+                run.poll(&mut a, &mut cx, || -> Run { unreachable!() }).is_pending()
+            })
+        };
+        arrived_rx.recv().unwrap();
+        let mut c = 0;
+        assert!(run.poll(&mut c, &mut Context::from_waker(&third_waker), never).is_pending());
+        go_tx.send(()).unwrap();
+        assert!(polling.join().unwrap());
+        assert!(third.0.load(Ordering::SeqCst) >= 1, "the late waiter was woken");
     }
 
     #[test]

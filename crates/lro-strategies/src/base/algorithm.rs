@@ -202,8 +202,7 @@ impl StatusMember {
 }
 
 /// Reads a `status` member's value straight into its word ([`truthy_text`] of the value, with
-/// no `Value` and, for a common word, no allocation); other values are read as strictly as by
-/// [`Reader`].
+/// no `Value` for a text and, for a common word, no allocation).
 struct StatusWord;
 
 impl<'de> serde::de::DeserializeSeed<'de> for StatusWord {
@@ -245,12 +244,18 @@ impl<'de> serde::de::Visitor<'de> for StatusWord {
         Ok(None)
     }
 
+    // An object or array status is rare: read it as a `Value`, exactly as a full parse would
+    // (also when serde_json's `arbitrary_precision` turns numbers into maps).
     fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        Reader { top: false }.visit_map(map).map(|_| None)
+        let value: Value =
+            serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(truthy_text(&value))
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        Reader { top: false }.visit_seq(seq).map(|_| None)
+        let value: Value =
+            serde::Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+        Ok(truthy_text(&value))
     }
 }
 
