@@ -252,18 +252,27 @@ fn a_worker_paused_past_its_lease_never_polls_again_after_another_took_over() {
     assert_eq!(w0["completed"], 0, "{w0}");
     assert_eq!(w0["leases_lost"], 20, "{w0}");
     let mut agents: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut late: BTreeMap<String, usize> = BTreeMap::new();
     for entry in mock.log().iter().filter(|e| e.method == "GET") {
         let op = entry.operation_id.clone().unwrap_or_else(|| entry.path.clone());
         let agent = entry.user_agent.clone().unwrap_or_default();
-        let runs = agents.entry(op).or_default();
+        let runs = agents.entry(op.clone()).or_default();
+        if agent == "w0" && runs.iter().any(|a| a == "w1") {
+            *late.entry(op).or_default() += 1;
+        }
         if runs.last() != Some(&agent) {
             runs.push(agent);
         }
     }
+    // w0 starts nothing after it wakes. The one thing no process can call back is a request it
+    // had handed to its connection when it was frozen: written once it runs again, it may
+    // reach the service after w1's first poll — at most one per operation, then nothing.
     for (op, runs) in &agents {
         // A status monitor: w0, then w1; a widget's final GET: w1 alone.
-        let fine = runs == &["w0", "w1"] || runs == &["w1"];
-        assert!(fine, "{op} was polled by {runs:?}: w0 polled after waking up");
+        let fine = runs == &["w0", "w1"]
+            || runs == &["w1"]
+            || (runs == &["w0", "w1", "w0", "w1"] && late.get(op) == Some(&1));
+        assert!(fine, "{op} was polled by {runs:?} ({late:?} late): w0 polled after waking up");
     }
     assert!(agents.values().filter(|runs| runs.len() == 2).count() >= 20, "{agents:?}");
     let records = runtime.block_on(store.list(100)).unwrap();
