@@ -260,14 +260,18 @@ mod tests {
         assert!(quick.is_some(), "its 10 s run from 5 s");
     }
 
-    #[test]
-    fn a_watcher_dropped_before_it_ever_ran_leaves_room_for_another() {
-        let deadlines = Deadlines::new(Duration::from_secs(30));
-        let first = tokio::runtime::Builder::new_current_thread()
+    fn paused_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .start_paused(true)
             .build()
-            .unwrap();
+            .unwrap()
+    }
+
+    #[test]
+    fn a_watcher_dropped_before_it_ever_ran_leaves_room_for_another() {
+        let deadlines = Deadlines::new(Duration::from_secs(30));
+        let first = paused_runtime();
         first.block_on(async {
             // Registers (spawning the watcher) and returns before the watcher is ever polled.
             let waiting = within(&deadlines, std::future::pending::<()>());
@@ -282,22 +286,14 @@ mod tests {
     #[test]
     fn a_runtime_that_shuts_down_under_the_watcher_leaves_room_for_another() {
         let deadlines = Deadlines::new(Duration::from_secs(30));
-        let first = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap();
+        let first = paused_runtime();
         first.block_on(async {
             let waiting = within(&deadlines, std::future::pending::<()>());
             let _ = tokio::time::timeout(Duration::from_millis(10), waiting).await;
         });
         drop(first);
         assert!(!deadlines.lock().watching, "the watcher went with its runtime");
-        let second = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap();
+        let second = paused_runtime();
         let out = second.block_on(within(&deadlines, std::future::pending::<()>()));
         assert!(out.is_none(), "a new watcher ended the request");
     }
