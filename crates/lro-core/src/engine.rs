@@ -668,8 +668,9 @@ impl<S: Strategy> Engine<S> {
         if let Some(extra) = &self.options.headers {
             headers.extend(HeaderMap::clone(extra));
         }
-        if self.options.forward_client_request_id {
-            if let Some(id) = self.initial.request().headers().get(&CLIENT_REQUEST_ID) {
+        let initial_headers = self.initial.request().headers();
+        if self.options.forward_client_request_id && !initial_headers.is_empty() {
+            if let Some(id) = initial_headers.get(&CLIENT_REQUEST_ID) {
                 if !headers.contains_key(&CLIENT_REQUEST_ID) {
                     headers.insert(CLIENT_REQUEST_ID, HeaderValue::clone(id));
                 }

@@ -193,14 +193,13 @@ impl HyperClient {
         // Header values stay slices of the connection's buffer: what lro-core keeps, it copies.
         let (parts, mut body) = response.into_parts();
         let max = self.inner.max_body;
-        let declared = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > max as u64) {
+        // hyper's size hint is the declared `Content-Length` (0 for a body of unknown length):
+        // refused at once when over the cap, else room made once.
+        let declared = hyper::body::Body::size_hint(&body).lower();
+        if declared > max as u64 {
             return Err(TransportError::body_too_large(max));
         }
-        let mut collected = BytesMut::new();
+        let mut collected = BytesMut::with_capacity(usize::try_from(declared).unwrap_or(max));
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(TransportError::other)?;
             if let Ok(data) = frame.into_data() {
