@@ -194,12 +194,14 @@ impl HyperClient {
         let (parts, mut body) = response.into_parts();
         let max = self.inner.max_body;
         // hyper's size hint is the declared `Content-Length` (0 for a body of unknown length):
-        // refused at once when over the cap, else room made once.
+        // refused at once when over the cap, else room made once — up to 64 KiB, so that a
+        // length declared but never sent does not make us hold megabytes.
         let declared = hyper::body::Body::size_hint(&body).lower();
         if declared > max as u64 {
             return Err(TransportError::body_too_large(max));
         }
-        let mut collected = BytesMut::with_capacity(usize::try_from(declared).unwrap_or(max));
+        let room = usize::try_from(declared).unwrap_or(max).min(64 * 1024);
+        let mut collected = BytesMut::with_capacity(room);
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(TransportError::other)?;
             if let Ok(data) = frame.into_data() {
