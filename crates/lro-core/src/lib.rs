@@ -61,6 +61,7 @@
 //! for a scripted transport and a manual clock.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod body;
 pub mod delay;
 pub mod deserialize;
 mod drivers;
@@ -122,6 +123,7 @@ pub use strategy::Strategy;
 pub use telemetry::WaitReason;
 // The wire records of a token (`TokenState`, `RequestRecord`, `ResponseRecord`) and its limits
 // stay in `lro_core::token`: tools that inspect tokens need them, everyday code does not.
+pub use body::collect_body;
 pub use token::{
     ContinuationToken, KeyTooShort, MAX_TOKEN_LEN, TokenError, TokenIntegrity, TokenKey,
 };

@@ -40,9 +40,9 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::TokioExecutor;
@@ -191,28 +191,9 @@ impl HyperClient {
                 },
             )?;
         // Header values stay slices of the connection's buffer: what lro-core keeps, it copies.
-        let (parts, mut body) = response.into_parts();
-        let max = self.inner.max_body;
-        // hyper's size hint is the declared `Content-Length` (0 for a body of unknown length):
-        // refused at once when over the cap, else room made once — up to 64 KiB, so that a
-        // length declared but never sent does not make us hold megabytes.
-        let declared = hyper::body::Body::size_hint(&body).lower();
-        if declared > max as u64 {
-            return Err(TransportError::body_too_large(max));
-        }
-        let room = usize::try_from(declared).unwrap_or(max).min(64 * 1024);
-        let mut collected = BytesMut::with_capacity(room);
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(TransportError::other)?;
-            if let Ok(data) = frame.into_data() {
-                if collected.len().saturating_add(data.len()) > max {
-                    // Dropping the body here closes the connection: the rest is never read.
-                    return Err(TransportError::body_too_large(max));
-                }
-                collected.extend_from_slice(&data);
-            }
-        }
-        Ok(Response::from_parts(parts, collected.freeze()))
+        let (parts, body) = response.into_parts();
+        let collected = lro_core::collect_body(body, self.inner.max_body, TransportError::other);
+        Ok(Response::from_parts(parts, collected.await?))
     }
 }
 

@@ -84,7 +84,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{Request, Response};
 use lro_core::{AsyncHttpClient, TransportError, TransportErrorKind};
 
@@ -144,25 +144,11 @@ impl ReqwestClient {
 
     async fn exchange(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
         let request = reqwest::Request::try_from(request).map_err(transport_error)?;
-        let mut response = self.client.execute(request).await.map_err(transport_error)?;
-        let max = self.max_body;
-        if response.content_length().is_some_and(|len| len > max as u64) {
-            return Err(TransportError::body_too_large(max));
-        }
-        let mut collected = BytesMut::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-            if collected.len().saturating_add(chunk.len()) > max {
-                // Dropping the response here closes its connection: the rest is never read.
-                return Err(TransportError::body_too_large(max));
-            }
-            collected.extend_from_slice(&chunk);
-        }
-        let mut converted = Response::new(collected.freeze());
-        *converted.status_mut() = response.status();
-        *converted.version_mut() = response.version();
-        *converted.headers_mut() = std::mem::take(response.headers_mut());
-        *converted.extensions_mut() = std::mem::take(response.extensions_mut());
-        Ok(converted)
+        let response = self.client.execute(request).await.map_err(transport_error)?;
+        // reqwest's response as an `http::Response` over its body (an `http_body::Body`).
+        let (parts, body) = Response::from(response).into_parts();
+        let collected = lro_core::collect_body(body, self.max_body, transport_error);
+        Ok(Response::from_parts(parts, collected.await?))
     }
 }
 

@@ -88,7 +88,7 @@ use std::fmt;
 use std::io;
 use std::sync::{Mutex, PoisonError};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use lro_core::{AsyncHttpClient, BoxError, TransportError, TransportErrorKind};
@@ -175,35 +175,9 @@ where
         let response = service.call(request).await.map_err(|e| service_error(e.into()))?;
         drop(service);
         let (parts, body) = response.into_parts();
-        let body = collect(body, self.max_body).await?;
-        Ok(Response::from_parts(parts, body))
+        let body = lro_core::collect_body(body, self.max_body, |e| TransportError::other(e.into()));
+        Ok(Response::from_parts(parts, body.await?))
     }
-}
-
-/// Reads the whole of `body`, failing as soon as it is known to be larger than `max` bytes.
-async fn collect<B>(body: B, max: usize) -> Result<Bytes, TransportError>
-where
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    let mut body = std::pin::pin!(body);
-    // The size it declares (Content-Length, for hyper's bodies): refused before reading.
-    if body.size_hint().lower() > max as u64 {
-        return Err(TransportError::body_too_large(max));
-    }
-    let mut collected = BytesMut::new();
-    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
-        let frame = frame.map_err(|e| TransportError::other(e.into()))?;
-        // Trailers are not part of the response the pollers see.
-        if let Ok(data) = frame.into_data() {
-            if collected.len().saturating_add(data.remaining()) > max {
-                // Dropping the body here stops reading it: the rest is never buffered.
-                return Err(TransportError::body_too_large(max));
-            }
-            collected.put(data);
-        }
-    }
-    Ok(collected.freeze())
 }
 
 /// A service's error as a [`TransportError`] of the closest kind (see the crate docs).
