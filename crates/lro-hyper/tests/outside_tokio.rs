@@ -2,38 +2,18 @@
 //! instead of tokio's "there is no reactor running" panic, and no retry of it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
+use lro_core::test_util::block_on;
 use lro_core::{
     AsyncHttpClient, AsyncLroPoller, AsyncTimer, InitialResponse, LroError, TransportErrorKind,
     deserialize,
 };
 use lro_hyper::{HyperClient, TokioTimer};
 use lro_strategies::LroBasePolling;
-
-/// A minimal executor that is not tokio: polls on this thread, parks until woken.
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        std::thread::park();
-    }
-}
 
 #[test]
 fn a_request_outside_tokio_is_an_unusable_transport_error() {

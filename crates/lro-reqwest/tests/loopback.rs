@@ -3,13 +3,13 @@
 //! timeouts, and use outside a usable tokio runtime.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::{Future, IntoFuture};
+use std::future::IntoFuture;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Version};
+use lro_core::test_util::block_on;
 use lro_core::{
     AsyncHttpClient, AsyncLroPoller, AsyncPollingMethod, InitialResponse, LroError,
     TransportErrorKind, deserialize,
@@ -210,25 +210,6 @@ async fn a_url_reqwest_cannot_take_is_an_other_error() {
     let request = Request::get("/relative/only").body(Bytes::new()).unwrap();
     let error = ReqwestClient::new().unwrap().send(request).await.unwrap_err();
     assert_eq!(error.kind(), TransportErrorKind::Other, "{error}");
-}
-
-/// A minimal executor that is not tokio: polls on this thread, parks until woken.
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        std::thread::park();
-    }
 }
 
 #[test]
