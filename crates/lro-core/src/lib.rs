@@ -129,5 +129,5 @@ pub use token::{
 };
 pub use transport::{
     AsyncHttpClient, AsyncTimer, BoxError, BoxFuture, DEFAULT_MAX_BODY, HttpClient, Interrupt,
-    SystemTimer, Timer, Timestamp, TransportError, TransportErrorKind, find_cause,
+    SystemTimer, Timer, Timestamp, TransportError, TransportErrorKind, causes, find_cause,
 };

@@ -129,19 +129,30 @@ impl StdError for NotTls {
 /// assert!(find_cause::<std::fmt::Error>(&io).is_some());
 /// ```
 pub fn find_cause<'a, E: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Option<&'a E> {
-    let mut current = Some(error);
-    // Bounded: a cyclic chain (a bug elsewhere) must not hang the caller.
-    for _ in 0..32 {
-        let e = current?;
-        if let Some(found) = e.downcast_ref::<E>() {
-            return Some(found);
-        }
-        current = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+    causes(error).find_map(|cause| cause.downcast_ref::<E>())
+}
+
+/// `error` and its causes, in order: its [`source`](StdError::source)s, and the error inside
+/// each `std::io::Error` on the way (whose own `source` skips it). At most 32: a cyclic chain
+/// (a bug elsewhere) must not hang the caller.
+///
+/// ```
+/// use lro_core::causes;
+///
+/// let io = std::io::Error::other(std::fmt::Error);
+/// assert_eq!(causes(&io).count(), 2);
+/// ```
+pub fn causes<'a>(
+    error: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    let next = |e: &&'a (dyn StdError + 'static)| -> Option<&'a (dyn StdError + 'static)> {
+        let e: &'a (dyn StdError + 'static) = *e;
+        match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
             None => e.source(),
-        };
-    }
-    None
+        }
+    };
+    std::iter::successors(Some(error), next).take(32)
 }
 
 impl fmt::Display for TransportError {

@@ -188,16 +188,10 @@ fn service_error(error: BoxError) -> TransportError {
     }
 }
 
-/// How many errors of a source chain are looked at: a cyclic chain (a bug elsewhere) must not
-/// hang the request.
-const MAX_CHAIN: usize = 32;
-
-/// The kind told by the first error of the source chain that has one. The chain is followed
-/// through the error inside an `io::Error` too (whose own `source` skips it).
+/// The kind told by the first error of the source chain that has one
+/// ([`lro_core::causes`]: through the error inside an `io::Error` too).
 fn kind_of(error: &(dyn StdError + 'static)) -> TransportErrorKind {
-    let mut next = Some(error);
-    for _ in 0..MAX_CHAIN {
-        let Some(error) = next else { break };
+    for error in lro_core::causes(error) {
         if let Some(transport) = error.downcast_ref::<TransportError>() {
             return transport.kind();
         }
@@ -205,7 +199,6 @@ fn kind_of(error: &(dyn StdError + 'static)) -> TransportErrorKind {
         if error.is::<tower::timeout::error::Elapsed>() {
             return TransportErrorKind::Timeout;
         }
-        next = error.source();
         if let Some(io) = error.downcast_ref::<io::Error>() {
             match io.kind() {
                 io::ErrorKind::TimedOut => return TransportErrorKind::Timeout,
@@ -214,9 +207,6 @@ fn kind_of(error: &(dyn StdError + 'static)) -> TransportErrorKind {
                 | io::ErrorKind::HostUnreachable
                 | io::ErrorKind::NetworkUnreachable => return TransportErrorKind::Connect,
                 _ => {}
-            }
-            if let Some(inner) = io.get_ref() {
-                next = Some(inner);
             }
         }
     }
