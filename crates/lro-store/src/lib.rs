@@ -66,6 +66,15 @@ pub(crate) fn claimed(
 }
 
 /// A stored poll count (never negative, at most `u32::MAX`).
+/// The outcome of a fenced write that changed `rows` rows: none means the fence is stale
+/// ([`StoreError::LeaseLost`]), whatever the backend.
+pub(crate) fn fenced(rows: u64, lease: &Lease) -> Result<(), StoreError> {
+    if rows == 0 {
+        return Err(StoreError::LeaseLost { key: lease.key.clone(), fence: lease.fence });
+    }
+    Ok(())
+}
+
 pub(crate) fn polls_of(value: i64) -> u32 {
     u32::try_from(value.max(0)).unwrap_or(u32::MAX)
 }

@@ -495,10 +495,7 @@ impl OperationStore for PostgresStore {
                 ],
             )
             .await?;
-        if changed == 0 {
-            return Err(StoreError::LeaseLost { key: lease.key.clone(), fence: lease.fence });
-        }
-        Ok(())
+        crate::fenced(changed, lease)
     }
 
     async fn complete(&self, lease: &Lease, completion: Completion) -> Result<(), StoreError> {
@@ -517,10 +514,7 @@ impl OperationStore for PostgresStore {
                 ],
             )
             .await?;
-        if changed == 0 {
-            return Err(StoreError::LeaseLost { key: lease.key.clone(), fence: lease.fence });
-        }
-        Ok(())
+        crate::fenced(changed, lease)
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {

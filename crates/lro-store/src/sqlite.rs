@@ -278,10 +278,7 @@ impl OperationStore for SqliteStore {
                     ],
                 )
                 .map_err(db)?;
-            if changed == 0 {
-                return Err(StoreError::LeaseLost { key: lease.key, fence: lease.fence });
-            }
-            Ok(())
+            crate::fenced(changed as u64, &lease)
         })
         .await
     }
@@ -309,10 +306,7 @@ impl OperationStore for SqliteStore {
                     ],
                 )
                 .map_err(db)?;
-            if changed == 0 {
-                return Err(StoreError::LeaseLost { key: lease.key, fence: lease.fence });
-            }
-            Ok(())
+            crate::fenced(changed as u64, &lease)
         })
         .await
     }
