@@ -68,7 +68,12 @@ fn a_runtime_with_io_but_no_time_refuses_before_anything_is_sent() {
     listener.set_nonblocking(true).unwrap();
     let url = format!("http://{}/op", listener.local_addr().unwrap());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
-    let client = HyperClient::new().unwrap();
+    // A hyper-util client that needs no timer itself (no connect timeout, no pool timer): only
+    // our request timeout does, so only its check, made before the send, can stop the request.
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let plain = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, http_body_util::Full<Bytes>>(connector);
+    let client = HyperClient::from_client(plain);
     let request = Request::get(url).body(Bytes::new()).unwrap();
     let error = runtime.block_on(client.send(request)).expect_err("no time driver");
     assert_eq!(error.kind(), TransportErrorKind::Unusable);
