@@ -22,7 +22,7 @@ use lro_core::{
     InitialResponse, LroError, OriginPolicy, PollOptions, RetryPolicy, Strategy,
 };
 use lro_hyper::{HyperClient, TokioTimer};
-use lro_strategies::{ArmPolling, FinalStateVia, LroBasePolling};
+use lro_strategies::FinalStateVia;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -347,10 +347,11 @@ fn poll_options(
     args: &BatchArgs,
     vouch: bool,
 ) -> Result<(Box<dyn Strategy>, PollOptions), LroError> {
-    let mut builder = match line.flavour.as_deref() {
-        Some("arm") => ArmPolling::builder(),
-        _ => LroBasePolling::builder(),
+    let flavour = match line.flavour.as_deref() {
+        Some(name) => crate::Flavour::named(name).map_err(LroError::policy)?,
+        None => crate::Flavour::Base,
     };
+    let mut builder = flavour.builder();
     if let Some(via) = &line.final_state_via {
         let via: FinalStateVia = via
             .parse()
@@ -395,10 +396,12 @@ async fn start_one(
     }
     let request =
         request.body(body).map_err(|e| LroError::policy(format!("invalid request: {e}")))?;
+    // Read before anything is sent: a line that cannot be polled (an unknown flavour, a bad
+    // header) starts nothing.
+    let (strategy, options) = poll_options(line, args, false)?;
     let retry = RetryPolicy::builder().max_retries(args.retries).build();
     let initial =
         InitialResponse::send_async_with_retry(client, &TokioTimer, request, &retry).await?;
-    let (strategy, options) = poll_options(line, args, false)?;
     Engine::start(strategy, options, initial)
 }
 

@@ -190,6 +190,22 @@ enum Flavour {
     Arm,
 }
 
+impl Flavour {
+    /// The flavour a file or a store names (`base`, `arm`); anything else is refused.
+    fn named(name: &str) -> Result<Flavour, String> {
+        <Flavour as ValueEnum>::from_str(name, false)
+            .map_err(|_| format!("unknown flavour {name:?} (base or arm)"))
+    }
+
+    /// The builder of this flavour's polling method.
+    fn builder(self) -> lro_strategies::PollingBuilder {
+        match self {
+            Flavour::Base => lro_strategies::LroBasePolling::builder(),
+            Flavour::Arm => lro_strategies::ArmPolling::builder(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Transport {
     /// lro-hyper: hyper and tokio, the async poller.

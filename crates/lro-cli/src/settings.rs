@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use lro_core::{OriginPolicy, RetryPolicy, StrategyPolling, TokenKey, is_credential};
-use lro_strategies::{ArmPolling, FinalStateVia, LroBasePolling};
+use lro_strategies::{FinalStateVia, LroBasePolling};
 
 use crate::output::FinalBody;
 use crate::progress::Progress;
@@ -97,10 +97,7 @@ impl Settings {
         &self,
         progress: Arc<Progress>,
     ) -> StrategyPolling<LroBasePolling, FinalBody> {
-        let mut builder = match self.flavour {
-            Flavour::Base => LroBasePolling::builder(),
-            Flavour::Arm => ArmPolling::builder(),
-        };
+        let mut builder = self.flavour.builder();
         if let Some(via) = self.final_state_via {
             builder = builder.final_state_via(via);
         }

@@ -77,6 +77,24 @@ fn a_batch_prints_one_object_per_operation_then_a_summary_and_fails_if_one_faile
 }
 
 #[test]
+fn a_line_with_an_unknown_flavour_is_refused_and_starts_nothing() {
+    let server = mock();
+    let dir = TempDir::new("flavour");
+    let path = dir.join("ops.jsonl");
+    let line = serde_json::json!({
+        "method": "PUT",
+        "url": widget(&server.base_url(), "typo"),
+        "flavour": "amr",
+        "key": "typo",
+    });
+    std::fs::write(&path, format!("{line}\n")).unwrap();
+    let run = run_line(&format!("batch --file '{}' --interval 0.01 --output json", arg(&path)));
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert!(run.stdout.contains("unknown flavour \\\"amr\\\""), "{}", run.describe());
+    assert_eq!(server.log().iter().filter(|e| e.method == "PUT").count(), 0, "nothing was sent");
+}
+
+#[test]
 fn a_killed_batch_resumes_from_its_state_file_without_starting_anything_twice() {
     let server = mock();
     let dir = TempDir::new("batch-kill");

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use http::HeaderMap;
 use lro_core::{OriginPolicy, PollOptions, RetryPolicy, Strategy, TokenKey};
-use lro_strategies::{ArmPolling, FinalStateVia, LroBasePolling};
+use lro_strategies::FinalStateVia;
 use serde::{Deserialize, Serialize};
 
 use crate::Flavour;
@@ -56,11 +56,7 @@ impl Spec {
         trusted: &[String],
         key: &TokenKey,
     ) -> Result<(Box<dyn Strategy>, PollOptions), String> {
-        let mut builder = match self.flavour.as_str() {
-            "arm" => ArmPolling::builder(),
-            "base" => LroBasePolling::builder(),
-            other => return Err(format!("unknown flavour {other:?}")),
-        };
+        let mut builder = Flavour::named(&self.flavour)?.builder();
         if let Some(via) = &self.final_state_via {
             let via: FinalStateVia = via.parse().map_err(|e| format!("{e}"))?;
             builder = builder.final_state_via(via);
