@@ -274,7 +274,8 @@ fn a_worker_paused_past_its_lease_never_polls_again_after_another_took_over() {
             || (runs == &["w0", "w1", "w0", "w1"] && late.get(op) == Some(&1));
         assert!(fine, "{op} was polled by {runs:?} ({late:?} late): w0 polled after waking up");
     }
-    assert!(agents.values().filter(|runs| runs.len() == 2).count() >= 20, "{agents:?}");
+    let taken_over = agents.values().filter(|runs| runs.starts_with(&["w0".into(), "w1".into()]));
+    assert!(taken_over.count() >= 20, "{agents:?}");
     let records = runtime.block_on(store.list(100)).unwrap();
     assert!(records.iter().all(|r| r.state == OperationState::Succeeded));
     runtime.block_on(mock.shutdown());
