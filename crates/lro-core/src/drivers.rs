@@ -307,30 +307,31 @@ impl<S: Strategy + 'static, T: 'static> AsyncPollingMethod<T> for StrategyPollin
 impl<S: Strategy, T> AsyncOperation<T> for StrategyOperation<S, T, Arc<dyn AsyncHttpClient>> {
     /// The async driver.
     async fn run(&self, timer: &dyn AsyncTimer) -> Result<(), LroError> {
-        // Unlike the blocking loop, the clocks are read afresh for each action: a reading kept
-        // across the awaits would be part of the future's state, of every waiting poller.
+        // As in the blocking loop, the clocks are read once per step: the reading an answer
+        // was fed with also decides the next action (nothing waited in between). The action
+        // is turned into what to await at once: neither the reading nor a request (a few
+        // hundred bytes) is kept across an await, where it would be part of the future's
+        // state, and so of every waiting poller.
+        let mut next = self.plan(timer.now());
         loop {
-            // The action is turned into what to await before awaiting anything: a request
-            // (a few hundred bytes) held across an await would be part of the future's state,
-            // and so of every waiting poller.
-            let next = match self.next(timer.now()) {
-                Action::SendRequest(request) => Next::Send(self.client.send(request)),
-                Action::Wait(delay) => Next::Wait(delay),
-                Action::Done => Next::Done,
-            };
             match next {
                 Next::Send(sending) => {
+                    let (result, waited) = watched(sending).await;
+                    let now = timer.now();
+                    self.feed(now, result);
+                    next = self.plan(now);
                     // A transport that answers without ever waiting is followed by a yield, so
                     // that other tasks (and a surrounding timeout) still run between requests.
-                    let (result, waited) = watched(sending).await;
-                    self.feed(timer.now(), result);
                     if !waited {
                         YieldOnce::default().await;
                     }
                 }
                 // A sleep that ends without waiting (a test's timer) is followed by a yield
                 // too: a progress stream then sees each status before the next poll.
-                Next::Wait(delay) => politely(timer.sleep(delay)).await,
+                Next::Wait(delay) => {
+                    politely(timer.sleep(delay)).await;
+                    next = self.plan(timer.now());
+                }
                 Next::Done => return self.outcome(),
             }
         }
@@ -371,6 +372,17 @@ impl<S: Strategy, T, C> fmt::Debug for StrategyOperation<S, T, C> {
             .field("status", engine.status())
             .field("finished", &engine.finished())
             .finish_non_exhaustive()
+    }
+}
+
+impl<S: Strategy, T> StrategyOperation<S, T, Arc<dyn AsyncHttpClient>> {
+    /// The engine's next action, as what the async driver awaits.
+    fn plan(&self, now: Timestamp) -> Next<'_> {
+        match self.next(now) {
+            Action::SendRequest(request) => Next::Send(self.client.send(request)),
+            Action::Wait(delay) => Next::Wait(delay),
+            Action::Done => Next::Done,
+        }
     }
 }
 
