@@ -51,6 +51,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct BlockingClient {
     agent: ureq::Agent,
     max_body: usize,
+    /// The time a request may take, kept by the client's own transport (`None` for an agent
+    /// from `from_agent`, whose configuration keeps its timeouts).
+    request_timeout: Option<Duration>,
     /// Whether the agent's own configuration may follow redirects or turn statuses into
     /// errors, so that every request must say otherwise.
     override_config: bool,
@@ -86,7 +89,7 @@ impl BlockingClient {
     pub fn from_agent(agent: ureq::Agent, max_body: usize) -> Self {
         let config = agent.config();
         let override_config = config.max_redirects() != 0 || config.http_status_as_error();
-        BlockingClient { agent, max_body, override_config }
+        BlockingClient { agent, max_body, request_timeout: None, override_config }
     }
 
     /// Sends `request` as it is, or with redirects and status errors turned off when the
@@ -110,6 +113,8 @@ impl BlockingClient {
 
 impl HttpClient for BlockingClient {
     fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+        // Until the body is read: every step of the request checks the time left.
+        let _deadline = coarse::Deadline::start(self.request_timeout);
         let (parts, body) = request.into_parts();
         // A GET or HEAD without a body goes without one, as hyper sends it (no
         // `content-length: 0`: polls are all GETs); other methods say their length, even zero.
@@ -242,19 +247,24 @@ impl BlockingClientBuilder {
             // whatever host the Location names).
             .max_redirects(0)
             .timeout_connect(self.connect_timeout)
-            .timeout_global(self.request_timeout)
+            // The request timeout is kept by the transport (see `coarse`), not by ureq.
             .tls_config(tls)
             .build();
         let agent = ureq::Agent::with_parts(
             config,
             ureq::unversioned::transport::Connector::chain(
-                ureq::unversioned::transport::DefaultConnector::default(),
+                coarse::Bounded(ureq::unversioned::transport::DefaultConnector::default()),
                 coarse::CoarseTimeouts,
             ),
             resolver::AddressesFirst::default(),
         );
         // Built without redirects or status errors: requests need not say so one by one.
-        Ok(BlockingClient { agent, max_body: self.max_body, override_config: false })
+        Ok(BlockingClient {
+            agent,
+            max_body: self.max_body,
+            request_timeout: self.request_timeout,
+            override_config: false,
+        })
     }
 }
 

@@ -34,7 +34,9 @@ impl Resolver for AddressesFirst {
                 addresses.push(address);
                 Ok(addresses)
             }
-            None => self.0.resolve(uri, config, timeout),
+            // Within the time left of the request (a lookup with a deadline runs on a thread
+            // of its own, which is abandoned at the deadline).
+            None => self.0.resolve(uri, config, crate::coarse::bounded(timeout)),
         }
     }
 }

@@ -128,6 +128,22 @@ fn a_stalled_server_gives_a_timeout_error() {
 }
 
 #[test]
+fn a_body_that_keeps_coming_slowly_still_ends_at_the_request_deadline() {
+    // Each byte comes well within the time left: only a deadline for the whole request, not
+    // one per read, ends this.
+    let every = Duration::from_millis(20);
+    let server = Server::start(Arc::new(move |_: &str| Reply::Drip { every }), None);
+    let client = BlockingClient::builder()
+        .request_timeout(Some(Duration::from_millis(300)))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(client.send(get(&server.url("/"))).unwrap_err().kind(), TransportErrorKind::Timeout);
+    // The deadline may be kept up to 100 ms late; a whole second more is a deadline not kept.
+    assert!(started.elapsed() < Duration::from_millis(1_300), "{:?}", started.elapsed());
+}
+
+#[test]
 fn a_reset_connection_is_a_transport_error() {
     let server = Server::start(Arc::new(|_: &str| Reply::Reset), None);
     let error = BlockingClient::new().unwrap().send(get(&server.url("/"))).unwrap_err();

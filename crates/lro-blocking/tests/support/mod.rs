@@ -16,6 +16,8 @@ pub enum Reply {
     Stream { chunks: usize, size: usize },
     /// Keep the connection open and never answer.
     Stall,
+    /// Answer the headers, then a byte of body every `every`, without end.
+    Drip { every: std::time::Duration },
     /// Close the connection without answering.
     Reset,
 }
@@ -154,6 +156,14 @@ fn serve_connection<S: Read + Write>(stream: S, handler: &Handler, log: &Log) {
                     }
                 }
                 let _ = stream.write_all(b"0\r\n\r\n");
+                return;
+            }
+            Reply::Drip { every } => {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+                // Until the client hangs up (or the test's process ends).
+                while stream.write_all(b"1\r\ny\r\n").is_ok() {
+                    std::thread::sleep(every);
+                }
                 return;
             }
             Reply::Stall => {
