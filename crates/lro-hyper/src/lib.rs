@@ -72,8 +72,8 @@ pub struct HyperClient {
 
 struct Inner {
     client: Box<dyn Exchange>,
-    /// The request timeout and the deadlines of requests in flight (`None`: no timeout).
-    deadlines: Option<Arc<deadline::Deadlines>>,
+    /// The time a request may take (`None`: no timeout).
+    request_timeout: Option<Duration>,
     max_body: usize,
     host_limit: Option<Arc<host_limit::HostLimit>>,
 }
@@ -116,7 +116,7 @@ impl Exchange for ByScheme {
 impl fmt::Debug for HyperClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HyperClient")
-            .field("request_timeout", &self.inner.deadlines.as_ref().map(|d| d.limit()))
+            .field("request_timeout", &self.inner.request_timeout)
             .field("max_body", &self.inner.max_body)
             .finish_non_exhaustive()
     }
@@ -165,12 +165,7 @@ impl HyperClient {
 
     fn over(client: Box<dyn Exchange>, request_timeout: Option<Duration>, max_body: usize) -> Self {
         HyperClient {
-            inner: Arc::new(Inner {
-                client,
-                deadlines: request_timeout.map(deadline::Deadlines::new),
-                max_body,
-                host_limit: None,
-            }),
+            inner: Arc::new(Inner { client, request_timeout, max_body, host_limit: None }),
         }
     }
 
@@ -191,18 +186,25 @@ impl HyperClient {
             // rather than a future wrapped in two more: each layer moves the whole state once
             // more.
             let mut exchange = std::pin::pin!(self.receive(responded));
-            let mut deadline = self.inner.deadlines.as_ref().map(deadline::Ticket::new);
+            let mut deadline = self.inner.request_timeout.map(deadline::Ticket::new);
             std::future::poll_fn(|cx| {
                 // A runtime built without IO or time makes hyper and tokio panic: a typed error
                 // instead (and the exchange is never polled again).
                 let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    // The deadline first: the clock starts with the send, and a runtime without
-                    // time fails here, before anything is sent.
+                    // The deadline first: the clock starts with the send.
                     if let Some(ticket) = deadline.as_mut() {
-                        if ticket.expired(cx.waker()) {
-                            let message =
-                                format!("no complete response within {:?}", ticket.limit());
-                            let error = TransportError::new(TransportErrorKind::Timeout, message);
+                        let error = match ticket.expired(cx.waker()) {
+                            Ok(false) => None,
+                            Ok(true) => Some(TransportError::new(
+                                TransportErrorKind::Timeout,
+                                format!("no complete response within {:?}", ticket.limit()),
+                            )),
+                            Err(e) => Some(TransportError::new(
+                                TransportErrorKind::Other,
+                                format!("cannot start the thread that keeps request timeouts: {e}"),
+                            )),
+                        };
+                        if let Some(error) = error {
                             return Poll::Ready(Err(error));
                         }
                     }
@@ -422,10 +424,9 @@ impl HyperClientBuilder {
     }
 
     /// Timeout of a whole request, from sending to the last byte of the body (default 30 s).
-    /// It is kept without a timer per request: one task per client, spawned on the runtime of
-    /// the request that needs it, wakes the requests whose time is up. (A client shared by
-    /// several runtimes: if that runtime stops, the next waiting request starts the task on
-    /// its own; a current-thread runtime that is not being driven holds it up meanwhile.)
+    /// It is kept in real time without a timer in the runtime: one thread for the process
+    /// (started with the first request that waits) wakes the requests whose time is up, on
+    /// any executor.
     pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.request_timeout = timeout;
         self
@@ -444,7 +445,10 @@ impl HyperClientBuilder {
         self
     }
 
-    /// How long an idle pooled connection is kept (default 90 s).
+    /// How long an idle pooled connection is kept (default 90 s). It is checked when a
+    /// connection is taken from the pool, as hyper-util does without a timer: no task wakes to
+    /// close idle connections (a timer pending in a runtime makes each of its waits for IO arm
+    /// a kernel timer too); one the server closes ends at once.
     pub fn pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.pool_idle_timeout = timeout;
         self
@@ -510,7 +514,6 @@ impl HyperClientBuilder {
         client
             .pool_idle_timeout(self.pool_idle_timeout)
             .pool_max_idle_per_host(self.pool_max_idle_per_host);
-        client.pool_timer(hyper_util::rt::TokioTimer::new());
         client.http2_only(self.http2_only);
         let clients = ByScheme { plain: client.build(plain), tls: client.build(connector) };
         let mut built = HyperClient::over(Box::new(clients), self.request_timeout, self.max_body);

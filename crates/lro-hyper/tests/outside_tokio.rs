@@ -63,19 +63,22 @@ fn a_runtime_without_io_or_time_gives_the_same_clear_error() {
 }
 
 #[test]
-fn a_runtime_with_io_but_no_time_refuses_before_anything_is_sent() {
+fn a_runtime_with_io_but_no_time_still_ends_a_stalled_request_at_its_timeout() {
+    // The kernel accepts the connection; nobody ever answers.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
     let url = format!("http://{}/op", listener.local_addr().unwrap());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
-    // A hyper-util client that needs no timer itself (no connect timeout, no pool timer): only
-    // our request timeout does, so only its check, made before the send, can stop the request.
+    // A hyper-util client that needs no timer itself (no connect timeout, no pool timer): the
+    // request timeout is ours alone, and needs no timer of the runtime either.
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     let plain = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build::<_, http_body_util::Full<Bytes>>(connector);
-    let client = HyperClient::from_client(plain);
+    let limit = Duration::from_millis(200);
+    let client = HyperClient::from_client_with(plain, Some(limit), 1024);
     let request = Request::get(url).body(Bytes::new()).unwrap();
-    let error = runtime.block_on(client.send(request)).expect_err("no time driver");
-    assert_eq!(error.kind(), TransportErrorKind::Unusable);
-    assert!(listener.accept().is_err(), "no connection was even opened");
+    let started = std::time::Instant::now();
+    let error = runtime.block_on(client.send(request)).expect_err("no answer");
+    assert_eq!(error.kind(), TransportErrorKind::Timeout, "{error}");
+    assert!(started.elapsed() >= limit, "ended early");
+    assert!(started.elapsed() < limit * 10, "ended late: {:?}", started.elapsed());
 }
