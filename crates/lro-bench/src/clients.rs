@@ -114,75 +114,107 @@ pub(crate) fn cpu_time() -> Result<Duration, BenchError> {
 /// Runs a warm-up operation, then measures one of `polls` polls; the service counts the
 /// requests.
 pub(crate) fn measure(kind: Kind, url: &str, polls: u32) -> Result<Cost, BenchError> {
-    let count = || crate::monitor::requests(url).map_err(BenchError::from);
-    let before = std::cell::Cell::new(0);
-    let mut cost = measure_cpu(kind, url, polls, &|| before.set(count().unwrap_or(u64::MAX)))?;
-    cost.requests = count()?.saturating_sub(before.get());
-    Ok(cost)
+    let stack = Stack::new(kind)?;
+    stack.operation(url, polls.clamp(1, 500))?;
+    stack.counted(url, polls)
 }
 
-/// As [`measure`]; `mark` is called after the warm-up, before the measured operation.
-fn measure_cpu(kind: Kind, url: &str, polls: u32, mark: &dyn Fn()) -> Result<Cost, BenchError> {
-    let warm_up = polls.clamp(1, 500);
-    match kind {
-        Kind::RawHyperCurrentThread | Kind::RawHyperMultiThread => {
-            let runtime = runtime(kind == Kind::RawHyperMultiThread)?;
-            runtime.block_on(async {
+/// One stack, built once (its runtime and its client) and run for operation after operation,
+/// as a program keeps its client.
+pub(crate) struct Stack {
+    runtime: Option<tokio::runtime::Runtime>,
+    client: StackClient,
+}
+
+#[allow(clippy::large_enum_variant)] // one per stack, built once
+enum StackClient {
+    RawHyper(RawHyper),
+    RawUreq(ureq::Agent),
+    AsyncPoller(Arc<HyperClient>, Counting<TokioTimer>),
+    BlockingPoller(Arc<lro_blocking::BlockingClient>, Counting<SystemTimer>),
+    EngineByHand(HyperClient),
+}
+
+impl Stack {
+    /// The stack of `kind`, with a runtime of its own where it runs on one.
+    pub(crate) fn new(kind: Kind) -> Result<Self, BenchError> {
+        let runtime = |multi_thread| runtime(multi_thread).map(Some).map_err(BenchError::from);
+        Ok(match kind {
+            Kind::RawHyperCurrentThread | Kind::RawHyperMultiThread => {
                 let client = hyper_util::client::legacy::Client::builder(
                     hyper_util::rt::TokioExecutor::new(),
                 )
                 .build_http::<Full<Bytes>>();
-                raw_hyper(&client, url, warm_up).await?;
-                mark();
-                let before = cpu_time()?;
-                raw_hyper(&client, url, polls).await?;
-                Ok(Cost { cpu: cpu_time()? - before, timer_calls: 0, requests: 0 })
-            })
+                Stack {
+                    runtime: runtime(kind == Kind::RawHyperMultiThread)?,
+                    client: StackClient::RawHyper(client),
+                }
+            }
+            Kind::RawUreq => {
+                let agent: ureq::Agent =
+                    ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                Stack { runtime: None, client: StackClient::RawUreq(agent) }
+            }
+            Kind::AsyncPollerCurrentThread | Kind::AsyncPollerMultiThread => Stack {
+                runtime: runtime(kind == Kind::AsyncPollerMultiThread)?,
+                client: StackClient::AsyncPoller(
+                    Arc::new(hyper_client()?),
+                    Counting::new(TokioTimer),
+                ),
+            },
+            Kind::BlockingPoller => Stack {
+                runtime: None,
+                client: StackClient::BlockingPoller(
+                    Arc::new(lro_blocking::BlockingClient::new()?),
+                    Counting::new(SystemTimer),
+                ),
+            },
+            Kind::EngineByHand => Stack {
+                runtime: runtime(false)?,
+                client: StackClient::EngineByHand(hyper_client()?),
+            },
+        })
+    }
+
+    /// Runs one operation of `polls` polls: the CPU time it cost this process, and the calls
+    /// to the poller's timer (the requests are left to [`Stack::counted`]).
+    pub(crate) fn operation(&self, url: &str, polls: u32) -> Result<Cost, BenchError> {
+        let calls_before = self.timer_calls();
+        let before = cpu_time()?;
+        match (&self.client, &self.runtime) {
+            (StackClient::RawUreq(agent), _) => raw_ureq(agent, url, polls)?,
+            (StackClient::BlockingPoller(client, timer), _) => {
+                blocking_poller(client, timer, url, polls)?;
+            }
+            (client, Some(runtime)) => runtime.block_on(async {
+                match client {
+                    StackClient::RawHyper(client) => raw_hyper(client, url, polls).await,
+                    StackClient::AsyncPoller(client, timer) => {
+                        async_poller(client, timer, url, polls).await
+                    }
+                    StackClient::EngineByHand(client) => engine_by_hand(client, url, polls).await,
+                    StackClient::RawUreq(_) | StackClient::BlockingPoller(..) => Ok(()),
+                }
+            })?,
+            (_, None) => return Err(BenchError("an async stack without its runtime".into())),
         }
-        Kind::RawUreq => {
-            let agent: ureq::Agent =
-                ureq::Agent::config_builder().http_status_as_error(false).build().into();
-            raw_ureq(&agent, url, warm_up)?;
-            mark();
-            let before = cpu_time()?;
-            raw_ureq(&agent, url, polls)?;
-            Ok(Cost { cpu: cpu_time()? - before, timer_calls: 0, requests: 0 })
-        }
-        Kind::AsyncPollerCurrentThread | Kind::AsyncPollerMultiThread => {
-            let runtime = runtime(kind == Kind::AsyncPollerMultiThread)?;
-            runtime.block_on(async {
-                let client = Arc::new(hyper_client()?);
-                let timer = Counting::new(TokioTimer);
-                async_poller(&client, &timer, url, warm_up).await?;
-                mark();
-                let (before, calls) = (cpu_time()?, timer.calls());
-                async_poller(&client, &timer, url, polls).await?;
-                Ok(Cost {
-                    cpu: cpu_time()? - before,
-                    timer_calls: timer.calls() - calls,
-                    requests: 0,
-                })
-            })
-        }
-        Kind::BlockingPoller => {
-            let client = Arc::new(lro_blocking::BlockingClient::new()?);
-            let timer = Counting::new(SystemTimer);
-            blocking_poller(&client, &timer, url, warm_up)?;
-            mark();
-            let (before, calls) = (cpu_time()?, timer.calls());
-            blocking_poller(&client, &timer, url, polls)?;
-            Ok(Cost { cpu: cpu_time()? - before, timer_calls: timer.calls() - calls, requests: 0 })
-        }
-        Kind::EngineByHand => {
-            let runtime = runtime(false)?;
-            runtime.block_on(async {
-                let client = hyper_client()?;
-                engine_by_hand(&client, url, warm_up).await?;
-                mark();
-                let before = cpu_time()?;
-                engine_by_hand(&client, url, polls).await?;
-                Ok(Cost { cpu: cpu_time()? - before, timer_calls: 0, requests: 0 })
-            })
+        let cpu = cpu_time()? - before;
+        Ok(Cost { cpu, timer_calls: self.timer_calls() - calls_before, requests: 0 })
+    }
+
+    /// As [`Stack::operation`], with the requests the service answered for it.
+    pub(crate) fn counted(&self, url: &str, polls: u32) -> Result<Cost, BenchError> {
+        let before = crate::monitor::requests(url)?;
+        let mut cost = self.operation(url, polls)?;
+        cost.requests = crate::monitor::requests(url)?.saturating_sub(before);
+        Ok(cost)
+    }
+
+    fn timer_calls(&self) -> u64 {
+        match &self.client {
+            StackClient::AsyncPoller(_, timer) => timer.calls(),
+            StackClient::BlockingPoller(_, timer) => timer.calls(),
+            _ => 0,
         }
     }
 }

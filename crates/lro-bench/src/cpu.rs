@@ -1,15 +1,21 @@
-//! The CPU benchmark (issue #10): every stack of [`Kind::ALL`] drives one operation of `polls`
-//! zero-wait polls against the status monitor, each in a process of its own (pinned to the
-//! second core where there is one; the service has the first), round-robin over `runs` rounds
-//! (each round starting one stack further on) so that noise falls on every stack alike. The median CPU time per request of each stack is
-//! compared with its control's.
+//! The CPU benchmark (issue #10): each stack measured side by side with its control.
+//!
+//! CPU time on a shared VM drifts by tens of percent from one second to the next, and from one
+//! process to the next: stacks measured in processes of their own, one after the other, gave
+//! ratios that moved by ±10% between runs of the same build. So each comparison runs in one
+//! process of its own (`lro-bench pair KIND`, pinned to the second core where there is one; the
+//! service has the first) holding both stacks, each with its own runtime and client: they take
+//! turns, one operation of `polls` polls at a time (control then stack, then stack then
+//! control, and so on), so that adjacent operations see the same machine. A stack's figure is
+//! the median CPU time per request of its operations; its ratio is the median of the ratios of
+//! its operations to the adjacent operations of its control.
 
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::clients::{Cost, Kind};
+use crate::clients::{Cost, Kind, Stack};
 use crate::monitor::MonitorProcess;
 use crate::{BenchError, Measure};
 
@@ -21,39 +27,53 @@ fn cpus() -> (Option<usize>, Option<usize>) {
     }
 }
 
-/// Runs the benchmark; `polls` per operation, `runs` rounds.
-pub(crate) fn run(polls: u32, runs: usize) -> Result<Vec<Measure>, BenchError> {
+/// The stacks compared with a control, in the order they are measured.
+const COMPARED: [Kind; 4] = [
+    Kind::AsyncPollerCurrentThread,
+    Kind::AsyncPollerMultiThread,
+    Kind::BlockingPoller,
+    Kind::EngineByHand,
+];
+
+/// Runs the benchmark: per compared stack, `turns` operations of `polls` polls, each beside
+/// one of its control.
+pub(crate) fn run(polls: u32, turns: usize) -> Result<Vec<Measure>, BenchError> {
     let (server_cpu, client_cpu) = cpus();
     let server = MonitorProcess::start(server_cpu)?;
-    let mut costs: Vec<(Kind, Vec<Cost>)> = Kind::ALL.iter().map(|k| (*k, Vec::new())).collect();
-    for round in 0..runs.max(1) {
-        // Each round starts one stack further on: no stack always runs right after the same
-        // other one (a multi-thread run may leave the machine warmer than it found it).
-        let count = costs.len();
-        for step in 0..count {
-            let (kind, seen) = &mut costs[(round + step) % count];
-            seen.push(client_process(*kind, &server.url, polls, client_cpu)?);
-        }
-    }
     let requests = u64::from(polls) + 2; // the PUT, the polls, the final GET
     #[allow(clippy::cast_precision_loss)] // figures for a report
     let per_request = |cost: &Cost| cost.cpu.as_secs_f64() * 1e6 / requests as f64;
+    // Every operation of every stack, controls included (a control serves two stacks).
+    let mut seen: Vec<(Kind, Vec<Cost>)> = Kind::ALL.iter().map(|k| (*k, Vec::new())).collect();
+    let mut ratios = Vec::new();
+    for kind in COMPARED {
+        let control = kind.control().ok_or_else(|| BenchError("no control".into()))?;
+        let (stack, beside) = pair_process(kind, &server.url, polls, turns, client_cpu)?;
+        let mut paired: Vec<f64> =
+            stack.iter().zip(&beside).map(|(s, c)| per_request(s) / per_request(c)).collect();
+        ratios.push((kind, median(&mut paired)));
+        for (k, costs) in [(kind, stack), (control, beside)] {
+            if let Some((_, all)) = seen.iter_mut().find(|(seen, _)| *seen == k) {
+                all.extend(costs);
+            }
+        }
+    }
     let median_of = |kind: Kind| -> f64 {
-        let seen = costs.iter().find(|(k, _)| *k == kind).map(|(_, s)| s.as_slice());
-        let mut values: Vec<f64> = seen.unwrap_or_default().iter().map(per_request).collect();
-        values.sort_by(f64::total_cmp);
-        values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+        let costs = seen.iter().find(|(k, _)| *k == kind).map(|(_, s)| s.as_slice());
+        let mut values: Vec<f64> = costs.unwrap_or_default().iter().map(per_request).collect();
+        median(&mut values)
     };
     let mut measures = Vec::new();
-    for (kind, seen) in &costs {
+    for (kind, costs) in &seen {
         let mut measure = Measure::new(cpu_name(*kind), "cpu_us_per_request", median_of(*kind));
         if let Some(control) = kind.control() {
-            measure = measure.against(cpu_name(control), median_of(control));
+            let ratio = ratios.iter().find(|(k, _)| k == kind).map_or(f64::NAN, |(_, r)| *r);
+            measure = measure.against(cpu_name(control), median_of(control)).paired(ratio);
         }
         measures.push(measure);
-        // Exact figures: every run must show them.
-        let most = seen.iter().map(|c| c.requests).max().unwrap_or(0);
-        if seen.iter().any(|c| c.requests != requests) {
+        // Exact figures: every operation must show them.
+        let most = costs.iter().map(|c| c.requests).max().unwrap_or(0);
+        if costs.iter().any(|c| c.requests != requests) {
             return Err(BenchError(format!(
                 "{} sent up to {most} requests for an operation of {polls} polls: {requests} is \
                  the minimum",
@@ -61,7 +81,7 @@ pub(crate) fn run(polls: u32, runs: usize) -> Result<Vec<Measure>, BenchError> {
             )));
         }
         if kind.has_timer() {
-            let calls = seen.iter().map(|c| c.timer_calls).max().unwrap_or(0);
+            let calls = costs.iter().map(|c| c.timer_calls).max().unwrap_or(0);
             #[allow(clippy::cast_precision_loss)]
             measures.push(Measure::new(
                 timer_name(*kind),
@@ -76,6 +96,12 @@ pub(crate) fn run(polls: u32, runs: usize) -> Result<Vec<Measure>, BenchError> {
             .against("minimum", requests as f64),
     );
     Ok(measures)
+}
+
+/// The median of `values` (NaN for none).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn cpu_name(kind: Kind) -> &'static str {
@@ -98,15 +124,18 @@ fn timer_name(kind: Kind) -> &'static str {
     }
 }
 
-/// Runs `lro-bench client KIND` and reads its one line of JSON.
-fn client_process(
+/// Runs `lro-bench pair KIND` and reads its one line of JSON: the operations of the stack and
+/// of its control, turn by turn.
+fn pair_process(
     kind: Kind,
     url: &str,
     polls: u32,
+    turns: usize,
     cpu: Option<usize>,
-) -> Result<Cost, BenchError> {
+) -> Result<(Vec<Cost>, Vec<Cost>), BenchError> {
     let mut command = Command::new(std::env::current_exe()?);
-    command.args(["client", kind.name(), "--url", url, "--polls", &polls.to_string()]);
+    command.args(["pair", kind.name(), "--url", url, "--polls", &polls.to_string()]);
+    command.args(["--runs", &turns.to_string()]);
     if let Some(cpu) = cpu {
         command.args(["--cpu", &cpu.to_string()]);
     }
@@ -114,31 +143,66 @@ fn client_process(
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         return Err(BenchError(format!(
-            "client {} failed: {}{}",
+            "pair {} failed: {}{}",
             kind.name(),
             text.trim(),
             String::from_utf8_lossy(&output.stderr).trim()
         )));
     }
     let value: Value = serde_json::from_str(text.trim())?;
+    let costs = |name: &str| -> Result<Vec<Cost>, BenchError> {
+        let list = value.get(name).and_then(Value::as_array);
+        let list =
+            list.ok_or_else(|| BenchError(format!("pair {} printed {text:?}", kind.name())))?;
+        list.iter().map(|cost| cost_of(cost, kind, &text)).collect()
+    };
+    Ok((costs("stack")?, costs("control")?))
+}
+
+fn cost_of(value: &Value, kind: Kind, text: &str) -> Result<Cost, BenchError> {
     let number = |name: &str| value.get(name).and_then(Value::as_u64);
     match (number("cpu_ns"), number("timer_calls"), number("requests")) {
         (Some(ns), Some(timer_calls), Some(requests)) => {
             Ok(Cost { cpu: Duration::from_nanos(ns), timer_calls, requests })
         }
-        _ => Err(BenchError(format!("client {} printed {text:?}", kind.name()))),
+        _ => Err(BenchError(format!("{} printed {text:?}", kind.name()))),
     }
 }
 
-/// `lro-bench client KIND --url URL --polls N [--cpu C]`: one measured operation, printed as
-/// JSON.
+fn cost_json(cost: &Cost) -> Value {
+    let ns = u64::try_from(cost.cpu.as_nanos()).unwrap_or(u64::MAX);
+    json!({"cpu_ns": ns, "timer_calls": cost.timer_calls, "requests": cost.requests})
+}
+
+/// `lro-bench client KIND --url URL --polls N [--cpu C]`: one measured operation (after one to
+/// warm up), printed as JSON.
 pub(crate) fn client_main(kind: Kind, url: &str, polls: u32) -> Result<(), BenchError> {
     let cost = crate::clients::measure(kind, url, polls)?;
-    let ns = u64::try_from(cost.cpu.as_nanos()).unwrap_or(u64::MAX);
-    println!(
-        "{}",
-        json!({"cpu_ns": ns, "timer_calls": cost.timer_calls, "requests": cost.requests})
-    );
+    println!("{}", cost_json(&cost));
+    Ok(())
+}
+
+/// `lro-bench pair KIND --url URL --polls N --runs T [--cpu C]`: `T` operations of the stack,
+/// each beside one of its control (in turn before and after it), after one each to warm up;
+/// printed as JSON (`{"stack": [...], "control": [...]}`, the `i`th of each side by side).
+pub(crate) fn pair_main(kind: Kind, url: &str, polls: u32, turns: usize) -> Result<(), BenchError> {
+    let control =
+        kind.control().ok_or_else(|| BenchError(format!("{} is a control", kind.name())))?;
+    let (stack, beside) = (Stack::new(kind)?, Stack::new(control)?);
+    stack.operation(url, polls)?;
+    beside.operation(url, polls)?;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for turn in 0..turns.max(1) {
+        if turn % 2 == 0 {
+            theirs.push(beside.counted(url, polls)?);
+            ours.push(stack.counted(url, polls)?);
+        } else {
+            ours.push(stack.counted(url, polls)?);
+            theirs.push(beside.counted(url, polls)?);
+        }
+    }
+    let list = |costs: &[Cost]| costs.iter().map(cost_json).collect::<Vec<_>>();
+    println!("{}", json!({"stack": list(&ours), "control": list(&theirs)}));
     Ok(())
 }
 

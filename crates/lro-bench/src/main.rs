@@ -7,9 +7,10 @@
 //! from a counting global allocator (`stats_alloc`); see `docs/performance.md` for each
 //! benchmark and the stable names of its figures.
 //!
-//! Two subcommands are the benchmark's own processes: `lro-bench serve [--cpu C]` (the status
-//! monitor service) and `lro-bench client KIND --url URL --polls N [--cpu C]` (one measured
-//! client).
+//! Three subcommands are the benchmark's own processes: `lro-bench serve [--cpu C]` (the status
+//! monitor service), `lro-bench pair KIND --url URL --polls N --runs T [--cpu C]` (a stack and
+//! its control taking turns, `T` operations each) and `lro-bench client KIND --url URL --polls
+//! N [--cpu C]` (one measured operation of one stack, for profilers).
 
 mod clients;
 mod cpu;
@@ -48,11 +49,13 @@ pub(crate) struct Measure {
     metric: &'static str,
     value: f64,
     control: Option<(&'static str, f64)>,
+    /// The ratio to the control measured turn by turn (else value over control value).
+    paired: Option<f64>,
 }
 
 impl Measure {
     pub(crate) fn new(name: &'static str, metric: &'static str, value: f64) -> Self {
-        Measure { name, metric, value, control: None }
+        Measure { name, metric, value, control: None, paired: None }
     }
 
     /// Compared with `control`, whose value is `value`: the ratio is reported.
@@ -61,8 +64,15 @@ impl Measure {
         self
     }
 
+    /// The ratio to the control is `ratio`, the median of ratios measured turn by turn.
+    pub(crate) fn paired(mut self, ratio: f64) -> Self {
+        self.paired = Some(ratio);
+        self
+    }
+
     fn ratio(&self) -> Option<f64> {
-        self.control.map(|(_, c)| self.value / c).filter(|r| r.is_finite())
+        let ratio = self.paired.or_else(|| self.control.map(|(_, c)| self.value / c));
+        ratio.filter(|r| r.is_finite())
     }
 
     fn to_json(&self) -> Value {
@@ -142,13 +152,13 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1).peekable();
     let command = match args.peek().map(String::as_str) {
-        Some("serve" | "client") => args.next(),
+        Some("serve" | "client" | "pair") => args.next(),
         _ => None,
     };
     let kind = match command.as_deref() {
-        Some("client") => match args.next().as_deref().map(clients::Kind::parse) {
+        Some("client" | "pair") => match args.next().as_deref().map(clients::Kind::parse) {
             Some(Some(kind)) => Some(kind),
-            _ => return usage("client needs a KIND"),
+            _ => return usage("client and pair need a KIND"),
         },
         _ => None,
     };
@@ -166,6 +176,10 @@ fn main() -> ExitCode {
         (Some("client"), Some(kind)) => {
             let url = args.url.clone().unwrap_or_default();
             cpu::client_main(kind, &url, args.polls.unwrap_or(1_000))
+        }
+        (Some("pair"), Some(kind)) => {
+            let url = args.url.clone().unwrap_or_default();
+            cpu::pair_main(kind, &url, args.polls.unwrap_or(1_000), args.runs.unwrap_or(10))
         }
         _ => benchmarks(&args),
     };
@@ -219,7 +233,9 @@ fn benchmarks(args: &Args) -> Result<(), BenchError> {
                 .against("waits_asked", 2.0),
             ]);
             drop(server);
-            let (polls, runs) = if quick { (1_000, 1) } else { (20_000, 9) };
+            // Turns of some twenty milliseconds each, so that adjacent ones see the same machine,
+            // and many of them: the VM's noise is large.
+            let (polls, runs) = if quick { (500, 4) } else { (500, 200) };
             let cpu = cpu::run(args.polls.unwrap_or(polls), args.runs.unwrap_or(runs))
                 .map_err(|BenchError(e)| BenchError(format!("the CPU benchmark failed: {e}")))?;
             measures.extend(cpu);
@@ -252,7 +268,7 @@ fn usage(problem: &str) -> ExitCode {
     eprintln!(
         "lro-bench: {problem}\nusage: lro-bench [--quick] [--out PATH] [--only fleet|cpu|memory|store] \
          [--operations N] [--rate REQUESTS_PER_SECOND] [--wait-ms MS] [--polls N] [--runs N]\n       \
-         lro-bench serve [--cpu C]\n       lro-bench client KIND --url URL --polls N [--cpu C]"
+         lro-bench serve [--cpu C]\n       lro-bench pair KIND --url URL --polls N --runs T [--cpu C]\n       lro-bench client KIND --url URL --polls N [--cpu C]"
     );
     ExitCode::from(2)
 }
