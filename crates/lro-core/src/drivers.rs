@@ -186,17 +186,21 @@ impl<S: Strategy, T, C> StrategyOperation<S, T, C> {
         self.lock().poll(now)
     }
 
-    fn feed(&self, now: Timestamp, result: Result<Response<Bytes>, TransportError>) {
-        let event = {
+    /// Feeds the result of a request to the engine and asks it for the next action, under one
+    /// lock.
+    fn answer(&self, now: Timestamp, result: Result<Response<Bytes>, TransportError>) -> Action {
+        let (event, action) = {
             let mut engine = self.lock();
             match result {
                 Ok(response) => engine.handle_response(now, response),
                 Err(error) => engine.handle_transport_error(now, error),
             }
-            self.observer.as_ref().map(|_| PollEvent::of(&engine))
+            let event = self.observer.as_ref().map(|_| PollEvent::of(&engine));
+            (event, engine.poll(now))
         };
         // Outside the lock: the observer may read the operation's status.
         self.notify(event);
+        action
     }
 
     fn outcome(&self) -> Result<(), LroError> {
@@ -242,18 +246,17 @@ impl<S: Strategy, T> BlockingOperation<T> for StrategyOperation<S, T, Arc<dyn Ht
     fn run(&self, ctx: &RunContext<'_>) -> Result<(), LroError> {
         // The clocks are read once per step: the reading an answer was fed with also decides
         // the next action (nothing waited in between).
-        let mut now = ctx.now();
+        let mut action = self.next(ctx.now());
         loop {
-            match self.next(now) {
+            match action {
                 Action::SendRequest(request) => {
                     ctx.check()?;
                     let result = self.client.send(request);
-                    now = ctx.now();
-                    self.feed(now, result);
+                    action = self.answer(ctx.now(), result);
                 }
                 Action::Wait(delay) => {
                     ctx.sleep(delay)?;
-                    now = ctx.now();
+                    action = self.next(ctx.now());
                 }
                 Action::Done => return self.outcome(),
             }
@@ -312,14 +315,12 @@ impl<S: Strategy, T> AsyncOperation<T> for StrategyOperation<S, T, Arc<dyn Async
         // is turned into what to await at once: neither the reading nor a request (a few
         // hundred bytes) is kept across an await, where it would be part of the future's
         // state, and so of every waiting poller.
-        let mut next = self.plan(timer.now());
+        let mut next = self.planned(self.next(timer.now()));
         loop {
             match next {
                 Next::Send(sending) => {
                     let (result, waited) = watched(sending).await;
-                    let now = timer.now();
-                    self.feed(now, result);
-                    next = self.plan(now);
+                    next = self.planned(self.answer(timer.now(), result));
                     // A transport that answers without ever waiting is followed by a yield, so
                     // that other tasks (and a surrounding timeout) still run between requests.
                     if !waited {
@@ -330,7 +331,7 @@ impl<S: Strategy, T> AsyncOperation<T> for StrategyOperation<S, T, Arc<dyn Async
                 // too: a progress stream then sees each status before the next poll.
                 Next::Wait(delay) => {
                     politely(timer.sleep(delay)).await;
-                    next = self.plan(timer.now());
+                    next = self.planned(self.next(timer.now()));
                 }
                 Next::Done => return self.outcome(),
             }
@@ -376,9 +377,9 @@ impl<S: Strategy, T, C> fmt::Debug for StrategyOperation<S, T, C> {
 }
 
 impl<S: Strategy, T> StrategyOperation<S, T, Arc<dyn AsyncHttpClient>> {
-    /// The engine's next action, as what the async driver awaits.
-    fn plan(&self, now: Timestamp) -> Next<'_> {
-        match self.next(now) {
+    /// The engine's `action`, as what the async driver awaits.
+    fn planned(&self, action: Action) -> Next<'_> {
+        match action {
             Action::SendRequest(request) => Next::Send(self.client.send(request)),
             Action::Wait(delay) => Next::Wait(delay),
             Action::Done => Next::Done,
