@@ -62,6 +62,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
+pub mod deadline;
 pub mod delay;
 pub mod deserialize;
 mod drivers;
