@@ -36,7 +36,7 @@ impl Resolver for AddressesFirst {
             }
             // Within the time left of the request (a lookup with a deadline runs on a thread
             // of its own, which is abandoned at the deadline).
-            None => self.0.resolve(uri, config, crate::coarse::bounded(timeout)),
+            None => self.0.resolve(uri, config, crate::deadline::bounded(timeout)),
         }
     }
 }
