@@ -16,8 +16,9 @@ pub enum Reply {
     Stream { chunks: usize, size: usize },
     /// Keep the connection open and never answer.
     Stall,
-    /// Answer the headers, then a byte of body every `every`, without end.
-    Drip { every: std::time::Duration },
+    /// Answer the headers, then a byte of body every `every`, without end (chunked, or with
+    /// `close`: a body delimited by the connection's close).
+    Drip { every: std::time::Duration, close: bool },
     /// Close the connection without answering.
     Reset,
 }
@@ -158,10 +159,15 @@ fn serve_connection<S: Read + Write>(stream: S, handler: &Handler, log: &Log) {
                 let _ = stream.write_all(b"0\r\n\r\n");
                 return;
             }
-            Reply::Drip { every } => {
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+            Reply::Drip { every, close } => {
+                let (head, byte): (&[u8], &[u8]) = if close {
+                    (b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n", b"y")
+                } else {
+                    (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", b"1\r\ny\r\n")
+                };
+                let _ = stream.write_all(head);
                 // Until the client hangs up (or the test's process ends).
-                while stream.write_all(b"1\r\ny\r\n").is_ok() {
+                while stream.write_all(byte).is_ok() {
                     std::thread::sleep(every);
                 }
                 return;
