@@ -41,7 +41,9 @@ pub(crate) fn run(url: &str, heap: &dyn Fn() -> isize) -> Result<Vec<Measure>, B
             "heap_idle_blocking_poller_60kb_header",
         ),
     ] {
-        let bytes = idle_async(url, pad, 1_000, heap)?;
+        // Ten thousand: the pooled connection's read buffer (one for all, a few hundred KB
+        // with 60 KB headers) weighed hundreds of bytes per poller over a thousand.
+        let bytes = idle_async(url, pad, 10_000, heap)?;
         measures.push(
             Measure::new(async_name, "heap_bytes_per_idle_poller", bytes).against("target", TARGET),
         );
@@ -69,8 +71,9 @@ fn idle_async(
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let client = Arc::new(HyperClient::new().map_err(|e| BenchError(e.to_string()))?);
-        // Warm-up: the pooled connection, the runtime's timer wheel, first-use allocations.
-        let warm = Request::put(format!("{url}/start?polls=1")).body(Bytes::new())?;
+        // Warm-up: the pooled connection (its buffers grown to the responses' headers), the
+        // runtime's timer wheel, first-use allocations.
+        let warm = Request::put(format!("{url}/start?polls=1&pad={pad}")).body(Bytes::new())?;
         let initial = InitialResponse::send_async(&*client, warm).await?;
         AsyncLroPoller::new(
             Arc::clone(&client),
@@ -118,7 +121,7 @@ fn idle_blocking(
     heap: &dyn Fn() -> isize,
 ) -> Result<f64, BenchError> {
     let client = Arc::new(lro_blocking::BlockingClient::new()?);
-    let warm = Request::put(format!("{url}/start?polls=1")).body(Bytes::new())?;
+    let warm = Request::put(format!("{url}/start?polls=1&pad={pad}")).body(Bytes::new())?;
     let initial = InitialResponse::send(&*client, warm)?;
     LroPoller::new(Arc::clone(&client), SystemTimer, initial, deserialize::bytes(), method())?
         .result(None)?;
