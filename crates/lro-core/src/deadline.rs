@@ -29,8 +29,25 @@ impl Expire for Waker {
     }
 }
 
-/// The deadlines of requests in flight and the thread that watches them. Meant to be a
-/// `static` of the transport: `static WATCH: DeadlineWatch<Waker> = DeadlineWatch::new("...");`.
+/// The deadlines of requests in flight and the thread that watches them, meant to be a `static`
+/// of the transport.
+///
+/// ```
+/// use std::task::Waker;
+/// use std::time::{Duration, Instant};
+/// use lro_core::deadline::{DeadlineWatch, deadline_after};
+///
+/// static WATCH: DeadlineWatch<Waker> = DeadlineWatch::new("my-transport-deadlines");
+///
+/// // A request that waits for the first time: its task is woken once 30 s have passed.
+/// let deadline = deadline_after(Instant::now(), Duration::from_secs(30));
+/// let slot = WATCH.insert(deadline, Waker::noop().clone())?;
+/// // Polled again: has its time run out? (else keep the newest waker)
+/// assert!(!WATCH.check(slot, |kept| kept.clone_from(Waker::noop())));
+/// // Answered in time: the slot goes back, and nothing was done to the request.
+/// assert!(!WATCH.remove(slot));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct DeadlineWatch<A> {
     name: &'static str,
     table: Mutex<Table<A>>,
