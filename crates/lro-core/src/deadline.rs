@@ -11,6 +11,7 @@
 //! one with a shorter limit): while requests keep finishing in time it wakes about once per
 //! limit. Deadlines are in real time ([`Instant`]), whatever clock a poller is given.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -52,6 +53,8 @@ pub struct DeadlineWatch<A> {
     name: &'static str,
     table: Mutex<Table<A>>,
     sooner: Condvar,
+    /// How many requests have expired so far.
+    expired: AtomicU64,
 }
 
 struct Table<A> {
@@ -92,7 +95,15 @@ impl<A: Expire> DeadlineWatch<A> {
                 started: false,
             }),
             sooner: Condvar::new(),
+            expired: AtomicU64::new(0),
         }
+    }
+
+    /// How many requests have expired so far. A request whose last [`check`](Self::check)
+    /// (or [`insert`](Self::insert)) saw the same count has not expired since: it may skip the
+    /// check, and its lock (its action, if it changes, must still be given by a check).
+    pub fn expirations(&self) -> u64 {
+        self.expired.load(Ordering::Acquire)
     }
 
     fn lock(&self) -> MutexGuard<'_, Table<A>> {
@@ -167,6 +178,7 @@ impl<A: Expire> DeadlineWatch<A> {
             for entry in table.slots.iter_mut().flatten().filter(|e| !e.expired) {
                 if entry.deadline <= now {
                     entry.expired = true;
+                    self.expired.fetch_add(1, Ordering::Release);
                     wake.extend(entry.action.expire());
                 } else {
                     next = Some(next.map_or(entry.deadline, |n| n.min(entry.deadline)));

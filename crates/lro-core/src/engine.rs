@@ -96,6 +96,9 @@ struct Due {
 impl Due {
     /// What is left to wait at `now` (zero once due).
     fn remaining(&self, now: Instant) -> Duration {
+        if self.wait.is_zero() {
+            return Duration::ZERO;
+        }
         self.wait.saturating_sub(now.saturating_duration_since(self.from))
     }
 }

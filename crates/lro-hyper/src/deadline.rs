@@ -21,6 +21,9 @@ pub(crate) struct Ticket {
     watch: &'static DeadlineWatch<Waker>,
     limit: Duration,
     slot: Option<Slot>,
+    /// The watch's expirations when the slot was last checked, and the waker it holds (its
+    /// data and vtable addresses): while neither changes, a poll needs no lock.
+    seen: (u64, usize, usize),
 }
 
 impl Ticket {
@@ -30,7 +33,7 @@ impl Ticket {
     }
 
     fn watched_by(watch: &'static DeadlineWatch<Waker>, limit: Duration) -> Self {
-        Ticket { watch, limit, slot: None }
+        Ticket { watch, limit, slot: None, seen: (0, 0, 0) }
     }
 
     /// The time the request may take.
@@ -41,15 +44,24 @@ impl Ticket {
     /// Called when the request waits: takes a slot on the first call, else updates the waker;
     /// whether the deadline passed. An error if the watching thread cannot be started.
     pub(crate) fn expired(&mut self, waker: &Waker) -> std::io::Result<bool> {
+        // Read before the slot is taken or checked: an expiry after it changes the count.
+        let expirations = self.watch.expirations();
+        let seen =
+            (expirations, waker.data() as usize, std::ptr::from_ref(waker.vtable()) as usize);
         match self.slot {
-            Some(slot) => Ok(self.watch.check(slot, |kept| {
-                if !kept.will_wake(waker) {
-                    kept.clone_from(waker);
-                }
-            })),
+            Some(_) if seen == self.seen => Ok(false),
+            Some(slot) => {
+                self.seen = seen;
+                Ok(self.watch.check(slot, |kept| {
+                    if !kept.will_wake(waker) {
+                        kept.clone_from(waker);
+                    }
+                }))
+            }
             None => {
                 let deadline = deadline_after(Instant::now(), self.limit);
                 self.slot = Some(self.watch.insert(deadline, waker.clone())?);
+                self.seen = seen;
                 Ok(false)
             }
         }
@@ -113,6 +125,35 @@ mod tests {
             let out = within(watch, LIMIT, tokio::time::sleep(Duration::from_millis(10))).await;
             assert!(out.is_some());
         }
+    }
+
+    /// A waker that counts its wake-ups.
+    struct Counted(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counted {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_waker_of_the_latest_poll_is_the_one_woken() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (first, second) =
+            (Arc::new(Counted(AtomicUsize::new(0))), Arc::new(Counted(AtomicUsize::new(0))));
+        let mut ticket = Ticket::watched_by(own_watch(), Duration::from_millis(100));
+        assert!(!ticket.expired(&Waker::from(first.clone())).unwrap());
+        // Polled again by another task (a select, a join): the new waker replaces the old one,
+        // though nothing else changed.
+        assert!(!ticket.expired(&Waker::from(second.clone())).unwrap());
+        let started = Instant::now();
+        while second.0.load(Ordering::SeqCst) == 0 && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(second.0.load(Ordering::SeqCst), 1, "the latest waker was woken");
+        assert_eq!(first.0.load(Ordering::SeqCst), 0, "the replaced one was not");
+        assert!(ticket.expired(&Waker::from(second)).unwrap());
     }
 
     #[test]
