@@ -109,25 +109,7 @@ impl BlockingClient {
             .build();
         self.agent.run(request)
     }
-}
 
-impl HttpClient for BlockingClient {
-    fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
-        // Until the body is read: every step of the request is held to the deadline.
-        let deadline = deadline::Deadline::start(self.request_timeout);
-        let result = self.exchange(request);
-        if deadline.expired() {
-            // Whatever the shut-down socket seemed to say (a body delimited by the connection's
-            // close would look whole).
-            let limit = self.request_timeout.unwrap_or_default();
-            let message = format!("no complete response within {limit:?}");
-            return Err(TransportError::new(TransportErrorKind::Timeout, message));
-        }
-        result
-    }
-}
-
-impl BlockingClient {
     /// The request sent, and its response read whole (under the cap).
     fn exchange(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
         let (parts, body) = request.into_parts();
@@ -144,6 +126,22 @@ impl BlockingClient {
         let limit = u64::try_from(self.max_body).unwrap_or(u64::MAX);
         let bytes = body.into_with_config().limit(limit).read_to_vec().map_err(transport_error)?;
         Ok(Response::from_parts(parts, Bytes::from(bytes)))
+    }
+}
+
+impl HttpClient for BlockingClient {
+    fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+        // Until the body is read: every step of the request is held to the deadline.
+        let deadline = deadline::Deadline::start(self.request_timeout);
+        let result = self.exchange(request);
+        if deadline.expired() {
+            // Whatever the shut-down socket seemed to say (a body delimited by the connection's
+            // close would look whole).
+            let limit = self.request_timeout.unwrap_or_default();
+            let message = format!("no complete response within {limit:?}");
+            return Err(TransportError::new(TransportErrorKind::Timeout, message));
+        }
+        result
     }
 }
 
