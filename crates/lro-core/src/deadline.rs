@@ -202,12 +202,11 @@ impl<A: Expire> DeadlineWatch<A> {
     }
 }
 
-/// `now + limit`, or about thirty years on if that overflows the clock.
+/// `now + limit`, saturating at the far future (about a century ahead, never "now") when that
+/// overflows the clock: the one rule for every deadline and due time of the workspace.
 #[must_use]
 pub fn deadline_after(now: Instant, limit: Duration) -> Instant {
-    now.checked_add(limit)
-        .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365 * 30)))
-        .unwrap_or(now)
+    now.checked_add(limit).or_else(|| now.checked_add(crate::transport::FAR_FUTURE)).unwrap_or(now)
 }
 
 #[cfg(test)]

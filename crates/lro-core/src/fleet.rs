@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, Response};
 
+use crate::deadline::deadline_after;
 use crate::engine::{Action, Engine};
 use crate::error::LroError;
 use crate::options::Origin;
@@ -570,7 +571,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
         }
         match operation.engine.poll(now) {
             Action::Done => self.finish(key),
-            Action::Wait(wait) => self.enqueue(key, due_after(now.instant, wait)),
+            Action::Wait(wait) => self.enqueue(key, deadline_after(now.instant, wait)),
             Action::SendRequest(_) => self.enqueue(key, now.instant),
         }
     }
@@ -595,7 +596,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
                 Some(FleetAction::Send { key, id: RequestId(id), request })
             }
             Action::Wait(wait) => {
-                self.enqueue(&key, due_after(now.instant, wait));
+                self.enqueue(&key, deadline_after(now.instant, wait));
                 None
             }
             Action::Done => {
@@ -699,9 +700,3 @@ fn room(
 
 /// Rounding slack of the token bucket's float arithmetic.
 const TOKEN_EPSILON: f64 = 1e-9;
-
-/// `now + wait`, saturating to about a century ahead (never to "now") when that overflows.
-fn due_after(now: Instant, wait: Duration) -> Instant {
-    const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-    now.checked_add(wait).or_else(|| now.checked_add(FAR)).unwrap_or(now)
-}

@@ -267,7 +267,7 @@ macro_rules! forward_clients {
 forward_clients!(&T, Arc<T>, Box<T>);
 
 /// How far ahead "the far future" is when a duration overflows a clock: about a century.
-const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+pub(crate) const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// A reading of the clocks, handed to the engine instead of letting it read a clock itself.
 ///
@@ -292,11 +292,7 @@ impl Timestamp {
     #[must_use]
     pub fn advanced(self, by: Duration) -> Self {
         Timestamp {
-            instant: self
-                .instant
-                .checked_add(by)
-                .or_else(|| self.instant.checked_add(FAR_FUTURE))
-                .unwrap_or(self.instant),
+            instant: crate::deadline::deadline_after(self.instant, by),
             wall: self
                 .wall
                 .checked_add(by)

@@ -46,6 +46,7 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::TokioExecutor;
+use lro_core::deadline::deadline_after;
 use lro_core::{
     AsyncHttpClient, AsyncLroPoller, AsyncPollingMethod, AsyncTimer, BoxFuture, LroError,
     Timestamp, TransportError, TransportErrorKind,
@@ -289,10 +290,8 @@ impl AsyncTimer for TokioTimer {
             return Box::pin(thread_sleep(duration));
         }
         // tokio's timer cannot represent every Duration: sleep until the far future instead.
-        let now = tokio::time::Instant::now();
-        let deadline = now
-            .checked_add(duration)
-            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+        let now = tokio::time::Instant::now().into_std();
+        let deadline = tokio::time::Instant::from_std(deadline_after(now, duration));
         // A runtime without time enabled panics here: fall back to a thread instead.
         match std::panic::catch_unwind(|| tokio::time::sleep_until(deadline)) {
             Ok(sleep) => Box::pin(sleep),
