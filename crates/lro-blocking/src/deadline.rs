@@ -21,7 +21,7 @@
 //! This uses ureq's transport interface, which is outside its semver promise
 //! (`ureq::unversioned`; the workspace pins ureq to the 3.5 line).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -63,8 +63,6 @@ thread_local! {
     /// The socket of the connection just made on this thread (from [`Bounded`] to
     /// [`CoarseTimeouts`]).
     static CONNECTED: RefCell<Option<Weak<dyn ShutdownHandle>>> = const { RefCell::new(None) };
-    /// Whether this thread's request was ended by its deadline.
-    static EXPIRED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// This thread's request deadline, for as long as the value lives.
@@ -78,24 +76,22 @@ impl Deadline {
         let Some(limit) = limit else { return Deadline { set: false } };
         let deadline = deadline_after(Instant::now(), limit);
         REQUEST.set(Some(Request { deadline, watched: None }));
-        EXPIRED.set(false);
         Deadline { set: true }
     }
 
     /// Ends the request's watch: whether its deadline ended it.
-    pub(crate) fn expired(self) -> bool {
-        self.end();
-        EXPIRED.get()
+    pub(crate) fn expired(mut self) -> bool {
+        self.end()
     }
 
-    fn end(&self) {
-        if !self.set {
-            return;
+    /// Gives the request's slot back (once); whether its deadline had passed.
+    fn end(&mut self) -> bool {
+        if !std::mem::take(&mut self.set) {
+            return false;
         }
-        if let Some(Request { watched: Some((slot, _)), .. }) = REQUEST.take() {
-            if WATCH.remove(slot) {
-                EXPIRED.set(true);
-            }
+        match REQUEST.take() {
+            Some(Request { watched: Some((slot, _)), .. }) => WATCH.remove(slot),
+            _ => false,
         }
     }
 }
@@ -103,7 +99,6 @@ impl Deadline {
 impl Drop for Deadline {
     fn drop(&mut self) {
         self.end();
-        self.set = false;
     }
 }
 
