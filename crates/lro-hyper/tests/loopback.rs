@@ -14,7 +14,7 @@ use http_body_util::Full;
 use lro_core::{AsyncHttpClient, AsyncLroPoller, InitialResponse, TransportErrorKind, deserialize};
 use lro_hyper::HyperClient;
 use lro_strategies::LroBasePolling;
-use support::{Handler, misbehave, self_signed, serve, text};
+use support::{Handler, drip, misbehave, self_signed, serve, text};
 
 fn get(url: &str) -> Request<Bytes> {
     Request::get(url).body(Bytes::new()).unwrap()
@@ -142,6 +142,23 @@ async fn a_stalled_server_gives_a_timeout_error() {
         HyperClient::builder().request_timeout(Some(Duration::from_millis(200))).build().unwrap();
     let error = bounded(client.send(get(&server.url("/")))).await.unwrap_err();
     assert_eq!(error.kind(), TransportErrorKind::Timeout, "{error}");
+}
+
+#[tokio::test]
+async fn a_body_that_keeps_coming_slowly_still_ends_at_the_request_deadline() {
+    // Each byte comes well within the time left: only a deadline for the whole request, not
+    // one per read, ends this; with `close`, the body cut short must not pass for whole.
+    for close in [false, true] {
+        let server = drip(Duration::from_millis(20), close).await;
+        let limit = Duration::from_millis(300);
+        let client = HyperClient::builder().request_timeout(Some(limit)).build().unwrap();
+        let started = std::time::Instant::now();
+        let error = bounded(client.send(get(&server.url("/")))).await.unwrap_err();
+        assert_eq!(error.kind(), TransportErrorKind::Timeout, "close: {close}: {error:?}");
+        let took = started.elapsed();
+        assert!(took >= limit, "ended early: {took:?}");
+        assert!(took < limit * 4, "ended late: {took:?}");
+    }
 }
 
 #[tokio::test]

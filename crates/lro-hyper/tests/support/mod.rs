@@ -98,6 +98,45 @@ pub async fn misbehave(reset: bool) -> Server {
     Server { addr, connections, task }
 }
 
+/// Answers the headers, then a byte of body every `every`, without end: chunked, or with
+/// `connection: close` (a body delimited by the connection's close).
+#[allow(dead_code)] // not every test file uses it
+pub async fn drip(every: std::time::Duration, close: bool) -> Server {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = listener().await;
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let (head, byte): (&[u8], &[u8]) = if close {
+                    (b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n", b"y")
+                } else {
+                    (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", b"1\r\ny\r\n")
+                };
+                // The request's head first (a GET: no body).
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(head).await;
+                // Until the client hangs up.
+                while stream.write_all(byte).await.is_ok() {
+                    tokio::time::sleep(every).await;
+                }
+            });
+        }
+    });
+    Server { addr, connections, task }
+}
+
 /// A self-signed certificate for `localhost`, and a TLS acceptor offering h2 and http/1.1.
 pub fn self_signed() -> (Vec<u8>, tokio_rustls::TlsAcceptor) {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
