@@ -2,7 +2,7 @@
 //!
 //! CPU time on a shared VM drifts by tens of percent from one second to the next, and from one
 //! process to the next: stacks measured in processes of their own, one after the other, gave
-//! ratios that moved by ±10% between runs of the same build. So each comparison runs in one
+//! ratios that moved by 8% between runs of unchanged code. So each comparison runs in one
 //! process of its own (`lro-bench pair KIND`, pinned to the second core where there is one; the
 //! service has the first) holding both stacks, each with its own runtime and client: they take
 //! turns, one operation of `polls` polls at a time (control then stack, then stack then
