@@ -1,6 +1,5 @@
 //! [`LroPoller`]: the blocking poller, polling on a background thread (azure-core's `LROPoller`).
 
-use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -271,10 +270,7 @@ impl<T, M: BlockingOperation<T>> Shared<T, M> {
         let error = match catch_unwind(AssertUnwindSafe(|| self.method.run(&ctx))) {
             Ok(Ok(())) => None,
             Ok(Err(error)) => Some(self.with_token(error)),
-            Err(panic) => Some(self.with_token(LroError::stopped(format!(
-                "the polling method panicked: {}",
-                panic_message(&*panic)
-            )))),
+            Err(panic) => Some(self.with_token(super::panicked(&*panic))),
         };
         self.complete(error);
     }
@@ -306,14 +302,6 @@ impl<T, M: BlockingOperation<T>> Shared<T, M> {
 fn run_callback<M>(method: &M, callback: Callback<M>) {
     // A panicking callback must not poison the poller or skip the other callbacks.
     let _ = catch_unwind(AssertUnwindSafe(|| callback(method)));
-}
-
-fn panic_message(panic: &(dyn Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
 }
 
 impl<T, M> Drop for LroPoller<T, M>

@@ -87,13 +87,25 @@ impl SharedRun {
         };
         state.contended = false;
         drop(state);
-        // If the run panics, the other waiters must not wait for it forever.
-        let mut guard = Unwinding(Some(self));
-        let polled = match &notifier {
+        // If the run panics, the other waiters must not wait for it forever: it ends for them
+        // as on the blocking poller, and the panic goes on in the waiter that polled.
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &notifier {
             Some(waker) => run.as_mut().poll(&mut Context::from_waker(waker)),
             None => run.as_mut().poll(cx),
+        }));
+        let polled = match polled {
+            Ok(polled) => polled,
+            Err(panic) => {
+                let mut state = self.lock();
+                state.stage = Stage::Ended(Err(super::panicked(&*panic)));
+                let others = state.notifier.clone();
+                drop(state);
+                if let Some(others) = others {
+                    others.wake_by_ref();
+                }
+                std::panic::resume_unwind(panic);
+            }
         };
-        guard.0 = None;
         let mut state = self.lock();
         let wake = match polled {
             Poll::Ready(outcome) => {
@@ -111,7 +123,7 @@ impl SharedRun {
                 // neither it nor (with this waiter's own waker) anyone but this task, which
                 // may never be polled again. Wake them all, so that one polls the run again.
                 let contended = std::mem::take(&mut state.contended);
-                (contended || notifier.is_none()).then(|| state.notifier.clone()).flatten()
+                contended.then(|| state.notifier.clone()).flatten()
             }
         };
         drop(state);
@@ -141,24 +153,6 @@ impl SharedRun {
             }
         }
         drop(gone);
-    }
-}
-
-/// Ends the run for every waiter when polling it panicked (the panic goes on unwinding in the
-/// waiter that polled).
-struct Unwinding<'r>(Option<&'r SharedRun>);
-
-impl Drop for Unwinding<'_> {
-    fn drop(&mut self) {
-        if let Some(run) = self.0 {
-            let mut state = run.lock();
-            state.stage = Stage::Ended(Err(LroError::stopped("the polling method panicked")));
-            let others = state.notifier.clone();
-            drop(state);
-            if let Some(others) = others {
-                others.wake_by_ref();
-            }
-        }
     }
 }
 
@@ -301,13 +295,14 @@ mod tests {
         let run = SharedRun::default();
         let (open, inner) = (Arc::new(Mutex::new(false)), Arc::new(Mutex::new(None)));
         let start = || gated(open.clone(), inner.clone());
-        let ((first, first_waker), (_, second_waker)) = (counting(), counting());
+        let ((first, first_waker), (second, second_waker)) = (counting(), counting());
         let (mut a, mut b) = (0, 0);
         assert!(run.poll(&mut a, &mut Context::from_waker(&first_waker), start).is_pending());
         assert!(run.poll(&mut b, &mut Context::from_waker(&second_waker), start).is_pending());
         run.leave(a);
         inner.lock().unwrap().clone().expect("polled").wake();
         assert_eq!(first.0.load(Ordering::SeqCst), 0);
+        assert_eq!(second.0.load(Ordering::SeqCst), 1, "the waiter that stayed is woken");
     }
 
     #[test]
@@ -322,6 +317,10 @@ mod tests {
         assert!(panicked.is_err());
         let outcome = run.poll(&mut b, &mut cx, || Box::pin(std::future::pending()));
         assert!(matches!(outcome, Poll::Ready(Err(LroError::Stopped(_)))), "{outcome:?}");
+        // The same error as the blocking poller's, the panic's message in it.
+        let Poll::Ready(Err(error)) = outcome else { unreachable!() };
+        let chain = error.chain().to_string();
+        assert!(chain.contains("the polling method panicked: a bug"), "{chain}");
     }
 
     #[test]
