@@ -65,7 +65,6 @@ pub(crate) fn claimed(
     }
 }
 
-/// A stored poll count (never negative, at most `u32::MAX`).
 /// The outcome of a fenced write that changed `rows` rows: none means the fence is stale
 /// ([`StoreError::LeaseLost`]), whatever the backend.
 pub(crate) fn fenced(rows: u64, lease: &Lease) -> Result<(), StoreError> {
@@ -75,6 +74,7 @@ pub(crate) fn fenced(rows: u64, lease: &Lease) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A stored poll count (never negative, at most `u32::MAX`).
 pub(crate) fn polls_of(value: i64) -> u32 {
     u32::try_from(value.max(0)).unwrap_or(u32::MAX)
 }

@@ -225,7 +225,7 @@ impl<'de> serde::de::Visitor<'de> for StatusWord {
     }
 
     fn visit_bool<E>(self, value: bool) -> Result<Self::Value, E> {
-        Ok(value.then(|| "True".into()))
+        Ok(truthy_text(&Value::Bool(value)))
     }
 
     fn visit_i64<E>(self, value: i64) -> Result<Self::Value, E> {
