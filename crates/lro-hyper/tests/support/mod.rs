@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 pub type Handler = Arc<dyn Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync>;
 
@@ -43,8 +43,8 @@ async fn listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.unwrap()
 }
 
-/// Serves HTTP/1.1 and HTTP/2 (prior knowledge), optionally over TLS.
-pub async fn serve(handler: Handler, tls: Option<tokio_rustls::TlsAcceptor>) -> Server {
+/// A server that hands each accepted connection to `on_connection`, counting them.
+async fn accepting(mut on_connection: impl FnMut(TcpStream) + Send + 'static) -> Server {
     let listener = listener().await;
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
@@ -53,49 +53,49 @@ pub async fn serve(handler: Handler, tls: Option<tokio_rustls::TlsAcceptor>) -> 
         loop {
             let Ok((stream, _)) = listener.accept().await else { return };
             counter.fetch_add(1, Ordering::SeqCst);
-            let handler = handler.clone();
-            let tls = tls.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request: Request<Incoming>| {
-                    let response = handler(&request);
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                let builder = Builder::new(TokioExecutor::new());
-                match tls {
-                    None => {
-                        let _ = builder.serve_connection(TokioIo::new(stream), service).await;
-                    }
-                    Some(acceptor) => {
-                        if let Ok(stream) = acceptor.accept(stream).await {
-                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
-                        }
-                    }
-                }
-            });
+            on_connection(stream);
         }
     });
     Server { addr, connections, task }
 }
 
+/// Serves HTTP/1.1 and HTTP/2 (prior knowledge), optionally over TLS.
+pub async fn serve(handler: Handler, tls: Option<tokio_rustls::TlsAcceptor>) -> Server {
+    accepting(move |stream| {
+        let handler = handler.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let response = handler(&request);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let builder = Builder::new(TokioExecutor::new());
+            match tls {
+                None => {
+                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                }
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+            }
+        });
+    })
+    .await
+}
+
 /// Accepts connections and then does something other than answering.
 pub async fn misbehave(reset: bool) -> Server {
-    let listener = listener().await;
-    let addr = listener.local_addr().unwrap();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counter = connections.clone();
-    let task = tokio::spawn(async move {
-        let mut held = Vec::new();
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
-            counter.fetch_add(1, Ordering::SeqCst);
-            if reset {
-                drop(stream); // closes before any response
-            } else {
-                held.push(stream); // never answers
-            }
+    let mut held = Vec::new();
+    accepting(move |stream| {
+        if reset {
+            drop(stream); // closes before any response
+        } else {
+            held.push(stream); // never answers
         }
-    });
-    Server { addr, connections, task }
+    })
+    .await
 }
 
 /// Answers the headers, then a byte of body every `every`, without end: chunked, or with
@@ -103,38 +103,30 @@ pub async fn misbehave(reset: bool) -> Server {
 #[allow(dead_code)] // not every test file uses it
 pub async fn drip(every: std::time::Duration, close: bool) -> Server {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = listener().await;
-    let addr = listener.local_addr().unwrap();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counter = connections.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else { return };
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let (head, byte): (&[u8], &[u8]) = if close {
-                    (b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n", b"y")
-                } else {
-                    (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", b"1\r\ny\r\n")
-                };
-                // The request's head first (a GET: no body).
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
+    accepting(move |mut stream| {
+        tokio::spawn(async move {
+            let (head, byte): (&[u8], &[u8]) = if close {
+                (b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n", b"y")
+            } else {
+                (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", b"1\r\ny\r\n")
+            };
+            // The request's head first (a GET: no body).
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
                 }
-                let _ = stream.write_all(head).await;
-                // Until the client hangs up.
-                while stream.write_all(byte).await.is_ok() {
-                    tokio::time::sleep(every).await;
-                }
-            });
-        }
-    });
-    Server { addr, connections, task }
+            }
+            let _ = stream.write_all(head).await;
+            // Until the client hangs up.
+            while stream.write_all(byte).await.is_ok() {
+                tokio::time::sleep(every).await;
+            }
+        });
+    })
+    .await
 }
 
 /// A self-signed certificate for `localhost`, and a TLS acceptor offering h2 and http/1.1.
