@@ -145,6 +145,10 @@ pub struct Engine<S> {
     polls: u32,
     started: Option<Instant>,
     next_poll: Option<Due>,
+    /// The URI of the last status poll, while the next one follows it without a wait and the
+    /// strategy says it polls the same ([`Strategy::polls_uri`]): reused, rather than built
+    /// and checked again. Dropped at every wait, so that an idle operation keeps no copy.
+    again: Option<Box<Uri>>,
     /// Retries made of the current request.
     retries: u32,
     rng: fastrand::Rng,
@@ -208,6 +212,7 @@ impl<S: Strategy> Engine<S> {
             polls: 0,
             started: None,
             next_poll: None,
+            again: None,
             retries: 0,
             rng,
             vouched: true,
@@ -296,8 +301,13 @@ impl<S: Strategy> Engine<S> {
         }
         self.started.get_or_insert(now.instant);
         let action = self.next_action(now);
-        if matches!(action, Action::Done) {
-            self.settled(Some(now.instant));
+        match action {
+            Action::SendRequest(_) => {}
+            Action::Wait(_) => self.again = None,
+            Action::Done => {
+                self.again = None;
+                self.settled(Some(now.instant));
+            }
         }
         action
     }
@@ -315,17 +325,40 @@ impl<S: Strategy> Engine<S> {
                 let uri = Uri::clone(uri);
                 self.request_or_fail(uri)
             }
-            Phase::Polling => match self.strategy.poll_uri() {
-                Some(uri) => self.request_or_fail(uri),
-                None => {
-                    let error = LroError::bad_response(
-                        self.latest_response(),
-                        "unable to find status link for polling",
-                    );
-                    self.fail(error);
-                    Action::Done
+            Phase::Polling => {
+                if let Some(again) = self.again.take() {
+                    if self.strategy.polls_uri(&again) {
+                        // Checked when it was first built, against the same policy and origin.
+                        let request = self.request(Uri::clone(&again));
+                        self.again = Some(again);
+                        return self.sending(request);
+                    }
                 }
-            },
+                self.poll_status()
+            }
+        }
+    }
+
+    /// The next status poll, its URI asked of the strategy.
+    fn poll_status(&mut self) -> Action {
+        match self.strategy.poll_uri() {
+            Some(uri) => {
+                // Kept for the next poll if this one came without a wait (the next is likely
+                // to come without one too) and the strategy can tell it is still the one.
+                let back_to_back = self.next_poll.is_none_or(|due| due.wait.is_zero());
+                if back_to_back && self.strategy.polls_uri(&uri) {
+                    self.again = Some(Box::new(Uri::clone(&uri)));
+                }
+                self.request_or_fail(uri)
+            }
+            None => {
+                let error = LroError::bad_response(
+                    self.latest_response(),
+                    "unable to find status link for polling",
+                );
+                self.fail(error);
+                Action::Done
+            }
         }
     }
 
@@ -621,22 +654,31 @@ impl<S: Strategy> Engine<S> {
 
     /// The GET for `uri`, or the end of polling if the URI is not trusted.
     fn request_or_fail(&mut self, uri: Uri) -> Action {
-        match self.build_request(uri) {
-            Ok(request) => {
-                let poll = self.polls.saturating_add(1);
-                let attempt = self.retries.saturating_add(1);
-                let final_get = matches!(self.phase, Phase::Final(_));
-                self.telemetry.sending(request.uri(), poll, attempt, final_get);
-                Action::SendRequest(request)
+        match self.check_target(&uri) {
+            Ok(()) => {
+                let request = self.request(uri);
+                self.sending(request)
             }
             Err(error) => {
+                self.again = None;
                 self.fail(error);
                 Action::Done
             }
         }
     }
 
-    fn build_request(&self, uri: Uri) -> Result<Request<Bytes>, LroError> {
+    /// Sends `request`, telling telemetry.
+    fn sending(&mut self, request: Request<Bytes>) -> Action {
+        let poll = self.polls.saturating_add(1);
+        let attempt = self.retries.saturating_add(1);
+        let final_get = matches!(self.phase, Phase::Final(_));
+        self.telemetry.sending(request.uri(), poll, attempt, final_get);
+        Action::SendRequest(request)
+    }
+
+    /// Whether polls may go to `uri`: absolute, with no user information, and on an origin the
+    /// policy permits.
+    fn check_target(&self, uri: &Uri) -> Result<(), LroError> {
         if uri.scheme().is_none() || uri.authority().is_none() {
             // Whatever the origin policy (`any` included): a relative URL names no host, and a
             // transport that resolved it against some base would send the poll anywhere.
@@ -649,12 +691,12 @@ impl<S: Strategy> Engine<S> {
             // Never a credential we send, and a sign of tampering: refused even on the origin.
             return Err(LroError::policy(format!(
                 "refusing to poll a URL on {} that carries user information (user:password@)",
-                origin_text(&uri)
+                origin_text(uri)
             )));
         }
         let start = self.initial.request().uri();
-        if !self.options.origins.permits(start, &uri) {
-            let refused = origin_text(&uri);
+        if !self.options.origins.permits(start, uri) {
+            let refused = origin_text(uri);
             return Err(LroError::refused_origin(
                 format!(
                     "refusing to poll {refused}: it is not on the origin of the initial request \
@@ -664,6 +706,11 @@ impl<S: Strategy> Engine<S> {
                 refused,
             ));
         }
+        Ok(())
+    }
+
+    /// The GET of `uri`, with the options' headers.
+    fn request(&self, uri: Uri) -> Request<Bytes> {
         let mut request = Request::new(Bytes::new());
         *request.method_mut() = Method::GET;
         *request.uri_mut() = uri;
@@ -679,7 +726,7 @@ impl<S: Strategy> Engine<S> {
                 }
             }
         }
-        Ok(request)
+        request
     }
 
     /// Ends polling with `error`, attaching a continuation token.

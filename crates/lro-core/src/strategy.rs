@@ -60,6 +60,16 @@ pub trait Strategy: Send + Sync + fmt::Debug {
     /// The absolute URL to GET for the current status, `None` if there is nothing to poll.
     fn poll_uri(&self) -> Option<Uri>;
 
+    /// Whether [`poll_uri`](Strategy::poll_uri) would give `uri` now: the engine asks before
+    /// a poll that follows the one before without a wait, with that poll's URI, and reuses it
+    /// rather than have it built and checked again. Answer `true` only when sure, and only when
+    /// the answer costs less than `poll_uri` (a comparison of text, not a parse). Default:
+    /// `false`, which makes the engine ask `poll_uri` every time.
+    fn polls_uri(&self, uri: &Uri) -> bool {
+        let _ = uri;
+        false
+    }
+
     /// Reads the response to a status poll and returns the status word.
     fn read_poll(&mut self, response: &Response<Bytes>) -> Result<Arc<str>, LroError>;
 
@@ -115,6 +125,9 @@ impl<S: Strategy + ?Sized> Strategy for Box<S> {
     }
     fn poll_uri(&self) -> Option<Uri> {
         (**self).poll_uri()
+    }
+    fn polls_uri(&self, uri: &Uri) -> bool {
+        (**self).polls_uri(uri)
     }
     fn read_poll(&mut self, response: &Response<Bytes>) -> Result<Arc<str>, LroError> {
         (**self).read_poll(response)

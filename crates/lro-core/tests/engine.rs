@@ -66,6 +66,81 @@ fn first_poll_is_immediate_then_the_interval_is_waited() {
     );
 }
 
+/// An engine over [`Monitor`] polling with no wait between polls, and the count of its
+/// `poll_uri` calls.
+fn back_to_back() -> (Engine<Monitor>, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let monitor = Monitor::default();
+    let asked = std::sync::Arc::clone(&monitor.asked);
+    let options = PollOptions::builder().interval(Duration::ZERO).build();
+    (Engine::start(monitor, options, started("POST", "")).expect("starts"), asked)
+}
+
+fn asked(count: &std::sync::atomic::AtomicUsize) -> usize {
+    count.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[test]
+fn back_to_back_polls_reuse_the_uri_the_strategy_still_polls() {
+    let now = t0();
+    let (mut engine, count) = back_to_back();
+    let before = asked(&count);
+    for _ in 0..5 {
+        assert_eq!(expect_get(engine.poll(now)).uri(), OP);
+        engine.handle_response(now, status("Running"));
+    }
+    // Built once, then reused: the strategy was asked only for the first poll.
+    assert_eq!(asked(&count) - before, 1);
+    // A request dropped unsent is built alike again.
+    assert_eq!(expect_get(engine.poll(now)).uri(), OP);
+    assert_eq!(expect_get(engine.poll(now)).uri(), OP);
+    assert_eq!(asked(&count) - before, 1);
+}
+
+#[test]
+fn a_moved_polling_url_is_polled_next_even_back_to_back() {
+    let now = t0();
+    let (mut engine, _) = back_to_back();
+    for _ in 0..2 {
+        assert_eq!(expect_get(engine.poll(now)).uri(), OP);
+        engine.handle_response(now, status("Running"));
+    }
+    let moved = "http://svc/op/moved";
+    engine.handle_response(now, status("Running").with_header("operation-location", moved));
+    assert_eq!(expect_get(engine.poll(now)).uri(), moved);
+    engine.handle_response(now, status("Running"));
+    assert_eq!(expect_get(engine.poll(now)).uri(), moved);
+}
+
+#[test]
+fn a_reused_uri_is_never_one_the_policy_would_refuse() {
+    let now = t0();
+    let (mut engine, _) = back_to_back();
+    for _ in 0..2 {
+        expect_get(engine.poll(now));
+        engine.handle_response(now, status("Running"));
+    }
+    let elsewhere = "http://evil.example/op";
+    engine.handle_response(now, status("Running").with_header("operation-location", elsewhere));
+    assert!(matches!(engine.poll(now), Action::Done));
+    assert!(matches!(engine.outcome(), Err(LroError::Policy(_))));
+}
+
+#[test]
+fn polls_after_a_wait_ask_the_strategy_again() {
+    let now = t0();
+    let monitor = Monitor::default();
+    let count = std::sync::Arc::clone(&monitor.asked);
+    let mut engine = Engine::start(monitor, options(), started("POST", "")).expect("starts");
+    let before = asked(&count);
+    let mut at = now;
+    for _ in 0..3 {
+        expect_get(engine.poll(at));
+        engine.handle_response(at, status("Running"));
+        at = at.advanced(expect_wait(engine.poll(at)));
+    }
+    assert_eq!(asked(&count) - before, 3);
+}
+
 #[test]
 fn poll_does_not_advance_state_so_a_dropped_request_is_sent_again() {
     let now = t0();

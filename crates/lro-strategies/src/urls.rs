@@ -26,6 +26,21 @@ impl Link {
         self.0.parse().unwrap_or_default()
     }
 
+    /// Whether this is the link to `uri` (its text is what [`Link::of`] makes of `uri`),
+    /// compared piece by piece, with no text made.
+    pub(crate) fn is(&self, uri: &Uri) -> bool {
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return false;
+        };
+        let rest = self.0.strip_prefix(scheme).and_then(|rest| rest.strip_prefix("://"));
+        let rest = rest.and_then(|rest| rest.strip_prefix(authority.as_str()));
+        match (rest.and_then(|rest| rest.strip_prefix(uri.path())), uri.query()) {
+            (Some(rest), None) => rest.is_empty(),
+            (Some(rest), Some(query)) => rest.strip_prefix('?') == Some(query),
+            (None, _) => false,
+        }
+    }
+
     /// The URL's text.
     pub(crate) fn as_str(&self) -> &str {
         &self.0
@@ -128,6 +143,38 @@ mod tests {
 
     fn base() -> Link {
         Link::of(&"https://svc.example/widgets/1?api-version=1".parse().unwrap())
+    }
+
+    #[test]
+    fn a_link_is_the_uri_it_was_made_of_and_no_other() {
+        let texts = [
+            "https://svc.example/widgets/1?api-version=1",
+            "http://svc.example",
+            "http://svc.example:8080/a/b",
+            "https://svc.example/a?",
+            "https://svc.example/a?x=1&y=%20",
+            "https://[::1]:443/op",
+        ];
+        for text in texts {
+            let uri: Uri = text.parse().unwrap();
+            assert!(Link::of(&uri).is(&uri), "{text}");
+            for other in texts.iter().filter(|other| **other != text) {
+                let other: Uri = other.parse().unwrap();
+                assert!(!Link::of(&uri).is(&other), "{text} is not {other}");
+            }
+        }
+        for (link, other) in [
+            ("https://svc.example/a?x", "https://svc.example/a?y"),
+            ("https://svc.example/a?x", "https://svc.example/a"),
+            ("https://svc.example/a", "http://svc.example/a"),
+            ("https://svc.example/a", "https://svc.example:443/a"),
+            ("https://svc.example/a", "https://svc.example/a/"),
+            ("https://svc.example/a", "https://SVC.example/a"),
+        ] {
+            let (link, other): (Uri, Uri) = (link.parse().unwrap(), other.parse().unwrap());
+            assert!(!Link::of(&link).is(&other), "{link} is not {other}");
+        }
+        assert!(!Link::of(&"https://svc.example/a".parse().unwrap()).is(&"/a".parse().unwrap()));
     }
 
     #[test]

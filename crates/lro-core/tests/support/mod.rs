@@ -15,6 +15,8 @@ use lro_core::{InitialResponse, LroError, Strategy};
 pub struct Monitor {
     url: Option<Uri>,
     final_url: Option<Uri>,
+    /// How many times the engine asked for the polling URL (`poll_uri`).
+    pub asked: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn header_uri(response: &Response<Bytes>, name: &str) -> Option<Uri> {
@@ -44,7 +46,12 @@ impl Strategy for Monitor {
     }
 
     fn poll_uri(&self) -> Option<Uri> {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.url.clone()
+    }
+
+    fn polls_uri(&self, uri: &Uri) -> bool {
+        self.url.as_ref() == Some(uri)
     }
 
     fn read_poll(&mut self, response: &Response<Bytes>) -> Result<Arc<str>, LroError> {

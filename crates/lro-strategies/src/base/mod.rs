@@ -160,6 +160,13 @@ impl Strategy for LroBasePolling {
         Some(self.hooked(polling))
     }
 
+    /// Compares the text of the polling link with `uri`. Never with a URL hook: what the hook
+    /// makes of the link is known only by calling it.
+    fn polls_uri(&self, uri: &Uri) -> bool {
+        let polling = self.tracker.as_ref().and_then(|tracker| tracker.polling.as_ref());
+        self.config.url_hook.is_none() && polling.is_some_and(|link| link.is(uri))
+    }
+
     fn read_poll(&mut self, response: &Response<Bytes>) -> Result<Arc<str>, LroError> {
         check_status(response, &Method::GET)?;
         match &mut self.tracker {
