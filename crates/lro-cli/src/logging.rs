@@ -13,8 +13,9 @@ pub(crate) fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// Installs the log subscriber for `-v` (`verbosity` 1: operations, retries, outcomes; 2 and
-/// more: every request too), or for the filter in `LRO_LOG`, which wins.
+/// Installs the log subscriber for `-v` (`verbosity` 1: operations, retries, outcomes; 2: every
+/// request too, a line when it is answered; 3 and more: also a line as it is sent), or for the
+/// filter in `LRO_LOG`, which wins.
 #[cfg(feature = "tracing")]
 pub(crate) fn init(verbosity: u8) {
     use tracing_subscriber::EnvFilter;
@@ -41,8 +42,13 @@ pub(crate) fn init(verbosity: u8) {
         .with_env_filter(filter)
         .with_ansi(colour)
         .with_target(false)
-        // A line when a poll's span closes: its status code, status, delay and reason.
-        .with_span_events(if verbosity >= 2 { FmtSpan::CLOSE } else { FmtSpan::NONE })
+        // A line when a poll's span closes: its status code, status, delay and reason; and with
+        // -vvv one as it opens, when the request is sent.
+        .with_span_events(match verbosity {
+            0 | 1 => FmtSpan::NONE,
+            2 => FmtSpan::CLOSE,
+            _ => FmtSpan::NEW | FmtSpan::CLOSE,
+        })
         .try_init();
     ENABLED.store(installed.is_ok(), Ordering::Relaxed);
 }

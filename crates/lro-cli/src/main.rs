@@ -1,7 +1,7 @@
 //! `lro`: start, resume and watch HTTP long-running operations from a terminal or a script.
 //!
 //! ```text
-//! lro [-v|-vv] COMMAND ...   (D: seconds or a duration: 30, 0.5, 30s, 2m, 1h)
+//! lro [-v|-vv|-vvv] COMMAND ...   (D: seconds or a duration: 30, 0.5, 30s, 2m, 1h)
 //! lro start --method PUT --url URL [--header 'Name: value']... [--body JSON | --body-file F]
 //!           [--flavour base|arm] [--final-state-via V] [--interval D] [--timeout D]
 //!           [--token-file F] [--output text|json]
@@ -57,7 +57,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(after_long_help = output::SCHEMA_HELP)]
 struct Cli {
     /// Log what polling does on stderr: -v operations, retries and outcomes; -vv every request
-    /// with its status and the wait chosen. LRO_LOG (e.g. `lro_core=debug`) sets it finely.
+    /// with its status and the wait chosen; -vvv also a line as each request is sent. LRO_LOG
+    /// (e.g. `lro_core=debug`) sets it finely.
     /// URLs are logged without their query; credentials and tokens never.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,

@@ -67,7 +67,13 @@ async fn submit_all(store: &Arc<dyn OperationStore>, base: &str, n: usize) {
 }
 
 fn spawn_worker(store: &str, name: &str) -> Child {
+    spawn_worker_with(store, name, &[])
+}
+
+/// As [`spawn_worker`], with more arguments for `lro`.
+fn spawn_worker_with(store: &str, name: &str, more: &[&str]) -> Child {
     lro()
+        .args(more)
         .args(["worker", "--store", store, "--exit-when-done", "--lease", "2s"])
         .args(["--idle-wait", "100ms", "--rate", "500", "--concurrency", "300"])
         .args(["--name", name, "--header", &format!("user-agent: {name}"), "--output", "json"])
@@ -235,7 +241,18 @@ fn a_worker_paused_past_its_lease_never_polls_again_after_another_took_over() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    let paused = spawn_worker(&url, "w0");
+    // w0 logs a line as it sends each request (-vvv), read here as it comes.
+    let mut paused = spawn_worker_with(&url, "w0", &["-vvv"]);
+    let log = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let (log, stderr) = (Arc::clone(&log), paused.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().unwrap().push(line);
+            }
+        })
+    };
     wait_for(&|| held_by("w0") == 20, Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(200)); // it polls a little
     signal(&paused, "-STOP");
@@ -243,11 +260,22 @@ fn a_worker_paused_past_its_lease_never_polls_again_after_another_took_over() {
     // w0's leases (2 s) run out; w1 takes every operation over and polls.
     wait_for(&|| held_by("w1") == 20, Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(300));
+    // All w0 wrote before it was frozen has been read by now (seconds ago): what comes after
+    // this mark, it wrote after waking up.
+    let mark = log.lock().unwrap().len();
     signal(&paused, "-CONT");
     assert!(wait_limited(&mut other, Duration::from_secs(60)).is_some(), "w1 finished");
-    let mut paused = paused;
     assert!(wait_limited(&mut paused, Duration::from_secs(20)).is_some(), "w0 exited");
     let (w0, _) = output(paused);
+    reader.join().unwrap();
+    let log = log.lock().unwrap();
+    let sending = |line: &&String| line.contains("lro.poll{") && line.trim_end().ends_with("new");
+    assert!(log[..mark].iter().filter(sending).count() >= 20, "w0 logged its requests");
+    // w0 starts no request after it wakes. A freeze lands at one instant: on each of the two
+    // threads of the CLI's runtime, at most one request can have been decided before it and
+    // logged after (a bug that polls each operation once more would log 20).
+    let after: Vec<&String> = log[mark..].iter().filter(sending).collect();
+    assert!(after.len() <= 2, "w0 sent requests after waking up: {after:#?}");
     let w0: Value = serde_json::from_str(&w0).unwrap();
     assert_eq!(w0["completed"], 0, "{w0}");
     assert_eq!(w0["leases_lost"], 20, "{w0}");
