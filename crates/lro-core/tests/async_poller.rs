@@ -361,3 +361,55 @@ fn the_async_driver_yields_between_polls_even_when_nothing_is_ever_pending() {
         assert_eq!(transport.sent(), round);
     }
 }
+
+/// [`Monitor`], with a bug: it panics reading its second poll.
+#[derive(Debug, Default)]
+struct PanicsOnSecondPoll(Monitor, u32);
+
+impl lro_core::Strategy for PanicsOnSecondPoll {
+    fn start(&mut self, initial: &lro_core::InitialResponse) -> Result<Arc<str>, LroError> {
+        self.0.start(initial)
+    }
+    fn poll_uri(&self) -> Option<http::Uri> {
+        self.0.poll_uri()
+    }
+    fn read_poll(&mut self, response: &http::Response<bytes::Bytes>) -> Result<Arc<str>, LroError> {
+        self.1 += 1;
+        assert!(self.1 < 2, "a bug in the strategy");
+        self.0.read_poll(response)
+    }
+}
+
+#[tokio::test]
+async fn a_polling_method_that_panics_ends_for_the_other_waiter_with_the_panic_message() {
+    let transport = Arc::new(ScriptedTransport::new());
+    transport.push_get(OP, status("Running"));
+    let held = transport.push_held(OP, status("Running"));
+    let poller: AsyncLroPoller<Value, _> = AsyncLroPoller::new(
+        transport.clone(),
+        transport.clone(),
+        started("POST", ""),
+        deserialize::json(),
+        StrategyPolling::new(PanicsOnSecondPoll::default()),
+    )
+    .unwrap();
+    let mut first = Box::pin(poller.result(None));
+    for _ in 0..10 {
+        if transport.urls().len() == 2 {
+            break;
+        }
+        assert!(poll_once(first.as_mut()).is_pending());
+    }
+    let mut second = Box::pin(poller.result(None));
+    assert!(poll_once(second.as_mut()).is_pending(), "waits on the same run");
+    held.open();
+    // The task that drives the run when it panics gets the panic, as it would without a poller.
+    let driven = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        poll_once(first.as_mut()).is_pending()
+    }));
+    assert!(driven.is_err(), "the panic reached the task that polled the run");
+    // The other ends with the blocking poller's error, rather than waiting forever.
+    let Poll::Ready(Err(error)) = poll_once(second.as_mut()) else { panic!("still waiting") };
+    let chain = error.chain().to_string();
+    assert!(chain.contains("the polling method panicked: a bug in the strategy"), "{chain}");
+}
