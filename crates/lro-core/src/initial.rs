@@ -138,41 +138,70 @@ pub struct InitialResponse {
 }
 
 /// The service's first response: whole, or only what a continuation token keeps of it (what an
-/// engine holds for the hours an operation runs), made whole again only if somebody asks.
+/// engine holds for the hours an operation runs).
 #[derive(Debug, Clone)]
-struct FirstResponse {
-    /// The whole response: given, or made from the parts below on first use.
-    whole: OnceLock<Box<Response<Bytes>>>,
-    /// The token's parts (when not given whole): status, version, headers and body.
+enum FirstResponse {
+    Whole(Box<Response<Bytes>>),
+    Parts(TokenParts),
+}
+
+/// What a continuation token keeps of a response, made whole again only if somebody asks.
+#[derive(Debug, Clone)]
+struct TokenParts {
     status: StatusCode,
     version: Version,
     headers: Box<[(HeaderName, HeaderValue)]>,
     body: Bytes,
+    /// The parts as a whole response, made on first use.
+    whole: OnceLock<Box<Response<Bytes>>>,
 }
 
 impl FirstResponse {
     fn whole(response: Response<Bytes>) -> Self {
-        FirstResponse {
-            whole: OnceLock::from(Box::new(response)),
-            status: StatusCode::OK,
-            version: Version::default(),
-            headers: Box::default(),
-            body: Bytes::new(),
+        FirstResponse::Whole(Box::new(response))
+    }
+
+    /// The whole response (parts are made whole, and kept so).
+    fn get(&self) -> &Response<Bytes> {
+        match self {
+            FirstResponse::Whole(whole) => whole,
+            FirstResponse::Parts(parts) => parts.whole.get_or_init(|| Box::new(parts.response())),
         }
     }
 
-    fn get(&self) -> &Response<Bytes> {
-        self.whole.get_or_init(|| {
-            let mut response = Response::new(self.body.clone());
-            *response.status_mut() = self.status;
-            *response.version_mut() = self.version;
-            let headers = response.headers_mut();
-            headers.reserve(self.headers.len());
-            for (name, value) in &*self.headers {
-                headers.append(name.clone(), value.clone());
-            }
-            Box::new(response)
-        })
+    /// The whole response, if it is one or its parts were made whole already.
+    #[cfg(test)]
+    fn made(&self) -> Option<&Response<Bytes>> {
+        match self {
+            FirstResponse::Whole(whole) => Some(whole),
+            FirstResponse::Parts(parts) => parts.whole.get().map(|whole| &**whole),
+        }
+    }
+}
+
+impl TokenParts {
+    /// The token's parts of `response`.
+    fn of(response: &Response<Bytes>) -> Self {
+        TokenParts {
+            status: response.status(),
+            version: response.version(),
+            headers: kept(response.headers(), &crate::token::TOKEN_RESPONSE_HEADERS).collect(),
+            body: response.body().clone(),
+            whole: OnceLock::new(),
+        }
+    }
+
+    /// The parts as a response.
+    fn response(&self) -> Response<Bytes> {
+        let mut response = Response::new(self.body.clone());
+        *response.status_mut() = self.status;
+        *response.version_mut() = self.version;
+        let headers = response.headers_mut();
+        headers.reserve(self.headers.len());
+        for (name, value) in &*self.headers {
+            headers.append(name.clone(), value.clone());
+        }
+        response
     }
 }
 
@@ -278,25 +307,27 @@ impl InitialResponse {
 
     /// The response's status, without making kept parts whole.
     pub(crate) fn status(&self) -> StatusCode {
-        match self.response.whole.get() {
-            Some(whole) => whole.status(),
-            None => self.response.status,
+        match &self.response {
+            FirstResponse::Whole(whole) => whole.status(),
+            FirstResponse::Parts(parts) => parts.status,
         }
     }
 
     /// The response's first value of `name`, without making kept parts whole.
     pub(crate) fn header(&self, name: &str) -> Option<&HeaderValue> {
-        match self.response.whole.get() {
-            Some(whole) => whole.headers().get(name),
-            None => self.response.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v),
+        match &self.response {
+            FirstResponse::Whole(whole) => whole.headers().get(name),
+            FirstResponse::Parts(parts) => {
+                parts.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+            }
         }
     }
 
     /// The response's body, without making kept parts whole.
     pub(crate) fn body(&self) -> &Bytes {
-        match self.response.whole.get() {
-            Some(whole) => whole.body(),
-            None => &self.response.body,
+        match &self.response {
+            FirstResponse::Whole(whole) => whole.body(),
+            FirstResponse::Parts(parts) => &parts.body,
         }
     }
 
@@ -316,19 +347,12 @@ impl InitialResponse {
             head.uri.clone(),
             kept(head.headers(), &crate::token::TOKEN_REQUEST_HEADERS).collect(),
         );
-        let names = &crate::token::TOKEN_RESPONSE_HEADERS;
-        let response = match self.response.whole.get() {
-            Some(whole) => FirstResponse {
-                whole: OnceLock::new(),
-                status: whole.status(),
-                version: whole.version(),
-                headers: kept(whole.headers(), names).collect(),
-                body: whole.body().clone(),
-            },
+        let parts = match &self.response {
+            FirstResponse::Whole(whole) => TokenParts::of(whole),
             // Parts already: kept as they are, not made whole on the way.
-            None => FirstResponse { whole: OnceLock::new(), ..self.response.clone() },
+            FirstResponse::Parts(parts) => TokenParts { whole: OnceLock::new(), ..parts.clone() },
         };
-        InitialResponse { request, response }
+        InitialResponse { request, response: FirstResponse::Parts(parts) }
     }
 }
 
@@ -336,8 +360,13 @@ impl InitialResponse {
     /// The whole exchange, its response's header values in bytes of their own (what an engine
     /// keeps of an operation that ended in its initial response: the result).
     pub(crate) fn owned(self) -> InitialResponse {
-        self.response.get();
-        let whole = self.response.whole.into_inner().map(|whole| *whole).unwrap_or_default();
+        let whole = match self.response {
+            FirstResponse::Whole(whole) => *whole,
+            FirstResponse::Parts(mut parts) => match parts.whole.take() {
+                Some(whole) => *whole,
+                None => parts.response(),
+            },
+        };
         let response = FirstResponse::whole(crate::owned::response(whole));
         InitialResponse { request: self.request, response }
     }
@@ -386,9 +415,9 @@ mod tests {
         assert_eq!(parts.body(), &br#"{"status":"Running"}"#[..]);
         let state = crate::token::TokenState::new(&parts, None);
         assert_eq!(state.response.headers["content-type"], "application/json");
-        assert!(parts.response.whole.get().is_none(), "reading for a token keeps them parts");
+        assert!(parts.response.made().is_none(), "reading for a token keeps them parts");
         let again = parts.token_parts();
-        assert!(parts.response.whole.get().is_none() && again.response.whole.get().is_none());
+        assert!(parts.response.made().is_none() && again.response.made().is_none());
         assert_eq!(again.header("operation-location"), parts.header("operation-location"));
     }
 
