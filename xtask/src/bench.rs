@@ -33,6 +33,15 @@ pub(crate) fn bench(ctx: &Ctx, quick: bool) -> Result<(), Failure> {
     run(&mut command)
 }
 
+/// `cargo xtask footprint`: `lro-bench footprint` in the profiling build (release code with
+/// source lines, for `callgrind_annotate` on the files it leaves).
+pub(crate) fn footprint(ctx: &Ctx) -> Result<(), Failure> {
+    let mut command = ctx.cargo();
+    command.args(["run", "--quiet", "--profile", "profiling", "-p", "lro-bench", "--"]);
+    command.arg("footprint").arg("--out").arg(ctx.root.join("target/bench/footprint"));
+    run(&mut command)
+}
+
 /// The test-all step.
 pub(crate) fn check(ctx: &Ctx) -> Result<Option<String>, Failure> {
     bench(ctx, true).map(|()| None)

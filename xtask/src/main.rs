@@ -52,6 +52,13 @@ const SUBCOMMANDS: &[Subcommand] = &[
         run: bench,
     },
     Subcommand {
+        name: "footprint",
+        about: "what one request of each stack of the CPU benchmark touches, exactly: \
+                instructions and cache lines under callgrind's cache simulation, beside its \
+                control (needs valgrind; profiling build; writes target/bench/footprint/)",
+        run: footprint,
+    },
+    Subcommand {
         name: "demo",
         about: "run the tour against the embedded mock service (both pollers, both transports, the lro CLI)",
         run: demo,
@@ -116,6 +123,11 @@ fn demo(ctx: &Ctx) -> ExitCode {
 fn bench(ctx: &Ctx) -> ExitCode {
     let quick = env::args().skip(2).any(|arg| arg == "--quick");
     exit_code("bench", bench::bench(ctx, quick))
+}
+
+/// `cargo xtask footprint`.
+fn footprint(ctx: &Ctx) -> ExitCode {
+    exit_code("footprint", bench::footprint(ctx))
 }
 
 /// `cargo xtask soak`.

@@ -10,11 +10,15 @@
 //! Three subcommands are the benchmark's own processes: `lro-bench serve [--cpu C]` (the status
 //! monitor service), `lro-bench pair KIND --url URL --polls N --runs T [--cpu C]` (a stack and
 //! its control taking turns, `T` operations each) and `lro-bench client KIND --url URL --polls
-//! N [--cpu C]` (one measured operation of one stack, for profilers).
+//! N [--cpu C]` (one measured operation of one stack, for profilers). `lro-bench footprint
+//! [--polls N] [--out DIR]` runs those clients under callgrind's cache simulation: the exact
+//! instructions and cache lines of a request of each stack and its control (`cargo xtask
+//! footprint`; see `footprint.rs`).
 
 mod clients;
 mod cpu;
 mod fleet;
+mod footprint;
 mod memory;
 mod monitor;
 mod server;
@@ -98,7 +102,8 @@ fn heap() -> isize {
 #[derive(Debug)]
 struct Args {
     quick: bool,
-    out: PathBuf,
+    /// `--out`: the results file (`footprint`: the folder of its files).
+    out: Option<PathBuf>,
     only: Option<String>,
     operations: Option<usize>,
     rate: f64,
@@ -112,7 +117,7 @@ struct Args {
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut parsed = Args {
         quick: false,
-        out: PathBuf::from("target/bench/results.json"),
+        out: None,
         only: None,
         operations: None,
         rate: fleet::RATE,
@@ -134,7 +139,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // non-negative
         match arg.as_str() {
             "--quick" => parsed.quick = true,
-            "--out" => parsed.out = PathBuf::from(value()?),
+            "--out" => parsed.out = Some(PathBuf::from(value()?)),
             "--only" => parsed.only = Some(value()?),
             "--url" => parsed.url = Some(value()?),
             "--operations" => parsed.operations = Some(number()? as usize),
@@ -152,7 +157,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1).peekable();
     let command = match args.peek().map(String::as_str) {
-        Some("serve" | "client" | "pair") => args.next(),
+        Some("serve" | "client" | "pair" | "footprint") => args.next(),
         _ => None,
     };
     let kind = match command.as_deref() {
@@ -176,6 +181,10 @@ fn main() -> ExitCode {
         (Some("client"), Some(kind)) => {
             let url = args.url.clone().unwrap_or_default();
             cpu::client_main(kind, &url, args.polls.unwrap_or(1_000))
+        }
+        (Some("footprint"), _) => {
+            let out = args.out.clone().unwrap_or_else(|| PathBuf::from("target/bench/footprint"));
+            footprint::run(args.polls.unwrap_or(1_000), &out)
         }
         (Some("pair"), Some(kind)) => {
             let url = args.url.clone().unwrap_or_default();
@@ -256,11 +265,12 @@ fn benchmarks(args: &Args) -> Result<(), BenchError> {
         "quick": quick,
         "results": measures.iter().map(Measure::to_json).collect::<Vec<_>>(),
     });
-    if let Some(dir) = args.out.parent() {
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("target/bench/results.json"));
+    if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&results)?)?;
-    println!("wrote {}", args.out.display());
+    std::fs::write(&out, serde_json::to_string_pretty(&results)?)?;
+    println!("wrote {}", out.display());
     Ok(())
 }
 
@@ -268,7 +278,7 @@ fn usage(problem: &str) -> ExitCode {
     eprintln!(
         "lro-bench: {problem}\nusage: lro-bench [--quick] [--out PATH] [--only fleet|cpu|memory|store] \
          [--operations N] [--rate REQUESTS_PER_SECOND] [--wait-ms MS] [--polls N] [--runs N]\n       \
-         lro-bench serve [--cpu C]\n       lro-bench pair KIND --url URL --polls N --runs T [--cpu C]\n       lro-bench client KIND --url URL --polls N [--cpu C]"
+         lro-bench serve [--cpu C]\n       lro-bench pair KIND --url URL --polls N --runs T [--cpu C]\n       lro-bench client KIND --url URL --polls N [--cpu C]\n       lro-bench footprint [--polls N] [--out DIR]"
     );
     ExitCode::from(2)
 }
