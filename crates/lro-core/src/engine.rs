@@ -343,9 +343,10 @@ impl<S: Strategy> Engine<S> {
     fn poll_status(&mut self) -> Action {
         match self.strategy.poll_uri() {
             Some(uri) => {
-                // Kept for the next poll if this one came without a wait (the next is likely
-                // to come without one too) and the strategy can tell it is still the one.
-                let back_to_back = self.next_poll.is_none_or(|due| due.wait.is_zero());
+                // Kept for the next poll if this one followed an answer without a wait (the
+                // next is likely to, too) and the strategy can tell it is still the one. Not
+                // for the first poll: most services ask for a wait in their first answer.
+                let back_to_back = self.next_poll.is_some_and(|due| due.wait.is_zero());
                 if back_to_back && self.strategy.polls_uri(&uri) {
                     self.again = Some(Box::new(Uri::clone(&uri)));
                 }
