@@ -304,10 +304,7 @@ impl<S: Strategy> Engine<S> {
         match action {
             Action::SendRequest(_) => {}
             Action::Wait(_) => self.again = None,
-            Action::Done => {
-                self.again = None;
-                self.settled(Some(now.instant));
-            }
+            Action::Done => self.settled(Some(now.instant)),
         }
         action
     }
@@ -594,6 +591,7 @@ impl<S: Strategy> Engine<S> {
 
     /// The status is terminal: fail, finish, or go for the final GET.
     fn on_terminal(&mut self) {
+        self.again = None; // status polls are over
         if self.status.is_failure() {
             let error = LroError::operation_failed(self.latest_response(), self.status.clone());
             self.fail(error);
@@ -661,7 +659,6 @@ impl<S: Strategy> Engine<S> {
                 self.sending(request)
             }
             Err(error) => {
-                self.again = None;
                 self.fail(error);
                 Action::Done
             }
@@ -737,6 +734,7 @@ impl<S: Strategy> Engine<S> {
 
     /// As [`fail`](Self::fail); `keep_status` keeps the last known status whatever the error.
     fn fail_after(&mut self, error: LroError, keep_status: bool) {
+        self.again = None;
         let unusable = matches!(error, LroError::BadStatus(_) | LroError::BadResponse(_))
             // A final GET that policy refuses: the result can never be fetched, so the status
             // must not go on saying `Succeeded`. (A refused poll keeps the status: the operation
@@ -780,5 +778,53 @@ fn origin_text(uri: &Uri) -> String {
             None => format!("{scheme}://{host}"),
         },
         _ => "a relative URL".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::test_util::{
+        OperationLocationStrategy, ScriptedTransport, WithHeader, json_response,
+    };
+
+    /// An engine polling with no wait, and its clock's time.
+    fn polling() -> (Engine<OperationLocationStrategy>, Timestamp) {
+        let initial = InitialResponse::new(
+            ScriptedTransport::request_head("POST", "http://svc/widgets"),
+            json_response(202, "").with_header("operation-location", "http://svc/op"),
+        );
+        let options = PollOptions::builder().interval(Duration::ZERO).build();
+        let engine = Engine::start(OperationLocationStrategy::default(), options, initial).unwrap();
+        (engine, Timestamp::new(Instant::now(), std::time::SystemTime::now()))
+    }
+
+    fn running(engine: &mut Engine<OperationLocationStrategy>, now: Timestamp, times: usize) {
+        for _ in 0..times {
+            assert!(matches!(engine.poll(now), Action::SendRequest(_)));
+            engine.handle_response(now, json_response(200, r#"{"status":"Running"}"#));
+        }
+    }
+
+    #[test]
+    fn a_finished_operation_keeps_no_uri_for_reuse() {
+        let (mut engine, now) = polling();
+        running(&mut engine, now, 3);
+        assert!(engine.again.is_some(), "back-to-back polls reuse their URI");
+        assert!(matches!(engine.poll(now), Action::SendRequest(_)));
+        engine.handle_response(now, json_response(200, r#"{"status":"Succeeded"}"#));
+        assert!(engine.finished());
+        assert!(engine.again.is_none());
+    }
+
+    #[test]
+    fn a_failed_operation_keeps_no_uri_for_reuse() {
+        let (mut engine, now) = polling();
+        running(&mut engine, now, 3);
+        assert!(matches!(engine.poll(now), Action::SendRequest(_)));
+        engine.handle_response(now, json_response(200, r#"{"no":"status"}"#));
+        assert!(matches!(engine.outcome(), Err(LroError::BadResponse(_))));
+        assert!(engine.again.is_none());
     }
 }

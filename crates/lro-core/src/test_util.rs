@@ -446,6 +446,10 @@ impl Strategy for OperationLocationStrategy {
         self.url.clone()
     }
 
+    fn polls_uri(&self, uri: &Uri) -> bool {
+        self.url.as_ref() == Some(uri)
+    }
+
     fn read_poll(&mut self, response: &Response<Bytes>) -> Result<std::sync::Arc<str>, LroError> {
         if !response.status().is_success() {
             return Err(LroError::bad_status(response, &Method::GET));
