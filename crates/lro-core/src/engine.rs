@@ -797,7 +797,7 @@ mod tests {
         );
         let options = PollOptions::builder().interval(Duration::ZERO).build();
         let engine = Engine::start(OperationLocationStrategy::default(), options, initial).unwrap();
-        (engine, Timestamp::new(Instant::now(), std::time::SystemTime::now()))
+        (engine, crate::Timer::now(&crate::test_util::ManualClock::new()))
     }
 
     fn running(engine: &mut Engine<OperationLocationStrategy>, now: Timestamp, times: usize) {
