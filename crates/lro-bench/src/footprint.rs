@@ -4,13 +4,14 @@
 //! (`docs/performance.md`, "What is left"). CPU time is too noisy to show a change of a few
 //! dozen cache lines; a simulation is not.
 //!
-//! Each stack and its control run one `lro-bench client KIND` process under callgrind with its
-//! cache simulation, the caches made small (8 KiB first-level caches, a 32 KiB last level) so
-//! that what a request touches does not stay in them until the next one. The figures are the
-//! instructions and the last-level misses (code and data) of the whole process divided by its
-//! requests, warm-up included. The callgrind files stay in the output folder, for
-//! `callgrind_annotate` (build with `--profile profiling` for source lines: `cargo xtask
-//! footprint` does).
+//! Each stack and its control run `lro-bench client KIND` under callgrind with its cache
+//! simulation, the caches made small (8 KiB first-level caches, a 32 KiB last level) so that
+//! what a request touches does not stay in them until the next one. Each runs twice, with `N`
+//! and `2N` polls: the figures are the difference of the two processes' instructions and
+//! last-level misses (code and data) divided by the difference of their requests, so that what
+//! a process does once (start-up, the runtime, the client, the warm-up) does not count. The
+//! callgrind files of the longer runs stay in the output folder, for `callgrind_annotate`
+//! (build with `--profile profiling` for source lines: `cargo xtask footprint` does).
 
 use std::path::Path;
 use std::process::Command;
@@ -58,21 +59,23 @@ pub(crate) fn run(polls: u32, out: &Path) -> Result<(), BenchError> {
     }
     std::fs::create_dir_all(out)?;
     let server = MonitorProcess::start(None)?;
-    // The client's warm-up operation, then the measured one; each is its polls, the PUT and
-    // the final GET.
-    let requests = f64::from(polls.clamp(1, 500) + 2) + f64::from(polls) + 2.0;
+    let (short, long) = (polls.max(1), polls.max(1).saturating_mul(2));
+    let more = requests(long) - requests(short);
     let mut measured: Vec<(Kind, Footprint)> = Vec::new();
     for kind in STACKS {
+        let once = simulate(kind, &server.url, short, &out.join("short.callgrind"))?;
         let file = out.join(format!("{}.callgrind", kind.name()));
-        let footprint = simulate(kind, &server.url, polls, &file)?;
+        let twice = simulate(kind, &server.url, long, &file)?;
+        let per_request = |a: f64, b: f64| (b - a) / more;
         measured.push((
             kind,
             Footprint {
-                instructions: footprint.instructions / requests,
-                misses: footprint.misses.map(|m| m / requests),
+                instructions: per_request(once.instructions, twice.instructions),
+                misses: [0, 1, 2].map(|at| per_request(once.misses[at], twice.misses[at])),
             },
         ));
     }
+    let _ = std::fs::remove_file(out.join("short.callgrind"));
     drop(server);
     let of = |kind: Kind| measured.iter().find(|(k, _)| *k == kind).map(|(_, f)| *f);
     println!(
@@ -108,10 +111,16 @@ pub(crate) fn run(polls: u32, out: &Path) -> Result<(), BenchError> {
         }));
     }
     let file = out.join("footprint.json");
-    let results = json!({"polls": polls, "caches": CACHES, "results": rows});
+    let results = json!({"polls": [short, long], "caches": CACHES, "results": rows});
     std::fs::write(&file, serde_json::to_string_pretty(&results)?)?;
     println!("wrote {} and the callgrind files beside it", file.display());
     Ok(())
+}
+
+/// The requests of one `lro-bench client KIND --polls N` process: an operation to warm up, then
+/// the measured one, each its polls (the monitor makes at least one), the PUT and the final GET.
+fn requests(polls: u32) -> f64 {
+    f64::from(polls.clamp(1, 500)) + 2.0 + f64::from(polls.max(1)) + 2.0
 }
 
 /// One `lro-bench client KIND` process under callgrind: its totals (not yet per request).
@@ -159,6 +168,13 @@ mod tests {
         assert_eq!(f.misses, [2_897_533.0, 736_948.0, 608_940.0]);
         assert!(collected("==1== Collected : 1 2 3\n").is_none(), "without the cache simulation");
         assert!(collected("nothing here").is_none());
+    }
+
+    #[test]
+    fn requests_count_the_warm_up_and_the_monitors_one_poll_at_least() {
+        assert_eq!(requests(1000), 502.0 + 1002.0);
+        assert_eq!(requests(0), 3.0 + 3.0);
+        assert_eq!(requests(2000) - requests(1000), 1000.0);
     }
 
     #[test]

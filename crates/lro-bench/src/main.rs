@@ -184,7 +184,7 @@ fn main() -> ExitCode {
         }
         (Some("footprint"), _) => {
             let out = args.out.clone().unwrap_or_else(|| PathBuf::from("target/bench/footprint"));
-            footprint::run(args.polls.unwrap_or(1_000), &out)
+            footprint::run(args.polls.unwrap_or(500), &out)
         }
         (Some("pair"), Some(kind)) => {
             let url = args.url.clone().unwrap_or_default();
