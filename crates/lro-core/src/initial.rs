@@ -186,7 +186,9 @@ impl TokenParts {
             status: response.status(),
             version: response.version(),
             headers: kept(response.headers(), &crate::token::TOKEN_RESPONSE_HEADERS).collect(),
-            body: response.body().clone(),
+            // Copied, as the headers are: a transport's body may be a slice of its read buffer,
+            // which this would keep whole for as long as the operation runs.
+            body: Bytes::copy_from_slice(response.body()),
             whole: OnceLock::new(),
         }
     }
@@ -419,6 +421,14 @@ mod tests {
         let again = parts.token_parts();
         assert!(parts.response.made().is_none() && again.response.made().is_none());
         assert_eq!(again.header("operation-location"), parts.header("operation-location"));
+    }
+
+    #[test]
+    fn token_parts_keep_a_copy_of_the_body_not_a_slice_of_the_transports_buffer() {
+        let whole = exchange();
+        let parts = whole.token_parts();
+        assert_eq!(parts.body(), whole.body());
+        assert_ne!(parts.body().as_ptr(), whole.body().as_ptr(), "a copy of its own");
     }
 
     #[test]
