@@ -83,17 +83,16 @@ pub(crate) fn run(polls: u32, turns: usize) -> Result<Vec<Measure>, BenchError> 
         if kind.has_timer() {
             let calls = costs.iter().map(|c| c.timer_calls).max().unwrap_or(0);
             #[allow(clippy::cast_precision_loss)]
-            measures.push(Measure::new(
-                timer_name(*kind),
-                "timer_calls_per_operation",
-                calls as f64,
-            ));
+            measures.push(
+                Measure::new(timer_name(*kind), "timer_calls_per_operation", calls as f64)
+                    .at_most("none", 0.0),
+            );
         }
     }
     #[allow(clippy::cast_precision_loss)]
     measures.push(
         Measure::new("requests_per_operation_zero_wait", "requests_per_operation", requests as f64)
-            .against("minimum", requests as f64),
+            .at_most("minimum", requests as f64),
     );
     Ok(measures)
 }

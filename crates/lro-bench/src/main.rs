@@ -55,11 +55,29 @@ pub(crate) struct Measure {
     control: Option<(&'static str, f64)>,
     /// The ratio to the control measured turn by turn (else value over control value).
     paired: Option<f64>,
+    /// The control is a limit: a value above it fails the run (quick runs included).
+    limit: bool,
 }
 
 impl Measure {
     pub(crate) fn new(name: &'static str, metric: &'static str, value: f64) -> Self {
-        Measure { name, metric, value, control: None, paired: None }
+        Measure { name, metric, value, control: None, paired: None, limit: false }
+    }
+
+    /// Must not exceed `limit` (named `control`): an exact figure, a target checked by every
+    /// run. The ratio is reported as with [`Measure::against`].
+    pub(crate) fn at_most(mut self, control: &'static str, limit: f64) -> Self {
+        self.control = Some((control, limit));
+        self.limit = true;
+        self
+    }
+
+    /// The limit this figure exceeds, if any.
+    fn broken_limit(&self) -> Option<String> {
+        let (control, limit) = self.control.filter(|_| self.limit)?;
+        (self.value > limit).then(|| {
+            format!("{} is {:.3}, over its limit {control} = {limit}", self.name, self.value)
+        })
     }
 
     /// Compared with `control`, whose value is `value`: the ratio is reported.
@@ -234,13 +252,13 @@ fn benchmarks(args: &Args) -> Result<(), BenchError> {
                     "requests_per_operation",
                     cost.requests as f64,
                 )
-                .against("minimum", 5.0),
+                .at_most("minimum", 5.0),
                 Measure::new(
                     "timer_calls_retry_after",
                     "timer_calls_per_operation",
                     cost.timer_calls as f64,
                 )
-                .against("waits_asked", 2.0),
+                .at_most("waits_asked", 2.0),
             ]);
             drop(server);
             // Turns of some twenty milliseconds each, so that adjacent ones see the same machine,
@@ -272,7 +290,12 @@ fn benchmarks(args: &Args) -> Result<(), BenchError> {
     }
     std::fs::write(&out, serde_json::to_string_pretty(&results)?)?;
     println!("wrote {}", out.display());
-    Ok(())
+    let broken: Vec<String> = measures.iter().filter_map(Measure::broken_limit).collect();
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(BenchError(format!("limits exceeded: {}", broken.join("; "))))
+    }
 }
 
 fn usage(problem: &str) -> ExitCode {
@@ -282,4 +305,22 @@ fn usage(problem: &str) -> ExitCode {
          lro-bench serve [--cpu C]\n       lro-bench pair KIND --url URL --polls N --runs T [--cpu C]\n       lro-bench client KIND --url URL --polls N [--cpu C]\n       lro-bench footprint [--polls N] [--out DIR]"
     );
     ExitCode::from(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Measure;
+
+    #[test]
+    fn a_figure_over_its_limit_fails_and_one_over_a_mere_control_does_not() {
+        let over = Measure::new("heap", "bytes", 2049.0).at_most("target", 2048.0);
+        assert!(over.broken_limit().is_some_and(|m| m.contains("heap is 2049.000")));
+        assert!(
+            Measure::new("heap", "bytes", 2048.0)
+                .at_most("target", 2048.0)
+                .broken_limit()
+                .is_none()
+        );
+        assert!(Measure::new("cpu", "us", 9.0).against("raw", 1.0).broken_limit().is_none());
+    }
 }
