@@ -8,7 +8,8 @@ use crate::{Ctx, Failure, run};
 /// What the test-all step line shows.
 pub(crate) const SHOWS: &str = "cargo run -p lro-bench -- --quick (a fleet of 2,000 \
      operations, heap per idle poller, every stack of the CPU benchmark through one operation \
-     over loopback, and 100 operations through a SQLite store with 1 and 3 lro workers: all complete with the minimum of requests and no timer call for zero waits, and an idle \
+     over loopback, and 100 operations through a SQLite store with 1 and 3 lro workers: all \
+     complete with the minimum of requests and no timer call for zero waits, and an idle \
      poller keeps at most 2 KiB; writes target/bench/results.json)";
 
 /// `cargo xtask bench`, full unless `quick`.

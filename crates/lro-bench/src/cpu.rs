@@ -89,10 +89,11 @@ pub(crate) fn run(polls: u32, turns: usize) -> Result<Vec<Measure>, BenchError> 
             );
         }
     }
+    // Every operation sent exactly the minimum (checked above, stack by stack).
     #[allow(clippy::cast_precision_loss)]
     measures.push(
         Measure::new("requests_per_operation_zero_wait", "requests_per_operation", requests as f64)
-            .at_most("minimum", requests as f64),
+            .against("minimum", requests as f64),
     );
     Ok(measures)
 }

@@ -140,13 +140,13 @@ pub(crate) fn run(
         ),
         Measure::new("fleet_p99_poll_lateness", "p99_lateness_ms", p99.as_secs_f64() * 1e3),
         Measure::new("fleet_requests_per_operation", "requests_per_operation", per(requests))
-            .at_most("minimum_allowed_by_retry_after", 2.0),
+            .against("minimum_allowed_by_retry_after", 2.0),
         Measure::new(
             "fleet_peak_open_connections",
             "connections",
             counters.peak_open.load(Ordering::SeqCst) as f64,
         )
-        .at_most("per_origin_cap", CAP as f64),
+        .against("per_origin_cap", CAP as f64),
         Measure::new("fleet_wall_seconds", "seconds", elapsed.as_secs_f64()),
     ];
     Ok(measures)

@@ -55,29 +55,50 @@ pub(crate) struct Measure {
     control: Option<(&'static str, f64)>,
     /// The ratio to the control measured turn by turn (else value over control value).
     paired: Option<f64>,
-    /// The control is a limit: a value above it fails the run (quick runs included).
-    limit: bool,
+    /// The control is a limit every run checks (quick runs included).
+    limit: Option<Limit>,
+}
+
+/// How a figure must stand to its control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limit {
+    /// Not above it (a target).
+    AtMost,
+    /// Equal to it (an exact count).
+    Exactly,
 }
 
 impl Measure {
     pub(crate) fn new(name: &'static str, metric: &'static str, value: f64) -> Self {
-        Measure { name, metric, value, control: None, paired: None, limit: false }
+        Measure { name, metric, value, control: None, paired: None, limit: None }
     }
 
-    /// Must not exceed `limit` (named `control`): an exact figure, a target checked by every
-    /// run. The ratio is reported as with [`Measure::against`].
-    pub(crate) fn at_most(mut self, control: &'static str, limit: f64) -> Self {
-        self.control = Some((control, limit));
-        self.limit = true;
+    /// Must not exceed `limit` (named `control`): a target every run checks. The ratio is
+    /// reported as with [`Measure::against`].
+    pub(crate) fn at_most(self, control: &'static str, limit: f64) -> Self {
+        self.limited(control, limit, Limit::AtMost)
+    }
+
+    /// Must equal `expected` (named `control`): an exact count every run checks.
+    pub(crate) fn exactly(self, control: &'static str, expected: f64) -> Self {
+        self.limited(control, expected, Limit::Exactly)
+    }
+
+    fn limited(mut self, control: &'static str, value: f64, limit: Limit) -> Self {
+        self.control = Some((control, value));
+        self.limit = Some(limit);
         self
     }
 
-    /// The limit this figure exceeds, if any.
+    /// How this figure breaks its limit, if it does (a value that is not a number does).
     fn broken_limit(&self) -> Option<String> {
-        let (control, limit) = self.control.filter(|_| self.limit)?;
-        (self.value > limit).then(|| {
-            format!("{} is {:.3}, over its limit {control} = {limit}", self.name, self.value)
-        })
+        let ((control, bound), limit) = self.control.zip(self.limit)?;
+        let (holds, relation) = match limit {
+            Limit::AtMost => (self.value <= bound, "over its limit"),
+            Limit::Exactly => (self.value == bound, "not"),
+        };
+        (!holds)
+            .then(|| format!("{} is {:.3}, {relation} {control} = {bound}", self.name, self.value))
     }
 
     /// Compared with `control`, whose value is `value`: the ratio is reported.
@@ -104,6 +125,10 @@ impl Measure {
             "value": self.value,
             "control": self.control.map(|(name, _)| name),
             "ratio": self.ratio(),
+            "limit": self.limit.map(|limit| match limit {
+                Limit::AtMost => "at_most",
+                Limit::Exactly => "exactly",
+            }),
         })
     }
 }
@@ -252,13 +277,13 @@ fn benchmarks(args: &Args) -> Result<(), BenchError> {
                     "requests_per_operation",
                     cost.requests as f64,
                 )
-                .at_most("minimum", 5.0),
+                .exactly("minimum", 5.0),
                 Measure::new(
                     "timer_calls_retry_after",
                     "timer_calls_per_operation",
                     cost.timer_calls as f64,
                 )
-                .at_most("waits_asked", 2.0),
+                .exactly("waits_asked", 2.0),
             ]);
             drop(server);
             // Turns of some twenty milliseconds each, so that adjacent ones see the same machine,
@@ -315,12 +340,17 @@ mod tests {
     fn a_figure_over_its_limit_fails_and_one_over_a_mere_control_does_not() {
         let over = Measure::new("heap", "bytes", 2049.0).at_most("target", 2048.0);
         assert!(over.broken_limit().is_some_and(|m| m.contains("heap is 2049.000")));
-        assert!(
-            Measure::new("heap", "bytes", 2048.0)
-                .at_most("target", 2048.0)
-                .broken_limit()
-                .is_none()
-        );
+        let at = Measure::new("heap", "bytes", 2048.0).at_most("target", 2048.0);
+        assert!(at.broken_limit().is_none());
+        assert!(Measure::new("heap", "bytes", f64::NAN).at_most("t", 1.0).broken_limit().is_some());
         assert!(Measure::new("cpu", "us", 9.0).against("raw", 1.0).broken_limit().is_none());
+    }
+
+    #[test]
+    fn an_exact_count_fails_on_either_side() {
+        let count = |value| Measure::new("timer_calls", "calls", value).exactly("waits_asked", 2.0);
+        assert!(count(2.0).broken_limit().is_none());
+        assert!(count(1.0).broken_limit().is_some_and(|m| m.contains("not waits_asked = 2")));
+        assert!(count(3.0).broken_limit().is_some());
     }
 }
