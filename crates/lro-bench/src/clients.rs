@@ -115,8 +115,13 @@ pub(crate) fn cpu_time() -> Result<Duration, BenchError> {
 /// requests.
 pub(crate) fn measure(kind: Kind, url: &str, polls: u32) -> Result<Cost, BenchError> {
     let stack = Stack::new(kind)?;
-    stack.operation(url, polls.clamp(1, 500))?;
+    stack.operation(url, warm_up_polls(polls))?;
     stack.counted(url, polls)
+}
+
+/// The polls of the operation [`measure`] runs to warm up before the measured one of `polls`.
+pub(crate) fn warm_up_polls(polls: u32) -> u32 {
+    polls.clamp(1, 500)
 }
 
 /// One stack, built once (its runtime and its client) and run for operation after operation,

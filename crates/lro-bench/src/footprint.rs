@@ -120,7 +120,7 @@ pub(crate) fn run(polls: u32, out: &Path) -> Result<(), BenchError> {
 /// The requests of one `lro-bench client KIND --polls N` process: an operation to warm up, then
 /// the measured one, each its polls (the monitor makes at least one), the PUT and the final GET.
 fn requests(polls: u32) -> f64 {
-    f64::from(polls.clamp(1, 500)) + 2.0 + f64::from(polls.max(1)) + 2.0
+    f64::from(crate::clients::warm_up_polls(polls).max(1)) + 2.0 + f64::from(polls.max(1)) + 2.0
 }
 
 /// One `lro-bench client KIND` process under callgrind: its totals (not yet per request).
