@@ -40,11 +40,11 @@ pub use sqlite::SqliteStore;
 /// The most operations one [`OperationStore::claim`] hands out.
 pub const MAX_CLAIM: usize = 1_000;
 
-/// A stored token longer than this is not handed out by a claim (the claimer gets an empty
+/// A stored token of more bytes than this is not handed out by a claim (the claimer gets an empty
 /// token, and ends the operation as an error): lro's own cap on tokens, 16 MiB.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024 * 1024;
 
-/// A stored spec longer than this is not handed out by a claim (the claimer gets `null`).
+/// A stored spec of more bytes than this is not handed out by a claim (the claimer gets `null`).
 pub const MAX_SPEC_BYTES: usize = 64 * 1024;
 
 /// A claimed row as the claimer gets it: a missing token empty, a spec that does not parse

@@ -160,8 +160,9 @@ impl Statements {
                fence = o.fence + 1, claims = o.claims + 1, updated_ms = {NOW} \
              FROM picked WHERE o.key = picked.key \
              RETURNING o.key, o.fence, \
-               CASE WHEN length(o.token) > {MAX_TOKEN_BYTES} THEN NULL ELSE o.token END, \
-               CASE WHEN length(o.spec) > {MAX_SPEC_BYTES} THEN 'null' ELSE o.spec END, o.polls"
+               CASE WHEN octet_length(o.token) > {MAX_TOKEN_BYTES} THEN NULL ELSE o.token END, \
+               CASE WHEN octet_length(o.spec) > {MAX_SPEC_BYTES} THEN 'null' ELSE o.spec END, \
+               o.polls"
         );
         let renew = format!(
             "{CLOCK} UPDATE lro_operations AS o SET lease_until = {NOW} + $1 \

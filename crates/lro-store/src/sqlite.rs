@@ -117,6 +117,40 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.commit().map_err(db)
 }
 
+/// A claimed row as SQLite gave it back. The table is not `STRICT`: a row written by hand (or
+/// by a broken tool) may hold a value of another type, or text that is not UTF-8, in any column.
+/// What cannot be read is handed out as missing (an empty token, a `null` spec, no polls), so the
+/// claimer ends the operation as an error; a row whose key or fence cannot be read is skipped,
+/// as it could not be written back to anyway.
+struct ClaimedRow {
+    key: String,
+    fence: i64,
+    token: Option<String>,
+    spec: Option<String>,
+    polls: i64,
+}
+
+impl ClaimedRow {
+    fn read(row: &rusqlite::Row<'_>) -> Option<Self> {
+        use rusqlite::types::ValueRef;
+        let text = |i: usize| match row.get_ref(i) {
+            Ok(ValueRef::Text(bytes)) => std::str::from_utf8(bytes).ok().map(str::to_owned),
+            _ => None,
+        };
+        let integer = |i: usize| match row.get_ref(i) {
+            Ok(ValueRef::Integer(n)) => Some(n),
+            _ => None,
+        };
+        Some(ClaimedRow {
+            key: text(0)?,
+            fence: integer(1)?,
+            token: text(2),
+            spec: text(3),
+            polls: integer(4).unwrap_or(0),
+        })
+    }
+}
+
 fn spec_of(text: &str) -> Result<serde_json::Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("spec: {e}")))
 }
@@ -203,24 +237,31 @@ impl OperationStore for SqliteStore {
                        AND (lease_until IS NULL OR lease_until <= {NOW}) \
                        ORDER BY COALESCE(lease_until, 0), created_ms LIMIT ?3) \
                      RETURNING key, fence, \
-                       CASE WHEN length(token) > {MAX_TOKEN_BYTES} THEN NULL ELSE token END, \
-                       CASE WHEN length(spec) > {MAX_SPEC_BYTES} THEN 'null' ELSE spec END, polls"
+                       CASE WHEN length(CAST(token AS BLOB)) > {MAX_TOKEN_BYTES} THEN NULL \
+                         ELSE token END, \
+                       CASE WHEN length(CAST(spec AS BLOB)) > {MAX_SPEC_BYTES} THEN 'null' \
+                         ELSE spec END, polls"
                 ))
                 .map_err(db)?;
+            // The whole batch is leased by the statement's first step: a row that cannot be
+            // read must not fail the claim, or its good neighbours would stay leased to nobody
+            // (and be claimed with it again, and fail again, once the lease runs out).
             let rows = statement
                 .query_map(params![worker, lease_ms(lease), claim_limit(max)], |row| {
-                    let key: String = row.get(0)?;
-                    let fence: i64 = row.get(1)?;
-                    let token: Option<String> = row.get(2)?;
-                    let spec: String = row.get(3)?;
-                    let polls: i64 = row.get(4)?;
-                    Ok((key, fence, token, spec, polls))
+                    Ok(ClaimedRow::read(row))
                 })
                 .map_err(db)?;
             let mut claimed = Vec::new();
             for row in rows {
-                let (key, fence, token, spec, polls) = row.map_err(db)?;
-                claimed.push(crate::claimed(key, fence, token, &spec, polls));
+                if let Some(ClaimedRow { key, fence, token, spec, polls }) = row.map_err(db)? {
+                    claimed.push(crate::claimed(
+                        key,
+                        fence,
+                        token,
+                        spec.as_deref().unwrap_or(""),
+                        polls,
+                    ));
+                }
             }
             Ok(claimed)
         })

@@ -82,3 +82,39 @@ async fn handles_of_one_file_opened_at_once_migrate_once_and_never_share_a_claim
     assert_eq!(seen.len(), 300);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_of_the_wrong_type_or_size_are_handed_out_to_be_ended_and_never_fail_the_claim() {
+    let dir = std::env::temp_dir().join(format!("lro-store-corrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ops.db");
+    let _ = std::fs::remove_file(&path);
+    let store = lro_store::open(&format!("sqlite:{}", path.display())).await.unwrap();
+    for key in ["blob-spec", "bad-utf8", "huge-nul-token", "text-polls", "blob-key", "good"] {
+        let op = lro_store::NewOperation::new(key, "t", serde_json::json!({"flavour": "arm"}));
+        store.submit(op).await.unwrap();
+    }
+    // What a hand edit or a broken tool could leave: the table is not STRICT.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "UPDATE lro_operations SET spec = X'7b7d' WHERE key = 'blob-spec';
+         UPDATE lro_operations SET token = CAST(X'66FF' AS TEXT) WHERE key = 'bad-utf8';
+         UPDATE lro_operations SET token = CAST(zeroblob(20000000) AS TEXT)
+           WHERE key = 'huge-nul-token';
+         UPDATE lro_operations SET polls = 'many' WHERE key = 'text-polls';
+         UPDATE lro_operations SET key = X'00' WHERE key = 'blob-key';",
+    )
+    .unwrap();
+    drop(conn);
+    let claimed = store.claim("w1", 100, std::time::Duration::from_secs(600)).await.unwrap();
+    let get = |key: &str| claimed.iter().find(|c| c.lease.key == key).expect(key);
+    assert_eq!(get("good").token, "t");
+    assert_eq!(get("good").spec, serde_json::json!({"flavour": "arm"}));
+    assert_eq!(get("blob-spec").spec, serde_json::Value::Null, "a spec that is no text");
+    assert_eq!(get("bad-utf8").token, "", "a token that is not UTF-8");
+    // SQLite's length() of text stops at the first NUL: the cap counts bytes.
+    assert_eq!(get("huge-nul-token").token, "", "a token over the cap, whatever it holds");
+    assert_eq!(get("text-polls").polls, 0);
+    assert_eq!(claimed.len(), 5, "the row whose key is no text cannot be handed out");
+    let _ = std::fs::remove_dir_all(&dir);
+}

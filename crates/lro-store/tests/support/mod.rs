@@ -39,7 +39,8 @@ async fn a_row_that_cannot_be_used_is_handed_out_to_be_ended_not_left_to_block_c
     p: &str,
 ) {
     let (bad, good) = (format!("{p}huge-spec"), format!("{p}fine"));
-    let huge = json!({"pad": "x".repeat(lro_store::MAX_SPEC_BYTES)});
+    // Over the cap in bytes, not in characters: the cap counts bytes.
+    let huge = json!({"pad": "é".repeat(lro_store::MAX_SPEC_BYTES / 2)});
     store.submit(NewOperation::new(&bad, "t", huge)).await.unwrap();
     store.submit(op(&good)).await.unwrap();
     let claimed = claim_all(store, "w1", LONG).await;
