@@ -266,7 +266,18 @@ fn read_state(path: &std::path::Path, lines: &[(String, Line)]) -> Result<State,
             path.display()
         )));
     }
-    if let Ok(text) = std::fs::read_to_string(&journal) {
+    // Read as bytes: a line torn in the middle of a character must not hide the lines before.
+    let text = match token_file::read_bytes_bounded(&journal, 256 * 1024 * 1024) {
+        Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(UsageError(format!(
+                "--resume: cannot read the journal {}: {e}",
+                journal.display()
+            )));
+        }
+    };
+    if let Some(text) = text {
         for line in text.lines() {
             // A torn last line (killed mid-write) is skipped: that operation had not been
             // recorded yet.

@@ -101,7 +101,7 @@ pub(crate) struct StartArgs {
     /// The request body, as JSON.
     #[arg(long, value_name = "JSON", conflicts_with = "body_file")]
     body: Option<String>,
-    /// Read the request body from a file.
+    /// Read the request body from a file (at most 16 MiB).
     #[arg(long, value_name = "F")]
     body_file: Option<PathBuf>,
     /// Write the continuation token to this file (atomically) after the initial response and

@@ -30,18 +30,19 @@ pub(crate) fn initial_request(
             args.url
         )));
     }
-    let body =
-        match (&args.body, &args.body_file) {
-            (Some(json), _) => {
-                serde_json::from_str::<serde_json::Value>(json)
-                    .map_err(|e| UsageError(format!("--body is not valid JSON: {e}")))?;
-                Bytes::from(json.clone())
-            }
-            (None, Some(path)) => Bytes::from(std::fs::read(path).map_err(|e| {
-                UsageError(format!("cannot read --body-file {}: {e}", path.display()))
-            })?),
-            (None, None) => Bytes::new(),
-        };
+    let body = match (&args.body, &args.body_file) {
+        (Some(json), _) => {
+            serde_json::from_str::<serde_json::Value>(json)
+                .map_err(|e| UsageError(format!("--body is not valid JSON: {e}")))?;
+            Bytes::from(json.clone())
+        }
+        (None, Some(path)) => Bytes::from(
+            crate::token_file::read_bytes_bounded(path, lro_core::DEFAULT_MAX_BODY).map_err(
+                |e| UsageError(format!("cannot read --body-file {}: {e}", path.display())),
+            )?,
+        ),
+        (None, None) => Bytes::new(),
+    };
     let mut request = Request::new(body);
     *request.method_mut() = method;
     *request.uri_mut() = uri;

@@ -43,9 +43,9 @@ fn sync_directory(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Reads at most `limit` bytes of `path` as text (trimmed); a longer file is an error, and is
-/// never read whole.
-pub(crate) fn read_bounded(path: &Path, limit: usize) -> io::Result<String> {
+/// Reads at most `limit` bytes of `path`; a longer file (or a device that never ends) is an
+/// error, and is never read whole.
+pub(crate) fn read_bytes_bounded(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
     let file = fs::File::open(path)?;
     let mut bytes = Vec::new();
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
@@ -56,7 +56,13 @@ pub(crate) fn read_bounded(path: &Path, limit: usize) -> io::Result<String> {
             format!("the file is larger than {limit} bytes"),
         ));
     }
-    let text = String::from_utf8(bytes)
+    Ok(bytes)
+}
+
+/// Reads at most `limit` bytes of `path` as text (trimmed); a longer file is an error, and is
+/// never read whole.
+pub(crate) fn read_bounded(path: &Path, limit: usize) -> io::Result<String> {
+    let text = String::from_utf8(read_bytes_bounded(path, limit)?)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the file is not text"))?;
     Ok(text.trim().to_owned())
 }

@@ -189,3 +189,25 @@ fn a_batch_killed_while_starting_its_operations_starts_no_journaled_one_twice() 
     assert!(puts <= 20 + 2, "{puts} PUTs for 20 operations");
     assert!(!journal.exists(), "the journal is gone once the state file holds everything");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_journal_that_never_ends_is_refused_on_resume_not_read_forever() {
+    let server = mock();
+    let dir = TempDir::new("batch-endless-journal");
+    let path = dir.join("ops.jsonl");
+    let line = serde_json::json!({
+        "method": "PUT", "url": widget(&server.base_url(), "j"), "body": {}, "flavour": "arm",
+    });
+    std::fs::write(&path, format!("{line}\n")).unwrap();
+    let state = dir.join("state.json");
+    std::os::unix::fs::symlink("/dev/zero", dir.join("state.json.started")).unwrap();
+    let run = run_line(&format!(
+        "batch --file '{}' --state-file '{}' --resume --output json",
+        arg(&path),
+        arg(&state)
+    ));
+    assert_eq!(run.code(), Some(2), "{}", run.describe());
+    assert!(run.stderr.contains("cannot read the journal"), "{}", run.describe());
+    assert!(server.log().is_empty(), "nothing started");
+}

@@ -1066,3 +1066,13 @@ fn transient_faults_while_polling_are_retried_by_default() {
     assert_eq!(json["polls"], 4, "every GET sent, retries included\n{}", run.describe());
     assert!(server.is_complete(), "left: {:?}", server.remaining());
 }
+
+#[cfg(unix)]
+#[test]
+fn a_body_file_that_never_ends_is_refused_after_16_mib_not_read_forever() {
+    let url = widget("http://127.0.0.1:9", "endless");
+    let run = run(&["start", "--method", "PUT", "--url", &url, "--body-file", "/dev/zero"]);
+    assert_eq!(run.code(), Some(2), "a usage error\n{}", run.describe());
+    assert!(run.stderr.contains("cannot read --body-file"), "{}", run.describe());
+    assert!(run.stderr.contains("larger than 16777216 bytes"), "{}", run.describe());
+}

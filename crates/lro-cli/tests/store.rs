@@ -135,3 +135,20 @@ fn submit_worker_status_and_abandon_on_a_sqlite_store() {
         );
     }
 }
+
+#[test]
+fn worker_timings_out_of_range_are_refused_before_anything_runs() {
+    let dir = TempDir::new("store-ranges");
+    let store = format!("sqlite:{}", dir.path().join("ops.db").display());
+    for (flag, value, said) in [
+        ("--idle-wait", "0", "--idle-wait must be from 1ms to 1h"),
+        ("--idle-wait", "2h", "--idle-wait must be from 1ms to 1h"),
+        ("--lease", "0", "--lease must be from 1s to 24h"),
+    ] {
+        let (code, _, stderr) =
+            lro_with(&["worker", "--store", &store, "--exit-when-done", flag, value], Some(KEY));
+        assert_eq!(code, Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(said), "{flag} {value}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

@@ -140,6 +140,9 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, UsageError> {
     if args.lease < Duration::from_secs(1) || args.lease > Duration::from_secs(24 * 3600) {
         return Err(UsageError("--lease must be from 1s to 24h".to_owned()));
     }
+    if args.idle_wait < Duration::from_millis(1) || args.idle_wait > Duration::from_secs(3600) {
+        return Err(UsageError("--idle-wait must be from 1ms to 1h".to_owned()));
+    }
     let key = crate::settings::token_key(args.token_key_file.as_deref())?.ok_or_else(|| {
         UsageError(
             "a store holds signed tokens only: give the submitters' key with --token-key-file or \
