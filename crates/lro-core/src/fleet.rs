@@ -507,12 +507,11 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
             {
                 // The whole origin is throttled, not this operation alone.
                 let pause = hint.min(self.options.max_pause);
-                if let Some(until) = now.instant.checked_add(pause) {
-                    self.throttled = self.throttled.saturating_add(1);
-                    crate::telemetry::origin_paused(&*origin, pause);
-                    let entry = self.paused_until.entry(origin).or_insert(until);
-                    *entry = (*entry).max(until);
-                }
+                let until = crate::deadline::deadline_after(now.instant, pause);
+                self.throttled = self.throttled.saturating_add(1);
+                crate::telemetry::origin_paused(&*origin, pause);
+                let entry = self.paused_until.entry(origin).or_insert(until);
+                *entry = (*entry).max(until);
             }
         }
         let (mut changed, mut counted) = (false, false);
@@ -675,7 +674,7 @@ impl<K: Clone + Eq + Hash + Ord, S: Strategy> Fleet<K, S> {
         let token = budget_blocked.then(|| {
             // At least a microsecond: float rounding must not make "almost a token" idle.
             let wait = Duration::from_secs_f64((1.0 - self.tokens).max(0.0) / self.options.rate);
-            now + wait.max(Duration::from_micros(1))
+            crate::deadline::deadline_after(now, wait.max(Duration::from_micros(1)))
         });
         [next_due, token, pause_ends].into_iter().flatten().min().map_or(FleetAction::Idle, |at| {
             FleetAction::Wait(at.saturating_duration_since(now).max(Duration::from_micros(1)))

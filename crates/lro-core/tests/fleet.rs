@@ -431,3 +431,20 @@ fn woken_or_removed_operations_waiting_for_a_full_origin_never_strand_the_others
     assert_eq!(sends, 2, "one poll each for 1 and 3, however many wakes");
     assert!(fleet.is_empty());
 }
+
+#[test]
+fn a_pause_past_the_end_of_time_still_pauses_the_origin() {
+    let now = t0();
+    let options = FleetOptions::builder().max_pause(Duration::MAX).build();
+    let mut fleet = Fleet::new(options);
+    fleet.add(now, 1, engine("svc", 1, Duration::from_secs(1)), None);
+    let sent = send_all(&mut fleet, now);
+    // An instant plus this much overflows: the pause saturates instead of being dropped.
+    let throttle = json_response(429, "").with_header("retry-after", "1e300");
+    fleet.handle_response(now, sent[0].1, throttle);
+    let stats = fleet.stats(now);
+    assert_eq!((stats.throttled, stats.paused_origins), (1, 1));
+    let a_year = now.advanced(Duration::from_secs(365 * 24 * 3600));
+    assert_eq!(fleet.stats(a_year).paused_origins, 1, "still paused");
+    assert!(send_all(&mut fleet, a_year).is_empty(), "no poll goes to a paused origin");
+}
