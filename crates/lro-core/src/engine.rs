@@ -581,12 +581,29 @@ impl<S: Strategy> Engine<S> {
         };
         let progress = serde_json::to_value(progress)
             .map_err(|e| LroError::invalid_token(format!("progress is not serializable: {e}")))?;
-        let state = TokenState::new(&self.initial, Some(progress));
-        let token = match &self.options.token_key {
-            Some(key) if self.vouched => ContinuationToken::encode_signed(&state, key),
-            _ => ContinuationToken::encode(&state),
+        // What a token may not hold when read back, it may not hold when written either: the
+        // error comes now, not when someone resumes.
+        let saved = progress.to_string().len();
+        if saved > crate::token::MAX_PROGRESS_LEN {
+            return Err(LroError::invalid_token(format!(
+                "no token can be made: the operation's progress (its status and links, as the \
+                 service sent them) takes {saved} bytes, over the {} a token may hold",
+                crate::token::MAX_PROGRESS_LEN
+            )));
+        }
+        let mut state = TokenState::new(&self.initial, Some(progress));
+        let seal = |state: &TokenState| match &self.options.token_key {
+            Some(key) if self.vouched => ContinuationToken::encode_signed(state, key),
+            _ => ContinuationToken::encode(state),
         };
-        Ok(token?)
+        match seal(&state) {
+            // The copy of the initial body kept for Python's sake is the first thing to go.
+            Err(too_large) if !state.context.is_null() => {
+                state.context = serde_json::Value::Null;
+                Ok(seal(&state).map_err(|_| too_large)?)
+            }
+            sealed => Ok(sealed?),
+        }
     }
 
     /// The status is terminal: fail, finish, or go for the final GET.

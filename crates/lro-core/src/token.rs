@@ -122,12 +122,14 @@ impl ContinuationToken {
         self.0
     }
 
-    /// Wraps `data` in a version-1 envelope.
+    /// Wraps `data` in a version-1 envelope. Fails if `data` cannot be serialized, or if the
+    /// token would be longer than [`MAX_TOKEN_LEN`] (it could not be decoded).
     pub fn encode<T: Serialize>(data: &T) -> Result<Self, TokenError> {
         Self::seal(data, None)
     }
 
-    /// Wraps `data` in a version-1 envelope signed with `key` (see [`TokenKey`]).
+    /// Wraps `data` in a version-1 envelope signed with `key` (see [`TokenKey`]); fails as
+    /// [`encode`](Self::encode) does.
     pub fn encode_signed<T: Serialize>(data: &T, key: &TokenKey) -> Result<Self, TokenError> {
         Self::seal(data, Some(key))
     }
@@ -141,7 +143,14 @@ impl ContinuationToken {
             json.push_str(&format!(",\"mac\":\"{MAC_PREFIX}{}\"", BASE64.encode(key.tag(&data))));
         }
         json.push('}');
-        Ok(ContinuationToken(BASE64.encode(json)))
+        let token = BASE64.encode(json);
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::new(format!(
+                "the token would be {} bytes long; at most {MAX_TOKEN_LEN} can be read back",
+                token.len()
+            )));
+        }
+        Ok(ContinuationToken(token))
     }
 
     /// Reads the envelope's `data` as `T`, checking size, base64, JSON and version. A

@@ -19,14 +19,7 @@ fn arm_token(body_len: usize) -> ContinuationToken {
     let body = format!(
         r#"{{"id":"/subscriptions/s/resourceGroups/g/providers/Microsoft.Web/sites/big","properties":{{"provisioningState":"Creating","blob":"{filler}"}}}}"#
     );
-    let url = "https://management.azure.com/subscriptions/s/resourceGroups/g/providers/Microsoft.Web/sites/big?api-version=2024-01-01";
-    let initial = InitialResponse::new(
-        ScriptedTransport::request_head("PUT", url),
-        json_response(201, &body)
-            .with_header("azure-asyncoperation", "https://management.azure.com/op/1"),
-    );
-    let engine = Engine::start(Monitor::default(), PollOptions::default(), initial).unwrap();
-    engine.continuation_token().unwrap()
+    arm_engine(&body).continuation_token().unwrap()
 }
 
 #[test]
@@ -142,4 +135,58 @@ fn progress_and_headers_beyond_their_caps_are_refused_not_parsed() {
     let error = Engine::resume(Monitor::default(), PollOptions::default(), &token).unwrap_err();
     assert!(error.chain().to_string().contains("progress"), "{error}");
     let _ = Bytes::new();
+}
+
+/// An engine on an ARM PUT answered `201` with `body`.
+fn arm_engine(body: &str) -> Engine<Monitor> {
+    let url = "https://management.azure.com/subscriptions/s/resourceGroups/g/providers/Microsoft.Web/sites/big?api-version=2024-01-01";
+    let initial = InitialResponse::new(
+        ScriptedTransport::request_head("PUT", url),
+        json_response(201, body)
+            .with_header("operation-location", "https://management.azure.com/op/1"),
+    );
+    Engine::start(Monitor::default(), PollOptions::default(), initial).unwrap()
+}
+
+#[test]
+fn a_token_is_only_ever_made_if_it_can_be_read_back() {
+    // 6 MiB of body: with azure-core's copy of it under `context` the token would pass the cap;
+    // without it, it fits, and resumes.
+    let body = format!(r#"{{"properties":{{"blob":"{}"}}}}"#, "x".repeat(6 * 1024 * 1024));
+    let token = arm_engine(&body).continuation_token().expect("made without the copy");
+    assert!(token.as_str().len() <= MAX_TOKEN_LEN);
+    let resumed = Engine::resume(Monitor::default(), PollOptions::default(), &token).unwrap();
+    assert_eq!(resumed.initial().response().body().len(), body.len(), "the body is kept");
+    // 13 MiB of body cannot fit at all: an error now, not a token that fails on resume.
+    let body = format!(r#"{{"properties":{{"blob":"{}"}}}}"#, "x".repeat(13 * 1024 * 1024));
+    let error = arm_engine(&body).continuation_token().expect_err("too large");
+    assert!(chain(&error).contains("can be read back"), "{}", chain(&error));
+}
+
+#[test]
+fn no_token_is_made_of_progress_a_token_may_not_hold() {
+    let mut engine = arm_engine(r#"{"properties":{"provisioningState":"Creating"}}"#);
+    let now = lro_core::Timer::now(&lro_core::test_util::ManualClock::new());
+    let action = engine.poll(now);
+    assert!(
+        matches!(action, lro_core::Action::SendRequest(_)),
+        "{action:?} {:?}",
+        engine.outcome()
+    );
+    // A hostile service's status word of 70 KB becomes the saved status.
+    let status = format!(r#"{{"status":"R{}"}}"#, "x".repeat(70_000));
+    engine.handle_response(now, json_response(200, &status));
+    let error = engine.continuation_token().expect_err("over the progress cap");
+    assert!(chain(&error).contains("progress"), "{}", chain(&error));
+}
+
+/// An error and its causes, as one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(&format!(": {next}"));
+        cause = next.source();
+    }
+    text
 }
