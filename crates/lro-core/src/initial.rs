@@ -199,7 +199,8 @@ impl TokenParts {
         *response.status_mut() = self.status;
         *response.version_mut() = self.version;
         let headers = response.headers_mut();
-        headers.reserve(self.headers.len());
+        // Room for every value at once when a map can take it (see `owned::headers`).
+        let _ = headers.try_reserve(self.headers.len());
         for (name, value) in &*self.headers {
             headers.append(name.clone(), value.clone());
         }
@@ -391,6 +392,18 @@ fn kept<'h>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_parts_with_more_values_than_a_map_reserves_at_once_are_made_whole_again() {
+        let mut response = Response::new(Bytes::new());
+        *response.status_mut() = http::StatusCode::ACCEPTED;
+        for _ in 0..40_000 {
+            response.headers_mut().append("location", HeaderValue::from_static("http://svc/op"));
+        }
+        let request = Request::put("http://svc/w/1").body(Bytes::new()).expect("valid");
+        let initial = InitialResponse::from_exchange(&request, response).token_parts();
+        assert_eq!(initial.response().headers().get_all("location").iter().count(), 40_000);
+    }
 
     fn exchange() -> InitialResponse {
         let request = Request::put("https://svc/w/1")

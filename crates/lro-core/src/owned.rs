@@ -9,7 +9,9 @@ use http::{HeaderMap, HeaderValue, Response};
 
 /// `headers` with values of their own.
 pub(crate) fn headers(headers: &HeaderMap) -> HeaderMap {
-    let mut copy = HeaderMap::with_capacity(headers.len());
+    // `len` counts values, not names: a transport of the user's may hand over more values than
+    // a map can reserve room for at once (which panics), though never more names than it holds.
+    let mut copy = HeaderMap::try_with_capacity(headers.len()).unwrap_or_default();
     for (name, value) in headers {
         copy.append(name.clone(), self::value(value));
     }
@@ -47,5 +49,15 @@ mod tests {
         assert_eq!(copy, map);
         assert_eq!(copy.get_all("x-a").iter().count(), 2);
         assert!(copy.get("x-key").is_some_and(HeaderValue::is_sensitive));
+    }
+
+    #[test]
+    fn more_values_than_a_map_can_reserve_at_once_are_copied_without_a_panic() {
+        let mut map = HeaderMap::new();
+        for _ in 0..40_000 {
+            map.append("location", HeaderValue::from_static("http://svc/op"));
+        }
+        let copy = headers(&map);
+        assert_eq!(copy.get_all("location").iter().count(), 40_000);
     }
 }
