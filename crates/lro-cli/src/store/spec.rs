@@ -17,6 +17,11 @@ use serde::{Deserialize, Serialize};
 use crate::Flavour;
 use crate::settings::Settings;
 
+/// The most retries per request a spec can ask of a worker: the spec is not signed, and a
+/// service that answers 503 forever must not keep an operation (and its share of the worker's
+/// budget) for ever. More is lowered to this.
+pub(crate) const MAX_SPEC_RETRIES: u32 = 100;
+
 /// What a worker needs to poll an operation, besides its token and its own credentials.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,9 +80,24 @@ impl Spec {
         }
         let key = key.clone();
         let (strategy, options) = builder
-            .retry(RetryPolicy::builder().max_retries(self.retries).build())
+            .retry(RetryPolicy::builder().max_retries(self.retries.min(MAX_SPEC_RETRIES)).build())
             .poll_options(|o| o.origins(origins).token_key(key))
             .into_parts();
         Ok((Box::new(strategy), options))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_asking_for_endless_retries_gets_the_workers_most() {
+        let spec: Spec =
+            serde_json::from_value(serde_json::json!({"flavour": "arm", "retries": u32::MAX}))
+                .expect("a spec");
+        let key = TokenKey::new("a-key-long-enough-for-the-test-0123456789").expect("key");
+        let (_, options) = spec.polling(&HeaderMap::new(), &[], &key).expect("options");
+        assert_eq!(options.retry().max_retries(), MAX_SPEC_RETRIES);
     }
 }
