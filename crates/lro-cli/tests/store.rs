@@ -152,3 +152,39 @@ fn worker_timings_out_of_range_are_refused_before_anything_runs() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn a_worker_never_polls_an_unsigned_token_planted_in_the_store() {
+    use lro_core::{Engine, InitialResponse, RequestHead};
+    let mock = MockServer::start_blocking(MockConfig::builder().build()).unwrap();
+    let dir = TempDir::new("store-unsigned");
+    let store = format!("sqlite:{}", dir.path().join("ops.db").display());
+    // Whoever can write the database plants an unsigned token naming a URL of their choice
+    // (here the mock; in earnest an internal host), for a worker with no credentials to poll.
+    let url = widget(&mock.base_url(), "planted");
+    let head = RequestHead::new(http::Method::PUT, url.parse().unwrap(), http::HeaderMap::new());
+    let mut response = http::Response::new(bytes::Bytes::from_static(
+        br#"{"properties":{"provisioningState":"Creating"}}"#,
+    ));
+    *response.status_mut() = http::StatusCode::CREATED;
+    let (strategy, options) = lro_strategies::ArmPolling::builder().into_parts();
+    let engine = Engine::start(strategy, options, InitialResponse::new(head, response)).unwrap();
+    let token = engine.continuation_token().unwrap().to_string();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let db = lro_store::open(&store).await.unwrap();
+        let spec = serde_json::json!({"flavour": "arm", "retries": 0});
+        db.submit(lro_store::NewOperation::new("planted", token, spec)).await.unwrap();
+    });
+    let (code, _, stderr) = lro_with(
+        &["worker", "--store", &store, "--exit-when-done", "--idle-wait", "20ms"],
+        Some(KEY),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(mock.log().is_empty(), "nothing sent for an unsigned token: {:?}", mock.log());
+    let (_, planted, _) =
+        lro_with(&["status", "--store", &store, "planted", "--output", "json"], None);
+    let planted: Value = serde_json::from_str(&planted).unwrap();
+    assert_eq!(planted["state"], "error", "{planted}");
+    assert_eq!(planted["outcome"]["error"]["kind"], "invalid_token", "{planted}");
+}
