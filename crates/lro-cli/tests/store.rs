@@ -188,3 +188,17 @@ fn a_worker_never_polls_an_unsigned_token_planted_in_the_store() {
     assert_eq!(planted["state"], "error", "{planted}");
     assert_eq!(planted["outcome"]["error"]["kind"], "invalid_token", "{planted}");
 }
+
+#[test]
+fn a_store_urls_password_is_never_printed() {
+    for url in [
+        "postgres://lro:s3cr3t-pw@127.0.0.1:1/ops",
+        "postgres://lro@127.0.0.1:1/ops?password=s3cr3t-pw",
+        "mysql://lro:s3cr3t-pw@127.0.0.1:1/ops",
+    ] {
+        let (code, stdout, stderr) = lro_with(&["status", "--store", url], None);
+        assert_ne!(code, Some(0), "{url}: {stderr}");
+        assert!(stderr.contains("cannot open the store"), "{url}: {stderr}");
+        assert!(!stderr.contains("s3cr3t-pw") && !stdout.contains("s3cr3t-pw"), "{stderr}");
+    }
+}

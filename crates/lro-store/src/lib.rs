@@ -387,7 +387,65 @@ pub async fn open(url: &str) -> Result<Box<dyn OperationStore>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Box::new(PostgresStore::connect(url).await?));
     }
-    Err(StoreError::BadUrl(url.to_owned()))
+    Err(StoreError::BadUrl(redacted_url(url)))
+}
+
+/// `url` fit to print: a password in it (`postgres://user:PASSWORD@host`, `?password=...`)
+/// replaced by `***`. Store URLs are the only way to give a database password, and they end up
+/// in messages and logs.
+///
+/// ```
+/// assert_eq!(
+///     lro_store::redacted_url("postgres://lro:s3cr3t@db/ops?password=x&sslmode=disable"),
+///     "postgres://lro:***@db/ops?password=***&sslmode=disable"
+/// );
+/// assert_eq!(lro_store::redacted_url("sqlite:ops.db"), "sqlite:ops.db");
+/// ```
+#[must_use]
+pub fn redacted_url(url: &str) -> String {
+    let mut shown = String::with_capacity(url.len());
+    let rest = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            shown.push_str(scheme);
+            shown.push_str("://");
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, rest) = rest.split_at(end);
+            match authority.rsplit_once('@') {
+                Some((user, host)) => {
+                    match user.split_once(':') {
+                        Some((name, _password)) => {
+                            shown.push_str(name);
+                            shown.push_str(":***");
+                        }
+                        None => shown.push_str(user),
+                    }
+                    shown.push('@');
+                    shown.push_str(host);
+                }
+                None => shown.push_str(authority),
+            }
+            rest
+        }
+        None => url,
+    };
+    match rest.split_once('?') {
+        Some((path, query)) => {
+            shown.push_str(path);
+            shown.push('?');
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                        format!("{name}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            shown.push_str(&pairs.join("&"));
+        }
+        None => shown.push_str(rest),
+    }
+    shown
 }
 
 /// `lease` in whole milliseconds, for the database. A zero lease runs out at once (tests).

@@ -79,5 +79,9 @@ pub(crate) async fn submit(args: SubmitArgs) -> Result<ExitCode, UsageError> {
 /// A store that cannot be opened: a usage problem (exit 2) when the URL is wrong, else the
 /// database's own error.
 pub(crate) fn store_error(url: &str, error: &StoreError) -> UsageError {
-    UsageError(format!("cannot open the store {url:?}: {}", lro_core::ErrorChain::new(error)))
+    UsageError(format!(
+        "cannot open the store {:?}: {}",
+        lro_store::redacted_url(url),
+        lro_core::ErrorChain::new(error)
+    ))
 }

@@ -204,7 +204,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, UsageError> {
     let mut renew_tick = tokio::time::interval(args.lease / 4);
     renew_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     if args.output == Output::Text {
-        eprintln!("worker {} on {}", worker.name, args.store);
+        eprintln!("worker {} on {}", worker.name, lro_store::redacted_url(&args.store));
     }
     let mut stopped_by = None;
     loop {
