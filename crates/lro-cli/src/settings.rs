@@ -226,14 +226,6 @@ pub(crate) fn token_key(file: Option<&Path>) -> Result<Option<TokenKey>, UsageEr
         .map_err(|e| UsageError(format!("{source}: {e}")))
 }
 
-/// Whether the CLI treats a header as a secret even when the user did not say so.
-fn looks_secret(name: &HeaderName, value: &HeaderValue) -> bool {
-    is_credential(name, value)
-        || ["key", "token", "secret", "signature", "password"]
-            .iter()
-            .any(|word| name.as_str().contains(word))
-}
-
 /// `--header` (or `--secret-header` when `secret`) values as a header map; credentials are
 /// marked sensitive, so that polls treat them as such and nothing prints them.
 pub(crate) fn parse_headers(headers: &[String], secret: bool) -> Result<HeaderMap, UsageError> {
@@ -247,7 +239,7 @@ pub(crate) fn parse_headers(headers: &[String], secret: bool) -> Result<HeaderMa
             .map_err(|_| UsageError(format!("{flag} {header:?}: invalid header name")))?;
         let mut value = HeaderValue::from_str(value.trim())
             .map_err(|_| UsageError(format!("{flag} {header:?}: invalid header value")))?;
-        if secret || looks_secret(&name, &value) {
+        if secret || is_credential(&name, &value) {
             value.set_sensitive(true);
         }
         map.append(name, value);

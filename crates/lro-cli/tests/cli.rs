@@ -1076,3 +1076,20 @@ fn a_body_file_that_never_ends_is_refused_after_16_mib_not_read_forever() {
     assert!(run.stderr.contains("cannot read --body-file"), "{}", run.describe());
     assert!(run.stderr.contains("larger than 16777216 bytes"), "{}", run.describe());
 }
+
+#[test]
+fn a_bearer_token_under_any_header_name_is_kept_out_of_the_resume_advice() {
+    let server = mock();
+    for header in ["x-ms-authorization-auxiliary: Bearer aux-s3cr3t", "x-tenant: bearer aux-s3cr3t"]
+    {
+        let run = run_line(&format!(
+            "start --method POST --url {url} --header '{header}' --header 'x-mock-polls: 20' \
+             --interval 0.05 --timeout 0.2",
+            url = server.url("/jobs"),
+        ));
+        assert_eq!(run.code(), Some(1), "{}", run.describe());
+        assert!(run.stderr.contains("lro resume"), "the advice is given\n{}", run.describe());
+        assert!(!run.stderr.contains("aux-s3cr3t"), "{header}: printed\n{}", run.describe());
+        assert!(!run.stdout.contains("aux-s3cr3t"), "{header}: printed\n{}", run.describe());
+    }
+}

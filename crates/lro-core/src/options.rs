@@ -196,32 +196,47 @@ pub struct PollOptions {
     pub(crate) client_sends_credentials: bool,
 }
 
-/// Whether a header carries a credential: `Authorization`, `Proxy-Authorization`, `Cookie`,
-/// `api-key`, `Ocp-Apim-Subscription-Key`, any `x-ms-…key…` header, or any value marked
-/// [sensitive](HeaderValue::set_sensitive).
+/// Whether a header carries a credential, by its name or its value: a name that holds
+/// `authorization`, `cookie`, `key`, `token`, `secret`, `signature`, `password` or `credential`
+/// (`Authorization`, `x-ms-authorization-auxiliary`, `api-key`, `x-api-key`,
+/// `Ocp-Apim-Subscription-Key`, `x-functions-key`, `x-auth-token`, …), a value that starts
+/// with an authentication scheme (`Bearer`, `Basic`, `SharedKey`, `SharedAccessSignature`), or
+/// any value marked [sensitive](HeaderValue::set_sensitive). Erring on the side of caution: a
+/// header taken for a credential is only hidden from output and kept from unvouched origins.
 ///
 /// ```
 /// use http::{HeaderName, HeaderValue};
 /// use lro_core::is_credential;
 ///
 /// assert!(is_credential(&HeaderName::from_static("api-key"), &HeaderValue::from_static("k")));
+/// let aux = HeaderName::from_static("x-ms-authorization-auxiliary");
+/// assert!(is_credential(&aux, &HeaderValue::from_static("Bearer eyJ0")));
+/// let custom = HeaderName::from_static("x-tenant");
+/// assert!(is_credential(&custom, &HeaderValue::from_static("bearer eyJ0")));
 /// let mut secret = HeaderValue::from_static("t");
 /// secret.set_sensitive(true);
-/// assert!(is_credential(&HeaderName::from_static("x-tenant-token"), &secret));
-/// assert!(!is_credential(&HeaderName::from_static("x-tenant"), &HeaderValue::from_static("c")));
+/// assert!(is_credential(&custom, &secret));
+/// assert!(!is_credential(&custom, &HeaderValue::from_static("contoso")));
 /// ```
 pub fn is_credential(name: &HeaderName, value: &HeaderValue) -> bool {
+    const WORDS: [&str; 8] = [
+        "authorization",
+        "cookie",
+        "key",
+        "token",
+        "secret",
+        "signature",
+        "password",
+        "credential",
+    ];
+    const SCHEMES: [&[u8]; 4] = [b"bearer ", b"basic ", b"sharedkey ", b"sharedaccesssignature "];
     let name = name.as_str(); // always lower case
+    let value_starts = |scheme: &[u8]| {
+        value.as_bytes().get(..scheme.len()).is_some_and(|start| start.eq_ignore_ascii_case(scheme))
+    };
     value.is_sensitive()
-        || matches!(
-            name,
-            "authorization"
-                | "proxy-authorization"
-                | "cookie"
-                | "api-key"
-                | "ocp-apim-subscription-key"
-        )
-        || (name.starts_with("x-ms-") && name.contains("key"))
+        || WORDS.iter().any(|word| name.contains(word))
+        || SCHEMES.iter().any(|scheme| value_starts(scheme))
 }
 
 impl Default for PollOptions {
@@ -338,8 +353,12 @@ impl PollOptionsBuilder {
     }
 
     /// Adds a header to every poll and final GET. A [credential](is_credential) here makes
-    /// resuming from an unsigned token require an origin the user vouched for.
-    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+    /// resuming from an unsigned token require an origin the user vouched for, and is marked
+    /// [sensitive](HeaderValue::set_sensitive): no `Debug` output shows it.
+    pub fn header(mut self, name: HeaderName, mut value: HeaderValue) -> Self {
+        if is_credential(&name, &value) {
+            value.set_sensitive(true);
+        }
         self.options.headers.get_or_insert_with(Box::default).append(name, value);
         self
     }
@@ -379,6 +398,19 @@ mod tests {
 
     fn uri(s: &str) -> Uri {
         s.parse().expect("test URI")
+    }
+
+    #[test]
+    fn a_credential_given_as_a_poll_header_never_shows_in_debug_output() {
+        let options = PollOptions::builder()
+            .header(http::header::AUTHORIZATION, HeaderValue::from_static("Bearer s3cr3t-1"))
+            .header(HeaderName::from_static("x-api-key"), HeaderValue::from_static("s3cr3t-2"))
+            .header(HeaderName::from_static("x-tenant"), HeaderValue::from_static("contoso"))
+            .build();
+        let shown = format!("{options:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("contoso"), "other headers are shown: {shown}");
+        assert!(options.sends_credentials());
     }
 
     #[test]
