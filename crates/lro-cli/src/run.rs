@@ -20,15 +20,14 @@ pub(crate) fn initial_request(
 ) -> Result<Request<Bytes>, UsageError> {
     let method = Method::from_bytes(args.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| UsageError(format!("--method {:?} is not an HTTP method", args.method)))?;
-    let uri: http::Uri = args
-        .url
-        .parse()
-        .map_err(|_| UsageError(format!("--url {:?} is not a valid URL", args.url)))?;
+    // The URL is not repeated in these messages: its query may hold a signature (SAS).
+    let uri: http::Uri = args.url.parse().map_err(|_| {
+        UsageError(
+            "--url is not a valid URL (spaces and some characters must be percent-encoded)".into(),
+        )
+    })?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-        return Err(UsageError(format!(
-            "--url {:?} must be an absolute http:// or https:// URL",
-            args.url
-        )));
+        return Err(UsageError("--url must be an absolute http:// or https:// URL".into()));
     }
     let body = match (&args.body, &args.body_file) {
         (Some(json), _) => {

@@ -231,14 +231,16 @@ pub(crate) fn token_key(file: Option<&Path>) -> Result<Option<TokenKey>, UsageEr
 pub(crate) fn parse_headers(headers: &[String], secret: bool) -> Result<HeaderMap, UsageError> {
     let flag = if secret { "--secret-header" } else { "--header" };
     let mut map = HeaderMap::new();
-    for header in headers {
+    // A malformed argument is not repeated: it may be a secret given without its name.
+    for (n, header) in headers.iter().enumerate() {
+        let nth = n.saturating_add(1);
         let (name, value) = header
             .split_once(':')
-            .ok_or_else(|| UsageError(format!("{flag} {header:?} must look like 'Name: value'")))?;
+            .ok_or_else(|| UsageError(format!("{flag} #{nth} must look like 'Name: value'")))?;
         let name = HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| UsageError(format!("{flag} {header:?}: invalid header name")))?;
+            .map_err(|_| UsageError(format!("{flag} #{nth}: the header name is not valid")))?;
         let mut value = HeaderValue::from_str(value.trim())
-            .map_err(|_| UsageError(format!("{flag} {header:?}: invalid header value")))?;
+            .map_err(|_| UsageError(format!("{flag} {name}: the value is not valid")))?;
         if secret || is_credential(&name, &value) {
             value.set_sensitive(true);
         }

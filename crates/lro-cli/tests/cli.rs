@@ -1093,3 +1093,22 @@ fn a_bearer_token_under_any_header_name_is_kept_out_of_the_resume_advice() {
         assert!(!run.stdout.contains("aux-s3cr3t"), "{header}: printed\n{}", run.describe());
     }
 }
+
+#[test]
+fn a_malformed_header_or_url_is_refused_without_repeating_its_secret() {
+    let url = widget("http://127.0.0.1:9", "w");
+    let cases = [
+        vec!["--url", url.as_str(), "--secret-header", "s3cr3t-value"],
+        vec!["--url", url.as_str(), "--header", "Bearer s3cr3t-value: x"],
+        vec!["--url", url.as_str(), "--header", "x-key: s3cr3t-value\u{7f}"],
+        vec!["--url", "http://h/p?sig=s3cr3t-value x"],
+        vec!["--url", "ftp://h/p?sig=s3cr3t-value"],
+    ];
+    for extra in cases {
+        let mut args = vec!["start", "--method", "PUT"];
+        args.extend(extra.iter().copied());
+        let run = run(&args);
+        assert_eq!(run.code(), Some(2), "a usage error\n{}", run.describe());
+        assert!(!run.stderr.contains("s3cr3t"), "{extra:?}\n{}", run.describe());
+    }
+}
