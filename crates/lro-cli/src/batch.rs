@@ -315,7 +315,8 @@ impl Journal {
         if fresh {
             let _ = std::fs::remove_file(&path);
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = token_file::private(std::fs::OpenOptions::new().create(true).append(true))
+            .open(&path)?;
         Ok(Journal { path, file })
     }
 

@@ -17,13 +17,24 @@ pub(crate) fn write(path: &Path, token: &ContinuationToken) -> io::Result<()> {
 /// Writes `text` and a newline to `path` atomically (also the state file of `lro batch`).
 pub(crate) fn write_text(path: &Path, text: &str) -> io::Result<()> {
     let temporary = temporary_path(path, std::process::id());
-    let mut file = fs::File::create(&temporary)?;
+    // A file of ours from an earlier process of the same id, or a link planted under the name:
+    // gone, and the file made anew (never through a link), readable by its owner only.
+    let _ = fs::remove_file(&temporary);
+    let mut file = private(fs::OpenOptions::new().write(true).create_new(true)).open(&temporary)?;
     file.write_all(text.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()?;
     drop(file);
     fs::rename(&temporary, path)?;
     sync_directory(path)
+}
+
+/// `options` creating a file that only its owner can read (a token or a batch's state holds
+/// the initial URLs, signatures in their queries included, and the initial bodies).
+pub(crate) fn private(options: &mut fs::OpenOptions) -> &mut fs::OpenOptions {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(options, 0o600);
+    options
 }
 
 /// Makes the rename durable: a crash after `write` returns cannot bring the old file back.
@@ -200,6 +211,24 @@ mod tests {
 
     fn token() -> ContinuationToken {
         ContinuationToken::from_string("eyJ2ZXJzaW9uIjoxLCJkYXRhIjp7fX0=".into())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_token_file_is_readable_by_its_owner_only_and_never_written_through_a_planted_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("private");
+        let path = dir.join("op.token");
+        let elsewhere = dir.join("elsewhere");
+        fs::write(&elsewhere, "untouched").unwrap_or_default();
+        let planted = temporary_path(&path, std::process::id());
+        std::os::unix::fs::symlink(&elsewhere, &planted).unwrap_or_default();
+        write(&path, &token()).unwrap_or_default();
+        let mode = fs::metadata(&path).map(|m| m.permissions().mode()).unwrap_or(0o777);
+        assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+        assert_eq!(fs::read_to_string(&elsewhere).unwrap_or_default(), "untouched");
+        assert_eq!(read(&path).unwrap_or_default(), token().as_str());
+        fs::remove_dir_all(&dir).unwrap_or_default();
     }
 
     #[test]

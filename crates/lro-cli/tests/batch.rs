@@ -167,6 +167,12 @@ fn a_batch_killed_while_starting_its_operations_starts_no_journaled_one_twice() 
         .filter_map(|v| v["key"].as_str()?.parse::<usize>().ok())
         .collect();
     assert!(journaled.len() >= 4);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&journal).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the journal is its owner's alone: mode {mode:o}");
+    }
 
     let run = run_line(&format!("{line} --resume"));
     assert_eq!(run.code(), Some(0), "{}", run.describe());
