@@ -341,6 +341,10 @@ fn read_lines(args: &BatchArgs) -> Result<Vec<(String, Line)>, UsageError> {
     for (index, raw) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let line: Line = serde_json::from_str(raw)
             .map_err(|e| UsageError(format!("--file line {}: {e}", index + 1)))?;
+        if let Ok(uri) = line.url.parse::<http::Uri>() {
+            crate::run::refuse_user_info(&uri)
+                .map_err(|e| UsageError(format!("--file line {}: the url {e}", index + 1)))?;
+        }
         let key = line.key.clone().unwrap_or_else(|| (index + 1).to_string());
         if !keys.insert(key.clone()) {
             return Err(UsageError(format!(

@@ -29,6 +29,7 @@ pub(crate) fn initial_request(
     if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
         return Err(UsageError("--url must be an absolute http:// or https:// URL".into()));
     }
+    refuse_user_info(&uri).map_err(|e| UsageError(format!("--url {e}")))?;
     let body = match (&args.body, &args.body_file) {
         (Some(json), _) => {
             serde_json::from_str::<serde_json::Value>(json)
@@ -198,4 +199,16 @@ fn finish(
     }
     report.print(output, resume_hint);
     report.exit_code()
+}
+
+/// Refuses a URL with user information (`user:password@host`): it authenticates nothing (the
+/// transports drop it, or send it on as part of the host), and it would be kept in tokens and
+/// stores, and shown. The engine refuses such polling links too.
+pub(crate) fn refuse_user_info(uri: &http::Uri) -> Result<(), String> {
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err("carries user information (user:password@): give credentials as a header \
+                    (--secret-header 'Authorization: …') instead"
+            .to_owned());
+    }
+    Ok(())
 }

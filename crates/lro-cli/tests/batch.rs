@@ -217,3 +217,18 @@ fn a_journal_that_never_ends_is_refused_on_resume_not_read_forever() {
     assert!(run.stderr.contains("cannot read the journal"), "{}", run.describe());
     assert!(server.log().is_empty(), "nothing started");
 }
+
+#[test]
+fn a_line_whose_url_carries_user_information_is_refused_and_starts_nothing() {
+    let server = mock();
+    let dir = TempDir::new("batch-userinfo");
+    let path = dir.join("ops.jsonl");
+    let url = widget(&server.base_url(), "u").replace("http://", "http://u:s3cr3t-pw@");
+    let line = serde_json::json!({"method": "PUT", "url": url, "body": {}, "flavour": "arm"});
+    std::fs::write(&path, format!("{line}\n")).unwrap();
+    let run = run_line(&format!("batch --file '{}' --output json", arg(&path)));
+    assert_eq!(run.code(), Some(2), "{}", run.describe());
+    assert!(run.stderr.contains("user information"), "{}", run.describe());
+    assert!(!run.stderr.contains("s3cr3t-pw"), "{}", run.describe());
+    assert!(server.log().is_empty(), "nothing started");
+}

@@ -1112,3 +1112,14 @@ fn a_malformed_header_or_url_is_refused_without_repeating_its_secret() {
         assert!(!run.stderr.contains("s3cr3t"), "{extra:?}\n{}", run.describe());
     }
 }
+
+#[test]
+fn a_url_with_user_information_is_refused_before_anything_is_sent() {
+    let server = mock();
+    let url = widget(&server.base_url(), "userinfo").replace("http://", "http://u:s3cr3t-pw@");
+    let run = run(&["start", "--method", "PUT", "--url", &url, "--body", "{}"]);
+    assert_eq!(run.code(), Some(2), "a usage error\n{}", run.describe());
+    assert!(run.stderr.contains("user information"), "{}", run.describe());
+    assert!(!run.stderr.contains("s3cr3t-pw"), "{}", run.describe());
+    assert!(server.log().is_empty(), "nothing sent");
+}
