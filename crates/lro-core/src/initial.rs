@@ -30,8 +30,14 @@ fn no_headers() -> &'static HeaderMap {
 }
 
 impl RequestHead {
-    /// A request head from its parts.
-    pub fn new(method: Method, uri: Uri, headers: HeaderMap) -> Self {
+    /// A request head from its parts. Values that are [credentials](crate::is_credential) are
+    /// marked sensitive, so that no `Debug` output (of the head, an engine, a poller) shows them.
+    pub fn new(method: Method, uri: Uri, mut headers: HeaderMap) -> Self {
+        for (name, value) in &mut headers {
+            if crate::is_credential(name, value) {
+                value.set_sensitive(true);
+            }
+        }
         let headers = (!headers.is_empty()).then(|| Box::new(headers));
         RequestHead { method, uri, headers }
     }
@@ -392,6 +398,20 @@ fn kept<'h>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_initial_requests_credentials_never_show_in_debug_output() {
+        let request = Request::put("https://svc/w/1")
+            .header("authorization", "Bearer s3cr3t-1")
+            .header("x-tenant", "contoso")
+            .body(Bytes::new())
+            .expect("valid");
+        let response = Response::new(Bytes::new());
+        let initial = InitialResponse::from_exchange(&request, response);
+        let shown = format!("{initial:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("contoso"), "{shown}");
+    }
 
     #[test]
     fn token_parts_with_more_values_than_a_map_reserves_at_once_are_made_whole_again() {
