@@ -598,9 +598,9 @@ impl<S: Strategy> Engine<S> {
         };
         match seal(&state) {
             // The copy of the initial body kept for Python's sake is the first thing to go.
-            Err(too_large) if !state.context.is_null() => {
+            Err(_) if !state.context.is_null() => {
                 state.context = serde_json::Value::Null;
-                Ok(seal(&state).map_err(|_| too_large)?)
+                Ok(seal(&state)?)
             }
             sealed => Ok(sealed?),
         }
