@@ -252,6 +252,11 @@ impl<S: Strategy> Engine<S> {
             Some(key) => token.decode_verified(key)?,
             None => (token.decode()?, TokenIntegrity::Unsigned),
         };
+        if options.signed_tokens_only && integrity != TokenIntegrity::Verified {
+            return Err(LroError::invalid_token(
+                "the token is not signed: only tokens signed with the token key are resumed",
+            ));
+        }
         let initial = state.initial_response()?;
         let origin = initial.request().uri();
         let vouched = integrity == TokenIntegrity::Verified || options.origins.vouches_for(origin);

@@ -193,6 +193,7 @@ pub struct PollOptions {
     pub(crate) headers: Option<Box<HeaderMap>>,
     pub(crate) forward_client_request_id: bool,
     pub(crate) token_key: Option<TokenKey>,
+    pub(crate) signed_tokens_only: bool,
     pub(crate) client_sends_credentials: bool,
 }
 
@@ -253,6 +254,7 @@ impl Default for PollOptions {
             headers: None,
             forward_client_request_id: true,
             token_key: None,
+            signed_tokens_only: false,
             client_sends_credentials: false,
         }
     }
@@ -375,6 +377,15 @@ impl PollOptionsBuilder {
     /// correctly signed token's origin is trusted (see [`OriginPolicy::vouches_for`]).
     pub fn token_key(mut self, key: TokenKey) -> Self {
         self.options.token_key = Some(key);
+        self
+    }
+
+    /// Resumes only tokens signed with the [`token_key`](Self::token_key) (default: no). For
+    /// tokens read from a place others can write, such as a shared store: an unsigned token
+    /// could name any URL, and its answer would be taken for the operation's result, even when
+    /// polls carry no credential. Without a token key no token is resumed.
+    pub fn signed_tokens_only(mut self, only: bool) -> Self {
+        self.options.signed_tokens_only = only;
         self
     }
 

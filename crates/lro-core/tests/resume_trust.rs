@@ -62,6 +62,9 @@ fn every_kind_of_credential_counts() {
         ("x-ms-storage-key", HeaderValue::from_static("k")),
         ("proxy-authorization", HeaderValue::from_static("Basic x")),
         ("x-custom-token", marked),
+        ("x-api-key", HeaderValue::from_static("k")),
+        ("x-ms-authorization-auxiliary", HeaderValue::from_static("Bearer t")),
+        ("x-tenant", HeaderValue::from_static("Bearer t")),
     ];
     for (name, value) in credentials {
         let options = PollOptions::builder().header(HeaderName::from_static(name), value);
@@ -69,6 +72,15 @@ fn every_kind_of_credential_counts() {
     }
     let client_adds_its_own = PollOptions::builder().client_sends_credentials(true);
     assert!(resume(client_adds_its_own, &forged_token()).is_err());
+}
+
+#[test]
+fn signed_tokens_only_refuses_an_unsigned_token_even_without_credentials() {
+    let strict = || PollOptions::builder().token_key(key()).signed_tokens_only(true);
+    let error = resume(strict(), &forged_token()).unwrap_err();
+    assert!(matches!(error, LroError::InvalidContinuationToken(_)), "{error:?}");
+    assert!(resume(strict(), &honest_token(None)).is_err(), "unsigned, though honest");
+    assert!(resume(strict(), &honest_token(Some(&key()))).is_ok(), "signed with the key");
 }
 
 #[test]

@@ -81,7 +81,9 @@ impl Spec {
         let key = key.clone();
         let (strategy, options) = builder
             .retry(RetryPolicy::builder().max_retries(self.retries.min(MAX_SPEC_RETRIES)).build())
-            .poll_options(|o| o.origins(origins).token_key(key))
+            // Signed tokens only: an unsigned one planted in the store could name any URL
+            // (an internal host), whose answer the worker would store as the result.
+            .poll_options(|o| o.origins(origins).token_key(key).signed_tokens_only(true))
             .into_parts();
         Ok((Box::new(strategy), options))
     }
