@@ -39,10 +39,15 @@ pub(crate) enum Kind {
     BlockingPoller,
     /// The sans-IO engine driven by hand over `HyperClient`, current-thread runtime.
     EngineByHand,
+    /// The control's loop over `HyperClient` (lro-hyper) instead of hyper-util: what the
+    /// transport costs without the engine.
+    TransportHyper,
+    /// The control's loop over `BlockingClient` (lro-blocking) instead of ureq.
+    TransportBlocking,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 7] = [
+    pub(crate) const ALL: [Kind; 9] = [
         Kind::RawHyperCurrentThread,
         Kind::RawHyperMultiThread,
         Kind::RawUreq,
@@ -50,6 +55,8 @@ impl Kind {
         Kind::AsyncPollerMultiThread,
         Kind::BlockingPoller,
         Kind::EngineByHand,
+        Kind::TransportHyper,
+        Kind::TransportBlocking,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -61,6 +68,8 @@ impl Kind {
             Kind::AsyncPollerMultiThread => "async_poller_multi_thread",
             Kind::BlockingPoller => "blocking_poller",
             Kind::EngineByHand => "engine_by_hand_hyper",
+            Kind::TransportHyper => "transport_alone_hyper",
+            Kind::TransportBlocking => "transport_alone_blocking",
         }
     }
 
@@ -68,11 +77,11 @@ impl Kind {
     pub(crate) fn control(self) -> Option<Kind> {
         match self {
             Kind::RawHyperCurrentThread | Kind::RawHyperMultiThread | Kind::RawUreq => None,
-            Kind::AsyncPollerCurrentThread | Kind::EngineByHand => {
+            Kind::AsyncPollerCurrentThread | Kind::EngineByHand | Kind::TransportHyper => {
                 Some(Kind::RawHyperCurrentThread)
             }
             Kind::AsyncPollerMultiThread => Some(Kind::RawHyperMultiThread),
-            Kind::BlockingPoller => Some(Kind::RawUreq),
+            Kind::BlockingPoller | Kind::TransportBlocking => Some(Kind::RawUreq),
         }
     }
 
@@ -138,6 +147,8 @@ enum StackClient {
     AsyncPoller(Arc<HyperClient>, Counting<TokioTimer>),
     BlockingPoller(Arc<lro_blocking::BlockingClient>, Counting<SystemTimer>),
     EngineByHand(HyperClient),
+    TransportHyper(HyperClient),
+    TransportBlocking(lro_blocking::BlockingClient),
 }
 
 impl Stack {
@@ -178,6 +189,14 @@ impl Stack {
                 runtime: runtime(false)?,
                 client: StackClient::EngineByHand(hyper_client()?),
             },
+            Kind::TransportHyper => Stack {
+                runtime: runtime(false)?,
+                client: StackClient::TransportHyper(hyper_client()?),
+            },
+            Kind::TransportBlocking => Stack {
+                runtime: None,
+                client: StackClient::TransportBlocking(lro_blocking::BlockingClient::new()?),
+            },
         })
     }
 
@@ -191,6 +210,7 @@ impl Stack {
             (StackClient::BlockingPoller(client, timer), _) => {
                 blocking_poller(client, timer, url, polls)?;
             }
+            (StackClient::TransportBlocking(client), _) => transport_blocking(client, url, polls)?,
             (client, Some(runtime)) => runtime.block_on(async {
                 match client {
                     StackClient::RawHyper(client) => raw_hyper(client, url, polls).await,
@@ -198,7 +218,12 @@ impl Stack {
                         async_poller(client, timer, url, polls).await
                     }
                     StackClient::EngineByHand(client) => engine_by_hand(client, url, polls).await,
-                    StackClient::RawUreq(_) | StackClient::BlockingPoller(..) => Ok(()),
+                    StackClient::TransportHyper(client) => {
+                        transport_hyper(client, url, polls).await
+                    }
+                    StackClient::RawUreq(_)
+                    | StackClient::BlockingPoller(..)
+                    | StackClient::TransportBlocking(_) => Ok(()),
                 }
             })?,
             (_, None) => return Err(BenchError("an async stack without its runtime".into())),
@@ -359,6 +384,41 @@ async fn engine_by_hand(client: &HyperClient, url: &str, polls: u32) -> Result<(
         }
     }
     engine.outcome().map_err(|e| BenchError(e.chain().to_string()))?;
+    Ok(())
+}
+
+/// The control's loop over lro-hyper's transport: what `HyperClient` costs beyond hyper-util.
+async fn transport_hyper(client: &HyperClient, url: &str, polls: u32) -> Result<(), BenchError> {
+    let start = start_url(url, polls);
+    let response = client.send(Request::put(&start).body(Bytes::new())?).await?;
+    let monitor = monitor_url(response.headers())?;
+    loop {
+        let response = client.send(Request::get(&monitor).body(Bytes::new())?).await?;
+        if finished(response.body())? {
+            break;
+        }
+    }
+    client.send(Request::get(&start).body(Bytes::new())?).await?;
+    Ok(())
+}
+
+/// The control's loop over lro-blocking's transport: what `BlockingClient` costs beyond ureq.
+fn transport_blocking(
+    client: &lro_blocking::BlockingClient,
+    url: &str,
+    polls: u32,
+) -> Result<(), BenchError> {
+    use lro_core::HttpClient;
+    let start = start_url(url, polls);
+    let response = client.send(Request::put(&start).body(Bytes::new())?)?;
+    let monitor = monitor_url(response.headers())?;
+    loop {
+        let response = client.send(Request::get(&monitor).body(Bytes::new())?)?;
+        if finished(response.body())? {
+            break;
+        }
+    }
+    client.send(Request::get(&start).body(Bytes::new())?)?;
     Ok(())
 }
 

@@ -113,6 +113,8 @@ fn cpu_name(kind: Kind) -> &'static str {
         Kind::AsyncPollerMultiThread => "cpu_async_poller_multi_thread",
         Kind::BlockingPoller => "cpu_blocking_poller",
         Kind::EngineByHand => "cpu_engine_by_hand_hyper",
+        Kind::TransportHyper => "cpu_transport_alone_hyper",
+        Kind::TransportBlocking => "cpu_transport_alone_blocking",
     }
 }
 

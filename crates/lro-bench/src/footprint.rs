@@ -23,12 +23,14 @@ use crate::clients::Kind;
 use crate::monitor::MonitorProcess;
 
 /// The stacks measured, each after its control.
-const STACKS: [Kind; 5] = [
+const STACKS: [Kind; 7] = [
     Kind::RawHyperCurrentThread,
     Kind::AsyncPollerCurrentThread,
     Kind::EngineByHand,
+    Kind::TransportHyper,
     Kind::RawUreq,
     Kind::BlockingPoller,
+    Kind::TransportBlocking,
 ];
 
 /// The simulated caches: size, associativity, line size.
