@@ -14,6 +14,11 @@ const ROOM_AHEAD: usize = 64 * 1024;
 /// `Content-Length`) says so, else at the chunk that crosses the cap — the rest is never read.
 /// Trailers are dropped; a chunk's error becomes what `error` makes of it.
 ///
+/// A body that comes in one chunk is that chunk, not a copy (as `http_body_util`'s `collect`):
+/// it may be a slice of the transport's read buffer, so what is kept for long is copied by its
+/// keeper (lro-core copies what it keeps of a response). Bodies of several chunks are gathered
+/// in a buffer of their own.
+///
 /// ```
 /// use bytes::Bytes;
 /// use http_body_util::Full;
@@ -37,17 +42,32 @@ pub async fn collect_body<B: Body>(
     if declared > max as u64 {
         return Err(TransportError::body_too_large(max));
     }
-    let room = usize::try_from(declared).unwrap_or(max).min(ROOM_AHEAD);
-    let mut collected = BytesMut::with_capacity(room);
+    // The first chunk as it came; a buffer only once a second one does.
+    let mut first: Option<Bytes> = None;
+    let mut gathered: Option<BytesMut> = None;
+    let mut len = 0usize;
     while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
-        if let Ok(data) = frame.map_err(&error)?.into_data() {
-            if collected.len().saturating_add(data.remaining()) > max {
-                return Err(TransportError::body_too_large(max));
+        let Ok(mut data) = frame.map_err(&error)?.into_data() else { continue };
+        len = len.saturating_add(data.remaining());
+        if len > max {
+            return Err(TransportError::body_too_large(max));
+        }
+        match (&mut gathered, first.take()) {
+            (Some(buffer), _) => buffer.put(data),
+            (None, None) => first = Some(data.copy_to_bytes(data.remaining())),
+            (None, Some(earlier)) => {
+                let room = usize::try_from(declared).unwrap_or(max).clamp(len, ROOM_AHEAD.max(len));
+                let mut buffer = BytesMut::with_capacity(room);
+                buffer.put(earlier);
+                buffer.put(data);
+                gathered = Some(buffer);
             }
-            collected.put(data);
         }
     }
-    Ok(collected.freeze())
+    Ok(match (gathered, first) {
+        (Some(buffer), _) => buffer.freeze(),
+        (None, first) => first.unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]
@@ -72,6 +92,29 @@ mod tests {
         assert_eq!(whole.unwrap(), "abcd");
         let over = run(collect_body(chunks(&[b"ab", b"cd", b"e"]), 4, |e| match e {}));
         assert_eq!(over.unwrap_err().kind(), TransportErrorKind::BodyTooLarge);
+    }
+
+    #[test]
+    fn a_body_of_one_chunk_is_that_chunk_not_a_copy() {
+        static CHUNK: &[u8] = br#"{"status":"Running"}"#;
+        let whole = run(collect_body(chunks(&[CHUNK]), 1024, |e| match e {})).unwrap();
+        assert_eq!(whole.as_ptr(), CHUNK.as_ptr());
+        assert_eq!(whole, CHUNK);
+    }
+
+    #[test]
+    fn an_empty_body_and_one_of_a_single_empty_chunk_are_empty() {
+        assert!(run(collect_body(chunks(&[]), 4, |e| match e {})).unwrap().is_empty());
+        assert!(run(collect_body(chunks(&[b""]), 4, |e| match e {})).unwrap().is_empty());
+    }
+
+    #[test]
+    fn many_chunks_are_gathered_in_order_past_the_room_made_ahead() {
+        let big: &'static [u8] = Box::leak(vec![b'x'; ROOM_AHEAD].into_boxed_slice());
+        let whole = run(collect_body(chunks(&[b"<", big, b">"]), ROOM_AHEAD + 2, |e| match e {}));
+        let whole = whole.unwrap();
+        assert_eq!(whole.len(), ROOM_AHEAD + 2);
+        assert!(whole.starts_with(b"<x") && whole.ends_with(b"x>"));
     }
 
     /// A body that declares ten bytes and fails the test if it is ever read.

@@ -346,14 +346,14 @@ pub struct HttpResponseError {
 }
 
 impl HttpResponseError {
-    /// Keeps `response`'s details with `message`. The body is shared, not copied, and cut to
-    /// [`MAX_ERROR_BODY`] bytes.
+    /// Keeps `response`'s details with `message`. The body is cut to [`MAX_ERROR_BODY`] bytes
+    /// and copied, as the headers are (a transport's may be slices of its read buffer).
     pub fn new(response: &Response<Bytes>, message: impl Into<String>) -> Self {
         let body = response.body();
         HttpResponseError {
             status_code: response.status(),
             headers: crate::owned::headers(response.headers()),
-            body: body.slice(..body.len().min(MAX_ERROR_BODY)),
+            body: Bytes::copy_from_slice(body.get(..MAX_ERROR_BODY).unwrap_or(body)),
             message: message.into(),
             operation_status: None,
             attempts: 1,
@@ -645,6 +645,15 @@ mod tests {
         let mut r = Response::new(Bytes::from_static(body.as_bytes()));
         *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
         r
+    }
+
+    #[test]
+    fn an_error_keeps_a_copy_of_the_body_cut_to_its_limit() {
+        let long: &'static str = Box::leak("x".repeat(MAX_ERROR_BODY + 10).into_boxed_str());
+        let answer = response(500, long);
+        let error = HttpResponseError::new(&answer, "boom");
+        assert_eq!(error.body().len(), MAX_ERROR_BODY);
+        assert_ne!(error.body().as_ptr(), answer.body().as_ptr(), "a slice would pin its buffer");
     }
 
     #[test]

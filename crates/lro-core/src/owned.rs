@@ -1,6 +1,6 @@
-//! Copies of the response parts the library keeps. A transport's header values may be slices
-//! of its connection's read buffer (hyper's are): one kept slice pins the whole buffer, 8 KiB or
-//! more, for as long as it is kept — the hours an operation may run, or the life of a result.
+//! Copies of the response parts the library keeps. A transport's header values and a body of
+//! one chunk may be slices of its connection's read buffer (hyper's are): one kept slice pins
+//! the whole buffer, 8 KiB or more, for as long as it is kept — the hours an operation may run, or the life of a result.
 //! So what the engine keeps (the initial exchange, the response polling ended with, an error's
 //! response) holds copies; a response read and dropped costs no copy.
 
@@ -25,11 +25,11 @@ pub(crate) fn value(value: &HeaderValue) -> HeaderValue {
     own
 }
 
-/// `response` with header values of its own (the body is the transport's, whole).
+/// `response` with header values and a body of its own (copied once, when polling ends).
 pub(crate) fn response(response: Response<Bytes>) -> Response<Bytes> {
     let (mut parts, body) = response.into_parts();
     parts.headers = headers(&parts.headers);
-    Response::from_parts(parts, body)
+    Response::from_parts(parts, Bytes::copy_from_slice(&body))
 }
 
 #[cfg(test)]
@@ -49,6 +49,15 @@ mod tests {
         assert_eq!(copy, map);
         assert_eq!(copy.get_all("x-a").iter().count(), 2);
         assert!(copy.get("x-key").is_some_and(HeaderValue::is_sensitive));
+    }
+
+    #[test]
+    fn a_kept_response_has_a_body_of_its_own() {
+        let buffer = Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\n{\"id\":1}");
+        let body = buffer.slice(19..);
+        let kept = response(Response::new(body.clone()));
+        assert_eq!(kept.body(), &body);
+        assert_ne!(kept.body().as_ptr(), body.as_ptr());
     }
 
     #[test]

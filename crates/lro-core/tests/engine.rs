@@ -577,7 +577,11 @@ fn the_response_polling_ends_with_is_kept_whole_in_bytes_of_its_own() {
     let mut engine = start("POST");
     expect_get(engine.poll(now));
     let buffer = buffer_ending_with("done");
+    // Its body, like its headers, a slice of the connection's buffer (as hyper's body of one
+    // chunk is).
+    let body_buffer = buffer_ending_with(r#"{"status":"Succeeded"}"#);
     let mut done = status("Succeeded");
+    *done.body_mut() = body_buffer.slice(8192..);
     done.headers_mut().insert("x-note", sliced(&buffer, "done"));
     engine.handle_response(now, done);
     while let Action::SendRequest(_) = engine.poll(now) {
@@ -587,7 +591,9 @@ fn the_response_polling_ends_with_is_kept_whole_in_bytes_of_its_own() {
     }
     let outcome = engine.outcome().unwrap();
     assert_eq!(outcome.headers()["x-note"], "done", "every header of the result is kept");
-    assert!(buffer.is_unique(), "the kept result pins the transport's buffer");
+    assert_eq!(outcome.body(), r#"{"status":"Succeeded"}"#, "the body as it came");
+    assert!(buffer.is_unique(), "the kept result's headers pin the transport's buffer");
+    assert!(body_buffer.is_unique(), "the kept result's body pins the transport's buffer");
 }
 
 #[test]

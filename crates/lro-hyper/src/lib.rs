@@ -233,7 +233,8 @@ impl HyperClient {
             };
             TransportError::new(kind, e)
         })?;
-        // Header values stay slices of the connection's buffer: what lro-core keeps, it copies.
+        // Header values (and a body of one chunk) stay slices of the connection's buffer: what
+        // lro-core keeps, it copies.
         let (parts, body) = response.into_parts();
         let collected = lro_core::collect_body(body, self.inner.max_body, TransportError::other);
         Ok(Response::from_parts(parts, collected.await?))
