@@ -28,11 +28,13 @@ fn cpus() -> (Option<usize>, Option<usize>) {
 }
 
 /// The stacks compared with a control, in the order they are measured.
-const COMPARED: [Kind; 4] = [
+const COMPARED: [Kind; 6] = [
     Kind::AsyncPollerCurrentThread,
     Kind::AsyncPollerMultiThread,
     Kind::BlockingPoller,
     Kind::EngineByHand,
+    Kind::TransportHyper,
+    Kind::TransportBlocking,
 ];
 
 /// Runs the benchmark: per compared stack, `turns` operations of `polls` polls, each beside
@@ -64,7 +66,7 @@ pub(crate) fn run(polls: u32, turns: usize) -> Result<Vec<Measure>, BenchError> 
         median(&mut values)
     };
     let mut measures = Vec::new();
-    for (kind, costs) in &seen {
+    for (kind, costs) in seen.iter().filter(|(_, costs)| !costs.is_empty()) {
         let mut measure = Measure::new(cpu_name(*kind), "cpu_us_per_request", median_of(*kind));
         if let Some(control) = kind.control() {
             let ratio = ratios.iter().find(|(k, _)| k == kind).map_or(f64::NAN, |(_, r)| *r);
