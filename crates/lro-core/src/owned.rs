@@ -1,8 +1,9 @@
 //! Copies of the response parts the library keeps. A transport's header values and a body of
 //! one chunk may be slices of its connection's read buffer (hyper's are): one kept slice pins
-//! the whole buffer, 8 KiB or more, for as long as it is kept — the hours an operation may run, or the life of a result.
-//! So what the engine keeps (the initial exchange, the response polling ended with, an error's
-//! response) holds copies; a response read and dropped costs no copy.
+//! the whole buffer, 8 KiB or more, for as long as it is kept — the hours an operation may
+//! run, or the life of a result. So what the engine keeps (the initial exchange, the response
+//! polling ended with, an error's response) holds copies; a response read and dropped costs
+//! no copy.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response};
