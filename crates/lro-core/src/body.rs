@@ -17,7 +17,7 @@ const ROOM_AHEAD: usize = 64 * 1024;
 /// A body that comes in one chunk is that chunk, not a copy (as `http_body_util`'s `collect`):
 /// it may be a slice of the transport's read buffer, so what is kept for long is copied by its
 /// keeper (lro-core copies what it keeps of a response). Bodies of several chunks are gathered
-/// in a buffer of their own.
+/// in one buffer.
 ///
 /// ```
 /// use bytes::Bytes;
