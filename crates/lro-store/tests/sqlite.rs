@@ -8,6 +8,17 @@ use std::sync::Arc;
 
 use lro_store::{OperationStore, SqliteStore};
 
+/// A directory of the test's own (`lro-store-NAME-PID`) and the URL of a new database file in
+/// it.
+fn fresh_database(name: &str) -> (std::path::PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("lro-store-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ops.db");
+    let _ = std::fs::remove_file(&path);
+    let url = format!("sqlite:{}", path.display());
+    (dir, url)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_in_memory_passes_the_store_suite() {
     let store: Arc<dyn OperationStore> = Arc::new(SqliteStore::open(":memory:").await.unwrap());
@@ -16,11 +27,7 @@ async fn sqlite_in_memory_passes_the_store_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_file_opened_twice_passes_the_suite_and_both_see_one_store() {
-    let dir = std::env::temp_dir().join(format!("lro-store-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ops.db");
-    let _ = std::fs::remove_file(&path);
-    let url = format!("sqlite:{}", path.display());
+    let (dir, url) = fresh_database("test");
     let first: Arc<dyn OperationStore> = Arc::from(lro_store::open(&url).await.unwrap());
     support::suite(Arc::clone(&first), "").await;
     let second = lro_store::open(&url).await.unwrap();
@@ -37,11 +44,7 @@ async fn an_unknown_store_url_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handles_of_one_file_opened_at_once_migrate_once_and_never_share_a_claim() {
-    let dir = std::env::temp_dir().join(format!("lro-store-handles-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ops.db");
-    let _ = std::fs::remove_file(&path);
-    let url = format!("sqlite:{}", path.display());
+    let (dir, url) = fresh_database("handles");
     // Four handles (four connections, as four processes would have) open a new file at once.
     let mut opening = tokio::task::JoinSet::new();
     for _ in 0..4 {
@@ -85,11 +88,9 @@ async fn handles_of_one_file_opened_at_once_migrate_once_and_never_share_a_claim
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_of_the_wrong_type_or_size_are_handed_out_to_be_ended_and_never_fail_the_claim() {
-    let dir = std::env::temp_dir().join(format!("lro-store-corrupt-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let (dir, url) = fresh_database("corrupt");
     let path = dir.join("ops.db");
-    let _ = std::fs::remove_file(&path);
-    let store = lro_store::open(&format!("sqlite:{}", path.display())).await.unwrap();
+    let store = lro_store::open(&url).await.unwrap();
     for key in ["blob-spec", "bad-utf8", "huge-nul-token", "text-polls", "blob-key", "good"] {
         let op = lro_store::NewOperation::new(key, "t", serde_json::json!({"flavour": "arm"}));
         store.submit(op).await.unwrap();
