@@ -34,9 +34,7 @@ impl RequestHead {
     /// marked sensitive, so that no `Debug` output (of the head, an engine, a poller) shows them.
     pub fn new(method: Method, uri: Uri, mut headers: HeaderMap) -> Self {
         for (name, value) in &mut headers {
-            if crate::is_credential(name, value) {
-                value.set_sensitive(true);
-            }
+            crate::options::hide_if_credential(name, value);
         }
         let headers = (!headers.is_empty()).then(|| Box::new(headers));
         RequestHead { method, uri, headers }

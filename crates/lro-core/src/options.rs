@@ -240,6 +240,14 @@ pub fn is_credential(name: &HeaderName, value: &HeaderValue) -> bool {
         || SCHEMES.iter().any(|scheme| value_starts(scheme))
 }
 
+/// Marks `value` [sensitive](HeaderValue::set_sensitive) if it is a
+/// [credential](is_credential), so that no `Debug` output shows it.
+pub(crate) fn hide_if_credential(name: &HeaderName, value: &mut HeaderValue) {
+    if is_credential(name, value) {
+        value.set_sensitive(true);
+    }
+}
+
 impl Default for PollOptions {
     fn default() -> Self {
         PollOptions {
@@ -358,9 +366,7 @@ impl PollOptionsBuilder {
     /// resuming from an unsigned token require an origin the user vouched for, and is marked
     /// [sensitive](HeaderValue::set_sensitive): no `Debug` output shows it.
     pub fn header(mut self, name: HeaderName, mut value: HeaderValue) -> Self {
-        if is_credential(&name, &value) {
-            value.set_sensitive(true);
-        }
+        hide_if_credential(&name, &mut value);
         self.options.headers.get_or_insert_with(Box::default).append(name, value);
         self
     }
