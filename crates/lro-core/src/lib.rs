@@ -57,8 +57,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Tests of code that uses pollers need no network: see [`test_util`] (feature `test-util`)
-//! for a scripted transport and a manual clock.
+//! Tests of code that uses pollers need no network: the `test_util` module (feature
+//! `test-util`) has a scripted transport and a manual clock.
+#![cfg_attr(feature = "test-util", doc = "See [`test_util`].")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
