@@ -308,34 +308,20 @@ impl<S: Strategy + 'static, T: 'static> AsyncPollingMethod<T> for StrategyPollin
 
 #[async_trait::async_trait]
 impl<S: Strategy, T> AsyncOperation<T> for StrategyOperation<S, T, Arc<dyn AsyncHttpClient>> {
-    /// The async driver.
+    /// The async driver ([`Drive`]).
     async fn run(&self, timer: &dyn AsyncTimer) -> Result<(), LroError> {
-        // As in the blocking loop, the clocks are read once per step: the reading an answer
-        // was fed with also decides the next action (nothing waited in between). The action
-        // is turned into what to await at once: neither the reading nor a request (a few
-        // hundred bytes) is kept across an await, where it would be part of the future's
-        // state, and so of every waiting poller.
-        let mut next = self.planned(self.next(timer.now()));
-        loop {
-            match next {
-                Next::Send(sending) => {
-                    let (result, waited) = watched(sending).await;
-                    next = self.planned(self.answer(timer.now(), result));
-                    // A transport that answers without ever waiting is followed by a yield, so
-                    // that other tasks (and a surrounding timeout) still run between requests.
-                    if !waited {
-                        YieldOnce::default().await;
-                    }
-                }
-                // A sleep that ends without waiting (a test's timer) is followed by a yield
-                // too: a progress stream then sees each status before the next poll.
-                Next::Wait(delay) => {
-                    politely(timer.sleep(delay)).await;
-                    next = self.planned(self.next(timer.now()));
-                }
-                Next::Done => return self.outcome(),
-            }
-        }
+        Drive::new(self, timer).await
+    }
+
+    /// The async driver in the poller's one box.
+    fn run_owned(
+        self: Arc<Self>,
+        timer: Arc<dyn AsyncTimer>,
+    ) -> crate::transport::BoxFuture<'static, Result<(), LroError>>
+    where
+        Self: Sized + 'static,
+    {
+        Box::pin(async move { Drive::new(&self, &*timer).await })
     }
 
     fn status(&self) -> Status {
@@ -376,62 +362,90 @@ impl<S: Strategy, T, C> fmt::Debug for StrategyOperation<S, T, C> {
     }
 }
 
-impl<S: Strategy, T> StrategyOperation<S, T, Arc<dyn AsyncHttpClient>> {
-    /// The engine's `action`, as what the async driver awaits.
-    fn planned(&self, action: Action) -> Next<'_> {
+/// The async driver: the blocking loop's steps as a future. As there, the clocks are read once
+/// per step: the reading an answer was fed with also decides the next action (nothing waited in
+/// between). The action is turned at once into what to await: neither the reading nor a
+/// request (a few hundred bytes) is kept while pending, where it would be part of every waiting
+/// poller's state.
+///
+/// A request or sleep that ends without ever being pending (a transport or timer that answers
+/// at once) is followed by a yield to the runtime: other tasks (and a surrounding timeout) still
+/// run between requests, and a progress stream sees each status before the next poll. Work that
+/// waited has yielded already: no further yield, which would cost a wake-up each time.
+///
+/// Written by hand rather than as an `async fn`: one level of future between the poller and
+/// the transport's, with no state machine of its own around each await.
+struct Drive<'a, S, T> {
+    operation: &'a StrategyOperation<S, T, Arc<dyn AsyncHttpClient>>,
+    timer: &'a dyn AsyncTimer,
+    next: Next<'a>,
+    /// Whether the request or sleep under way was ever pending.
+    waited: bool,
+}
+
+/// What the async driver does next.
+enum Next<'a> {
+    /// Ask the engine for its next action.
+    Ask,
+    Send(crate::transport::BoxFuture<'a, Result<Response<Bytes>, TransportError>>),
+    Sleep(crate::transport::BoxFuture<'a, ()>),
+    Done,
+}
+
+impl<'a, S: Strategy, T> Drive<'a, S, T> {
+    fn new(
+        operation: &'a StrategyOperation<S, T, Arc<dyn AsyncHttpClient>>,
+        timer: &'a dyn AsyncTimer,
+    ) -> Self {
+        Drive { operation, timer, next: Next::Ask, waited: false }
+    }
+
+    /// The engine's `action`, as what to await.
+    fn plan(&self, action: Action) -> Next<'a> {
         match action {
-            Action::SendRequest(request) => Next::Send(self.client.send(request)),
-            Action::Wait(delay) => Next::Wait(delay),
+            Action::SendRequest(request) => Next::Send(self.operation.client.send(request)),
+            Action::Wait(delay) => Next::Sleep(self.timer.sleep(delay)),
             Action::Done => Next::Done,
         }
     }
 }
 
-/// What the async driver awaits next.
-enum Next<'a> {
-    Send(crate::transport::BoxFuture<'a, Result<Response<Bytes>, TransportError>>),
-    Wait(std::time::Duration),
-    Done,
-}
+impl<S: Strategy, T> Future for Drive<'_, S, T> {
+    type Output = Result<(), LroError>;
 
-/// Runs `work`, then yields to the runtime once if `work` finished without ever being pending
-/// (a timer that does not wait): a task must not keep its thread from other tasks, or a
-/// surrounding timeout from firing. Work that waited has yielded already: no further yield,
-/// which would cost a wake-up of the runtime each time.
-pub(crate) async fn politely<F: Future>(work: F) -> F::Output {
-    let (output, waited) = watched(work).await;
-    if !waited {
-        YieldOnce::default().await;
-    }
-    output
-}
-
-/// Runs `work`; also says whether it was ever pending.
-async fn watched<F: Future>(work: F) -> (F::Output, bool) {
-    let mut work = std::pin::pin!(work);
-    let mut waited = false;
-    let output = std::future::poll_fn(|cx| {
-        let poll = work.as_mut().poll(cx);
-        waited |= poll.is_pending();
-        poll
-    })
-    .await;
-    (output, waited)
-}
-
-/// A future that is pending once (waking itself at once), then ready: a yield to the runtime.
-#[derive(Debug, Default)]
-pub(crate) struct YieldOnce(bool);
-
-impl Future for YieldOnce {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.next {
+                Next::Ask => {
+                    let action = this.operation.next(this.timer.now());
+                    this.next = this.plan(action);
+                }
+                Next::Send(sending) => {
+                    let Poll::Ready(result) = sending.as_mut().poll(cx) else {
+                        this.waited = true;
+                        return Poll::Pending;
+                    };
+                    let action = this.operation.answer(this.timer.now(), result);
+                    this.next = this.plan(action);
+                    if !std::mem::take(&mut this.waited) {
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                }
+                Next::Sleep(sleeping) => {
+                    if sleeping.as_mut().poll(cx).is_pending() {
+                        this.waited = true;
+                        return Poll::Pending;
+                    }
+                    this.next = Next::Ask;
+                    if !std::mem::take(&mut this.waited) {
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                }
+                Next::Done => return Poll::Ready(this.operation.outcome()),
+            }
         }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
     }
 }

@@ -64,7 +64,9 @@ use crate::error::LroError;
 use crate::initial::InitialResponse;
 use crate::status::Status;
 use crate::token::ContinuationToken;
-use crate::transport::{AsyncHttpClient, AsyncTimer, HttpClient, Interrupt, Timer, Timestamp};
+use crate::transport::{
+    AsyncHttpClient, AsyncTimer, BoxFuture, HttpClient, Interrupt, Timer, Timestamp,
+};
 
 /// What a blocking [`BlockingOperation::run`] receives: the clock, and a wait that the poller can
 /// interrupt.
@@ -221,6 +223,20 @@ pub trait AsyncPollingMethod<T>: Send {
 pub trait AsyncOperation<T>: Send + Sync {
     /// Polls until the operation ends.
     async fn run(&self, timer: &dyn AsyncTimer) -> Result<(), LroError>;
+
+    /// [`run`](AsyncOperation::run), as a future that owns what it borrows: what
+    /// [`AsyncLroPoller`](crate::AsyncLroPoller) keeps and polls. The default wraps `run`; an
+    /// operation may override it to save a level of boxed future on every wake-up (the
+    /// operations of [`StrategyPolling`](crate::StrategyPolling) do).
+    fn run_owned(
+        self: Arc<Self>,
+        timer: Arc<dyn AsyncTimer>,
+    ) -> BoxFuture<'static, Result<(), LroError>>
+    where
+        Self: Sized + 'static,
+    {
+        Box::pin(async move { self.run(&*timer).await })
+    }
 
     /// The latest status.
     fn status(&self) -> Status;

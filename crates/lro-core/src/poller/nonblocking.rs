@@ -119,9 +119,7 @@ where
 
     /// The run of the method (made on the first await).
     fn start(&self) -> Run {
-        let method = Arc::clone(&self.method);
-        let timer = Arc::clone(&self.timer);
-        Box::pin(async move { method.run(&*timer).await })
+        Arc::clone(&self.method).run_owned(Arc::clone(&self.timer))
     }
 
     /// Polls until the operation ends (at most `timeout`, measured by the timer), then returns
