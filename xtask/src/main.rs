@@ -155,10 +155,17 @@ pub(crate) struct Ctx {
     cargo: OsString,
 }
 
+/// xtask's own directory: as `cargo run` exports it (`exported`), else as it was at build time.
+/// The build-time value alone can name another checkout: cargo reuses a binary built from a
+/// clone with the same sources when the two share a target directory.
+fn manifest_dir(exported: Option<OsString>) -> PathBuf {
+    exported.map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 impl Ctx {
     fn new() -> Result<Self, String> {
-        // xtask's own directory, fixed at build time (the same value `cargo run` exports).
-        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let manifest_dir = manifest_dir(env::var_os("CARGO_MANIFEST_DIR"));
+        let manifest_dir = manifest_dir.as_path();
         let root = manifest_dir.parent().map(Path::to_path_buf).ok_or_else(|| {
             format!(
                 "cannot find the workspace root: {} has no parent directory",
@@ -283,4 +290,16 @@ fn spawn_failure(command: &Command, error: &io::Error) -> Failure {
 fn flush_stdout() {
     // Keep our lines in order with the child's output; a closed stdout is not our problem.
     let _ = io::stdout().flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_is_the_checkout_cargo_runs_xtask_from_not_the_one_it_was_built_in() {
+        let elsewhere = manifest_dir(Some(OsString::from("/elsewhere/xtask")));
+        assert_eq!(elsewhere, Path::new("/elsewhere/xtask"));
+        assert_eq!(manifest_dir(None), Path::new(env!("CARGO_MANIFEST_DIR")));
+    }
 }
