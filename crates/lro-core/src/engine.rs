@@ -380,69 +380,127 @@ impl<S: Strategy> Engine<S> {
         self.settled(Some(now.instant));
     }
 
+    // The common answer (a poll that leaves the operation running) takes one straight path
+    // through `read_response` and `read_poll_answer`; every rarer case (a transient status, the
+    // final GET, a terminal status, an unreadable answer) is a function of its own, so that the
+    // common path's code sits on few cache lines (what a zero-wait poll mostly costs).
     fn read_response(&mut self, now: Timestamp, response: Response<Bytes>) {
         let started = *self.started.get_or_insert(now.instant);
         let transient = RetryPolicy::is_transient_status(response.status());
-        if transient {
-            let hint = if RetryPolicy::honours_retry_after(response.status()) {
-                self.strategy.retry_after(&response, now.wall)
-            } else {
-                None
-            };
-            if self.retry_later(now.instant, started, hint) {
-                return;
-            }
+        if transient && self.retry_transient(now, started, &response) {
+            return;
         }
-        // With retries on, an exhausted budget keeps the last known status: the operation may
-        // well still be running. With retries off, azure-core's rule applies (see `fail`).
-        let keep_status = transient && self.options.retry.max_retries() > 0;
         match self.phase {
             Phase::Done(_) => {}
-            Phase::Final(_) => {
-                if !transient
-                    && corrupt_json(&response)
-                    && self.retry_later(now.instant, started, None)
-                {
-                    return;
-                }
-                let attempts = std::mem::take(&mut self.retries).saturating_add(1);
-                self.polls = self.polls.saturating_add(1);
-                let checked = self.strategy.read_final(&response);
-                self.latest = Some(Box::new(crate::owned::response(response)));
-                match checked {
-                    Ok(()) => self.phase = Phase::Done(Ok(())),
-                    Err(error) => self.fail_after(error.with_attempts(attempts), keep_status),
-                }
-            }
-            Phase::Polling => {
-                let read = self.strategy.read_poll(&response);
-                if !transient
-                    && matches!(read, Err(LroError::Decode(_)))
-                    && self.retry_later(now.instant, started, None)
-                {
-                    return;
-                }
-                let attempts = std::mem::take(&mut self.retries).saturating_add(1);
-                self.polls = self.polls.saturating_add(1);
-                match read {
-                    Err(error) => {
-                        self.latest = Some(Box::new(crate::owned::response(response)));
-                        self.fail_after(error.with_attempts(attempts), keep_status);
-                    }
-                    Ok(word) => {
-                        self.status = self.options.vocabulary.status(word);
-                        if self.status.is_terminal() {
-                            self.latest = Some(Box::new(crate::owned::response(response)));
-                            self.on_terminal();
-                        } else {
-                            // Read, then dropped: an idle operation keeps no response.
-                            let hint = self.strategy.retry_after(&response, now.wall);
-                            self.schedule(now.instant, started, hint);
-                        }
-                    }
-                }
+            Phase::Final(_) => self.read_final_answer(now.instant, started, response, transient),
+            Phase::Polling => self.read_poll_answer(now, started, response, transient),
+        }
+    }
+
+    /// A transient status (408, 429, 5xx): whether the request is scheduled again.
+    #[cold]
+    #[inline(never)]
+    fn retry_transient(
+        &mut self,
+        now: Timestamp,
+        started: Instant,
+        response: &Response<Bytes>,
+    ) -> bool {
+        let hint = if RetryPolicy::honours_retry_after(response.status()) {
+            self.strategy.retry_after(response, now.wall)
+        } else {
+            None
+        };
+        self.retry_later(now.instant, started, hint)
+    }
+
+    /// With retries on, an exhausted budget keeps the last known status: the operation may
+    /// well still be running. With retries off, azure-core's rule applies (see `fail`).
+    fn keeps_status(&self, transient: bool) -> bool {
+        transient && self.options.retry.max_retries() > 0
+    }
+
+    /// The answer to the final GET.
+    #[inline(never)]
+    fn read_final_answer(
+        &mut self,
+        now: Instant,
+        started: Instant,
+        response: Response<Bytes>,
+        transient: bool,
+    ) {
+        if !transient && corrupt_json(&response) && self.retry_later(now, started, None) {
+            return;
+        }
+        let attempts = std::mem::take(&mut self.retries).saturating_add(1);
+        self.polls = self.polls.saturating_add(1);
+        let checked = self.strategy.read_final(&response);
+        self.latest = Some(Box::new(crate::owned::response(response)));
+        match checked {
+            Ok(()) => self.phase = Phase::Done(Ok(())),
+            Err(error) => {
+                let keep_status = self.keeps_status(transient);
+                self.fail_after(error.with_attempts(attempts), keep_status);
             }
         }
+    }
+
+    /// The answer to a status poll.
+    fn read_poll_answer(
+        &mut self,
+        now: Timestamp,
+        started: Instant,
+        response: Response<Bytes>,
+        transient: bool,
+    ) {
+        match self.strategy.read_poll(&response) {
+            Ok(word) => {
+                self.retries = 0;
+                self.polls = self.polls.saturating_add(1);
+                self.status = self.options.vocabulary.status(word);
+                if self.status.is_terminal() {
+                    self.polling_ended(response);
+                } else {
+                    // Read, then dropped: an idle operation keeps no response.
+                    let hint = self.strategy.retry_after(&response, now.wall);
+                    self.schedule(now.instant, started, hint);
+                }
+            }
+            Err(error) => self.poll_unreadable(now.instant, started, response, transient, error),
+        }
+    }
+
+    /// A terminal status: the response is kept, and the final GET planned (or polling ends).
+    #[cold]
+    #[inline(never)]
+    fn polling_ended(&mut self, response: Response<Bytes>) {
+        self.latest = Some(Box::new(crate::owned::response(response)));
+        self.on_terminal();
+    }
+
+    /// A poll the strategy could not read: a corrupted answer is retried like a transient one,
+    /// any other error ends polling.
+    #[cold]
+    #[inline(never)]
+    fn poll_unreadable(
+        &mut self,
+        now: Instant,
+        started: Instant,
+        response: Response<Bytes>,
+        transient: bool,
+        error: LroError,
+    ) {
+        if !transient
+            && matches!(error, LroError::Decode(_))
+            && self.retry_later(now, started, None)
+        {
+            return;
+        }
+        let attempts = std::mem::take(&mut self.retries).saturating_add(1);
+        self.polls = self.polls.saturating_add(1);
+        self.latest = Some(Box::new(crate::owned::response(response)));
+        let keep_status = self.keeps_status(transient);
+        self.fail_after(error.with_attempts(attempts), keep_status);
     }
 
     /// Reports that the request of the last [`Action::SendRequest`] failed in the transport.
@@ -630,15 +688,9 @@ impl<S: Strategy> Engine<S> {
     /// Plans the next poll, or gives up if a limit would be exceeded.
     fn schedule(&mut self, now: Instant, started: Instant, hint: Option<Duration>) {
         let elapsed = now.saturating_duration_since(started);
-        if let Some(max) = self.options.max_polls {
-            if self.polls >= max {
-                let message = format!(
-                    "gave up after {} polls; the operation may still be running",
-                    self.polls
-                );
-                self.fail(LroError::gave_up(message, Some(elapsed), self.polls));
-                return;
-            }
+        if self.options.max_polls.is_some_and(|max| self.polls >= max) {
+            self.give_up_polls(elapsed);
+            return;
         }
         let ctx = DelayContext::new(self.polls, elapsed, hint);
         let mut delay = match self.options.delay.lock() {
@@ -658,19 +710,35 @@ impl<S: Strategy> Engine<S> {
             Some(asked) if delay == asked.max(limits.0).min(limits.1) => WaitReason::RetryAfter,
             _ => WaitReason::Interval,
         };
-        if let Some(max) = self.options.max_elapsed {
-            if elapsed.saturating_add(delay) > max {
-                let message = format!(
-                    "the next poll would come after the {max:?} limit ({:?} elapsed, {} polls); \
-                     the operation may still be running",
-                    elapsed, self.polls
-                );
-                self.fail(LroError::gave_up(message, Some(elapsed), self.polls));
-                return;
-            }
+        if let Some(max) =
+            self.options.max_elapsed.filter(|max| elapsed.saturating_add(delay) > *max)
+        {
+            self.give_up_elapsed(max, elapsed);
+            return;
         }
         self.next_poll = Some(Due { from: now, wait: delay });
         self.wait_reason = reason;
+    }
+
+    /// Ends polling: the poll budget is spent.
+    #[cold]
+    #[inline(never)]
+    fn give_up_polls(&mut self, elapsed: Duration) {
+        let message =
+            format!("gave up after {} polls; the operation may still be running", self.polls);
+        self.fail(LroError::gave_up(message, Some(elapsed), self.polls));
+    }
+
+    /// Ends polling: the next poll would come after the `max` limit on the elapsed time.
+    #[cold]
+    #[inline(never)]
+    fn give_up_elapsed(&mut self, max: Duration, elapsed: Duration) {
+        let message = format!(
+            "the next poll would come after the {max:?} limit ({elapsed:?} elapsed, {} polls); \
+             the operation may still be running",
+            self.polls
+        );
+        self.fail(LroError::gave_up(message, Some(elapsed), self.polls));
     }
 
     /// The GET for `uri`, or the end of polling if the URI is not trusted.
@@ -734,7 +802,18 @@ impl<S: Strategy> Engine<S> {
         let mut request = Request::new(Bytes::new());
         *request.method_mut() = Method::GET;
         *request.uri_mut() = uri;
-        let headers = request.headers_mut();
+        let forwards =
+            self.options.forward_client_request_id && !self.initial.request().headers().is_empty();
+        if self.options.headers.is_some() || forwards {
+            self.add_headers(request.headers_mut());
+        }
+        request
+    }
+
+    /// Adds the options' headers to a poll's `headers`, and the initial request's client
+    /// request id unless they name one. Out of line: most polls carry none.
+    #[inline(never)]
+    fn add_headers(&self, headers: &mut HeaderMap) {
         if let Some(extra) = &self.options.headers {
             headers.extend(HeaderMap::clone(extra));
         }
@@ -746,7 +825,6 @@ impl<S: Strategy> Engine<S> {
                 }
             }
         }
-        request
     }
 
     /// Ends polling with `error`, attaching a continuation token.
@@ -755,6 +833,8 @@ impl<S: Strategy> Engine<S> {
     }
 
     /// As [`fail`](Self::fail); `keep_status` keeps the last known status whatever the error.
+    #[cold]
+    #[inline(never)]
     fn fail_after(&mut self, error: LroError, keep_status: bool) {
         self.again = None;
         let unusable = matches!(error, LroError::BadStatus(_) | LroError::BadResponse(_))
