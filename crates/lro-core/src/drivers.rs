@@ -66,6 +66,8 @@ pub struct PollEvent {
 }
 
 impl PollEvent {
+    /// Out of line: made only for an observer.
+    #[inline(never)]
     fn of<S: Strategy>(engine: &Engine<S>) -> Self {
         PollEvent {
             status: engine.status().clone(),

@@ -95,28 +95,11 @@ impl SharedRun {
         }));
         let polled = match polled {
             Ok(polled) => polled,
-            Err(panic) => {
-                let mut state = self.lock();
-                state.stage = Stage::Ended(Err(super::panicked(&*panic)));
-                let others = state.notifier.clone();
-                drop(state);
-                if let Some(others) = others {
-                    others.wake_by_ref();
-                }
-                std::panic::resume_unwind(panic);
-            }
+            Err(panic) => self.panicked(panic),
         };
         let mut state = self.lock();
         let wake = match polled {
-            Poll::Ready(outcome) => {
-                state.stage = Stage::Ended(outcome.clone());
-                let others = state.notifier.clone();
-                drop(state);
-                if let Some(others) = others {
-                    others.wake_by_ref();
-                }
-                return Poll::Ready(outcome);
-            }
+            Poll::Ready(outcome) => return self.ended(state, outcome),
             Poll::Pending => {
                 state.stage = Stage::Idle(run);
                 // Another waiter came while this one polled: the run's wake-ups may reach
@@ -131,6 +114,36 @@ impl SharedRun {
             others.wake_by_ref();
         }
         Poll::Pending
+    }
+
+    /// The run panicked: it ends for the other waiters, and the panic goes on in this one.
+    #[cold]
+    #[inline(never)]
+    fn panicked(&self, panic: Box<dyn std::any::Any + Send>) -> ! {
+        let mut state = self.lock();
+        state.stage = Stage::Ended(Err(super::panicked(&*panic)));
+        let others = state.notifier.clone();
+        drop(state);
+        if let Some(others) = others {
+            others.wake_by_ref();
+        }
+        std::panic::resume_unwind(panic);
+    }
+
+    /// The run ended with `outcome`: kept for every waiter, and the others woken.
+    #[inline(never)]
+    fn ended(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        outcome: Result<(), LroError>,
+    ) -> Poll<Result<(), LroError>> {
+        state.stage = Stage::Ended(outcome.clone());
+        let others = state.notifier.clone();
+        drop(state);
+        if let Some(others) = others {
+            others.wake_by_ref();
+        }
+        Poll::Ready(outcome)
     }
 
     /// The waiter `id` is gone (dropped): it no longer needs waking.
