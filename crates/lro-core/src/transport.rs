@@ -8,6 +8,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -308,7 +309,10 @@ impl Timestamp {
 /// at once instead of sleeping out a long `Retry-After`.
 #[derive(Debug, Default)]
 pub struct Interrupt {
-    set: Mutex<bool>,
+    /// Read without the lock by [`is_set`](Self::is_set) (a polling thread checks it before
+    /// every request); written under it, so that a waiter cannot miss the wake-up.
+    set: AtomicBool,
+    lock: Mutex<()>,
     changed: Condvar,
 }
 
@@ -320,24 +324,26 @@ impl Interrupt {
 
     /// Sets the interrupt and wakes every waiter.
     pub fn set(&self) {
-        *self.set.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        let guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.set.store(true, Ordering::Release);
+        drop(guard);
         self.changed.notify_all();
     }
 
     /// Whether [`set`](Self::set) was called.
     pub fn is_set(&self) -> bool {
-        *self.set.lock().unwrap_or_else(PoisonError::into_inner)
+        self.set.load(Ordering::Acquire)
     }
 
     /// Blocks for `duration` of real time, or until the interrupt is set. Returns `true` if it
     /// was set.
     pub fn wait_timeout(&self, duration: Duration) -> bool {
-        let guard = self.set.lock().unwrap_or_else(PoisonError::into_inner);
-        let (guard, _) = self
+        let guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _guard = self
             .changed
-            .wait_timeout_while(guard, duration, |set| !*set)
+            .wait_timeout_while(guard, duration, |()| !self.is_set())
             .unwrap_or_else(PoisonError::into_inner);
-        *guard
+        self.is_set()
     }
 }
 
