@@ -102,6 +102,43 @@ async fn a_timed_out_wait_returns_a_token_and_awaiting_again_continues_the_same_
 }
 
 #[tokio::test]
+async fn awaiting_the_poller_after_a_timed_out_wait_continues_the_same_request() {
+    let transport = Arc::new(ScriptedTransport::new());
+    let gate = transport.push_held(OP, status("Succeeded"));
+    let poller = poller(&transport, "POST");
+    let error = poller.result(Some(Duration::from_secs(5))).await.expect_err("timed out");
+    assert!(matches!(error, LroError::Timeout(_)), "{error:?}");
+
+    // `.await` takes the run the wait left, with its request in flight: nothing is sent again.
+    gate.open();
+    assert_eq!(poller.await.unwrap()["status"], "Succeeded");
+    assert_eq!(transport.urls(), [OP]);
+}
+
+#[tokio::test]
+async fn awaiting_a_poller_whose_run_failed_gives_the_same_error_and_sends_nothing_more() {
+    let transport = Arc::new(ScriptedTransport::new());
+    transport.push_error(OP, TransportError::other("connection reset"));
+    let method = StrategyPolling::with_options(
+        Monitor::default(),
+        lro_core::PollOptions::builder().retry(lro_core::RetryPolicy::none()).build(),
+    );
+    let poller: Poller = AsyncLroPoller::new(
+        transport.clone(),
+        transport.clone(),
+        started("POST", ""),
+        deserialize::json(),
+        method,
+    )
+    .unwrap();
+    let first = poller.wait(None).await.expect_err("the transport failed");
+    let again = poller.await.expect_err("the run has ended");
+    assert_eq!(again.to_string(), first.to_string());
+    assert!(again.continuation_token().is_some());
+    assert_eq!(transport.urls(), [OP]);
+}
+
+#[tokio::test]
 async fn dropping_the_future_stops_polling_and_nothing_runs_in_the_background() {
     let transport = Arc::new(ScriptedTransport::new());
     let _gate = transport.push_held(OP, status("Running"));

@@ -197,8 +197,18 @@ where
     type Output = Result<T, LroError>;
     type IntoFuture = BoxFuture<'static, Result<T, LroError>>;
 
+    /// As [`result(None)`](AsyncLroPoller::result). The poller is consumed, so no other waiter
+    /// can be left: the run is awaited directly, without the sharing `result` goes through
+    /// (two locks and a waker check on every wake-up).
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { self.result(None).await })
+        Box::pin(async move {
+            let outcome = match self.run.take(|| self.start()) {
+                Ok(run) => run.await,
+                Err(ended) => ended,
+            };
+            outcome.map_err(|e| self.with_token(e))?;
+            self.method.resource().map_err(|e| self.with_token(e))
+        })
     }
 }
 

@@ -146,6 +146,24 @@ impl SharedRun {
         Poll::Ready(outcome)
     }
 
+    /// The run, for the one waiter that can be left (a poller consumed by `.await`): taken out,
+    /// or started with `start` if nobody did yet; `Err` with its outcome if it has ended.
+    pub(crate) fn take(&self, start: impl FnOnce() -> Run) -> Result<Run, Result<(), LroError>> {
+        let mut state = self.lock();
+        let stage = std::mem::replace(&mut state.stage, Stage::Polled);
+        if let Stage::Ended(outcome) = &stage {
+            state.stage = Stage::Ended(outcome.clone());
+        }
+        drop(state);
+        match stage {
+            Stage::Ended(outcome) => Err(outcome),
+            Stage::Idle(run) => Ok(run),
+            // Nobody polls the run while the poller is owned: `Polled` is only ever seen
+            // during a waiter's poll. A new run continues where the last one stopped.
+            Stage::NotStarted | Stage::Polled => Ok(start()),
+        }
+    }
+
     /// The waiter `id` is gone (dropped): it no longer needs waking.
     pub(crate) fn leave(&self, id: WaiterId) {
         if id == 0 {
