@@ -342,6 +342,7 @@ async fn async_poller(
 ) -> Result<(), BenchError> {
     let request = Request::put(start_url(url, polls)).body(Bytes::new())?;
     let initial = InitialResponse::send_async(&**client, request).await?;
+    // Awaited as the README shows (`AsyncLroPoller::new(..)?.await`).
     let poller = AsyncLroPoller::new(
         Arc::clone(client),
         timer.clone(),
@@ -349,7 +350,7 @@ async fn async_poller(
         deserialize::bytes(),
         method(),
     )?;
-    poller.result(None).await?;
+    poller.await?;
     Ok(())
 }
 
