@@ -390,8 +390,14 @@ fn poll_options(
     } else {
         OriginPolicy::same_origin()
     };
-    let (strategy, options) =
-        builder.interval(interval).retry(retry).poll_options(|o| o.origins(origins)).into_parts();
+    // A line's headers may be credentials, whatever they look like: a token from the
+    // journal polls an origin nobody vouched for only when there are none.
+    let sends_headers = !line.headers.is_empty();
+    let (strategy, options) = builder
+        .interval(interval)
+        .retry(retry)
+        .poll_options(|o| o.origins(origins).client_sends_credentials(sends_headers))
+        .into_parts();
     Ok((Box::new(strategy), options))
 }
 

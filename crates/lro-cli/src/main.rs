@@ -118,7 +118,9 @@ pub(crate) struct StartArgs {
 #[command(mut_arg("headers", |arg| arg.help(
     "A header sent on every poll and on the final GET, as 'Name: value' (repeatable): the \
      initial request was sent by `lro start`, and tokens never keep credentials, so give an \
-     Authorization header again here. Polls go only to trusted origins"
+     Authorization header again here. Every header given here counts as a credential, whatever \
+     its name: polls carry them only to an origin vouched for (--url, --allow-origin, or a \
+     token signed with the token key)"
 )))]
 struct ResumeArgs {
     /// The continuation token.

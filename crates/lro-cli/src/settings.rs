@@ -112,10 +112,13 @@ impl Settings {
         }
         let origins = self.origins.clone();
         let key = self.token_key.clone();
+        let sends_headers = self.sends_headers();
         builder
             .retry(self.retry.clone())
             .poll_options(|options| {
-                let options = options.origins(origins);
+                // Any header given on the command line may be a credential, whatever it looks
+                // like (`X-Auth`, a bare JWT): a token's origin must be vouched for to get it.
+                let options = options.origins(origins).client_sends_credentials(sends_headers);
                 match key {
                     Some(key) => options.token_key(key),
                     None => options,
@@ -151,8 +154,7 @@ impl Settings {
             hint.push_str(" --transport blocking");
         }
         let mut vouched = self.vouched.clone();
-        let sends_credentials = self.headers.iter().any(|(n, v)| is_credential(n, v));
-        if let (Some(url), true, None) = (start_url, sends_credentials, &self.token_key) {
+        if let (Some(url), true, None) = (start_url, self.sends_headers(), &self.token_key) {
             let origin = origin_of(url);
             if !vouched.contains(&origin) {
                 vouched.push(origin);
@@ -180,6 +182,14 @@ impl Settings {
             hint.push_str(&format!(" {flag} {}", shell_quote(&format!("{name}: {value}"))));
         }
         hint
+    }
+
+    /// Whether polls carry headers given on the command line (other than the initial request's
+    /// `Content-Type` and `Content-Length`, which they leave out).
+    fn sends_headers(&self) -> bool {
+        self.headers
+            .keys()
+            .any(|name| name != http::header::CONTENT_TYPE && name != http::header::CONTENT_LENGTH)
     }
 
     /// The token key (`--token-key-file`, `LRO_TOKEN_KEY`), if one was given.

@@ -71,6 +71,47 @@ fn a_forged_token_with_credentials_is_refused_before_anything_is_sent() {
 }
 
 #[test]
+fn any_header_given_on_the_command_line_is_kept_from_a_forged_tokens_origin() {
+    // Names and values that do not look like credentials: a header the user gives may be one
+    // all the same (`X-Auth`, a bare JWT), so it is never sent to an origin nobody vouched for.
+    let server = mock();
+    for transport in TRANSPORTS {
+        let other = foreign();
+        let token = forged(&server, &other);
+        let run = run_line(&format!(
+            "resume --token {token} --flavour arm --transport {transport} --interval 0 \
+             --header 'X-Auth: s3cret' --output json"
+        ));
+        run.error("policy");
+        assert!(other.requests().is_empty(), "{transport}: the foreign origin was contacted");
+    }
+}
+
+#[test]
+fn a_batch_resumed_from_a_forged_journal_keeps_its_lines_headers_from_the_tokens_origin() {
+    let server = mock();
+    let other = foreign();
+    let token = forged(&server, &other);
+    let dir = TempDir::new("batch-forged-journal");
+    let ops = dir.join("ops.jsonl");
+    let line = serde_json::json!({
+        "method": "PUT", "url": widget(&server.base_url(), "j"), "body": {}, "flavour": "arm",
+        "headers": {"X-Auth": "s3cret"}, "key": "op-0",
+    });
+    std::fs::write(&ops, format!("{line}\n")).unwrap();
+    let state = dir.join("state.json");
+    let journal = serde_json::json!({"key": "op-0", "token": token});
+    std::fs::write(dir.join("state.json.started"), format!("{journal}\n")).unwrap();
+    let run = run_line(&format!(
+        "batch --file '{}' --state-file '{}' --resume --interval 0 --output json",
+        arg(&ops),
+        arg(&state)
+    ));
+    assert!(run.stdout.contains("policy"), "{}", run.describe());
+    assert!(other.requests().is_empty(), "the foreign origin was contacted");
+}
+
+#[test]
 fn an_origin_named_on_the_command_line_is_trusted() {
     let server = mock();
     for (transport, flag) in [("hyper", "--allow-origin"), ("blocking", "--url")] {
