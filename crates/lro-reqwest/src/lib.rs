@@ -61,6 +61,13 @@
 //! the engine as a response, and the strategy judges it (a poll answered `307` is a
 //! `BadStatus`).
 //!
+//! # Credentials the client adds itself
+//!
+//! The engine sees only the headers of its own requests. A `reqwest::Client` built with
+//! `default_headers` holding a credential sends it on every poll: declare it with
+//! [`PollOptionsBuilder::client_sends_credentials`](lro_core::PollOptionsBuilder::client_sends_credentials),
+//! so that resuming from a token checks the origin the token names before anything is sent.
+//!
 //! # Errors
 //!
 //! A reqwest error that [`is_connect`](reqwest::Error::is_connect) is

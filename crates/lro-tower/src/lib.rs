@@ -60,6 +60,11 @@
 //! other origins (tower-http's `policy::SameOrigin`) or strips every header on them
 //! (`policy::FilterCredentials::new().remove_all()`).
 //!
+//! An auth layer (or any layer that adds a credential) is invisible to the engine, which sees
+//! only the headers of its own requests: declare it with
+//! [`PollOptionsBuilder::client_sends_credentials`](lro_core::PollOptionsBuilder::client_sends_credentials),
+//! so that resuming from a token checks the origin the token names before anything is sent.
+//!
 //! # Retries: the engine's or tower's, not both
 //!
 //! The engine already retries polls and final GETs that fail for a transient reason (connection
