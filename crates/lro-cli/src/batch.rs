@@ -315,8 +315,23 @@ impl Journal {
         if fresh {
             let _ = std::fs::remove_file(&path);
         }
-        let file = token_file::private(std::fs::OpenOptions::new().create(true).append(true))
-            .open(&path)?;
+        // Never written through a link planted under its name (the state file's directory may
+        // be shared): an existing journal must be a file, and a new one is made anew.
+        let mut options = std::fs::OpenOptions::new();
+        match std::fs::symlink_metadata(&path) {
+            Ok(found) if !found.file_type().is_file() => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{} is not a regular file", path.display()),
+                ));
+            }
+            Ok(_) => options.append(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                token_file::private(options.append(true).create_new(true))
+            }
+            Err(e) => return Err(e),
+        };
+        let file = options.open(&path)?;
         Ok(Journal { path, file })
     }
 

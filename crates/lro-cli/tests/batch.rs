@@ -218,6 +218,31 @@ fn a_journal_that_never_ends_is_refused_on_resume_not_read_forever() {
     assert!(server.log().is_empty(), "nothing started");
 }
 
+#[cfg(unix)]
+#[test]
+fn a_journal_planted_as_a_link_is_never_written_through() {
+    let server = mock();
+    let dir = TempDir::new("batch-linked-journal");
+    let path = dir.join("ops.jsonl");
+    let line = serde_json::json!({
+        "method": "PUT", "url": widget(&server.base_url(), "l"), "body": {}, "flavour": "arm",
+    });
+    std::fs::write(&path, format!("{line}\n")).unwrap();
+    let state = dir.join("state.json");
+    let elsewhere = dir.join("elsewhere");
+    std::fs::write(&elsewhere, "").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dir.join("state.json.started")).unwrap();
+    let run = run_line(&format!(
+        "batch --file '{}' --state-file '{}' --resume --interval 0 --output json",
+        arg(&path),
+        arg(&state)
+    ));
+    assert_eq!(run.code(), Some(2), "{}", run.describe());
+    assert!(run.stderr.contains("not a regular file"), "{}", run.describe());
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "", "written through the link");
+    assert!(server.log().is_empty(), "nothing started");
+}
+
 #[test]
 fn a_line_whose_url_carries_user_information_is_refused_and_starts_nothing() {
     let server = mock();
