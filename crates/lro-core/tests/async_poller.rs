@@ -30,6 +30,22 @@ fn poller(transport: &Arc<ScriptedTransport>, method: &str) -> Poller {
     .expect("initialized")
 }
 
+/// A poller of a `POST` over `transport` (its own timer too), polling with `options`.
+fn poller_with<C>(transport: &Arc<C>, options: lro_core::PollOptions) -> Poller
+where
+    C: lro_core::AsyncHttpClient + lro_core::AsyncTimer + 'static,
+{
+    let method = StrategyPolling::with_options(Monitor::default(), options);
+    AsyncLroPoller::new(
+        transport.clone(),
+        transport.clone(),
+        started("POST", ""),
+        deserialize::json(),
+        method,
+    )
+    .expect("initialized")
+}
+
 /// Polls `future` once, with a waker that does nothing.
 fn poll_once<F: Future>(future: std::pin::Pin<&mut F>) -> Poll<F::Output> {
     future.poll(&mut Context::from_waker(Waker::noop()))
@@ -119,18 +135,8 @@ async fn awaiting_the_poller_after_a_timed_out_wait_continues_the_same_request()
 async fn awaiting_a_poller_whose_run_failed_gives_the_same_error_and_sends_nothing_more() {
     let transport = Arc::new(ScriptedTransport::new());
     transport.push_error(OP, TransportError::other("connection reset"));
-    let method = StrategyPolling::with_options(
-        Monitor::default(),
-        lro_core::PollOptions::builder().retry(lro_core::RetryPolicy::none()).build(),
-    );
-    let poller: Poller = AsyncLroPoller::new(
-        transport.clone(),
-        transport.clone(),
-        started("POST", ""),
-        deserialize::json(),
-        method,
-    )
-    .unwrap();
+    let options = lro_core::PollOptions::builder().retry(lro_core::RetryPolicy::none()).build();
+    let poller = poller_with(&transport, options);
     let first = poller.wait(None).await.expect_err("the transport failed");
     let again = poller.await.expect_err("the run has ended");
     assert_eq!(again.to_string(), first.to_string());
@@ -379,18 +385,8 @@ impl lro_core::AsyncTimer for Synchronous {
 #[test]
 fn the_async_driver_yields_between_polls_even_when_nothing_is_ever_pending() {
     let transport = Arc::new(Synchronous(Default::default()));
-    let method = StrategyPolling::with_options(
-        Monitor::default(),
-        lro_core::PollOptions::builder().interval(Duration::ZERO).build(),
-    );
-    let poller: Poller = AsyncLroPoller::new(
-        transport.clone(),
-        transport.clone(),
-        started("POST", ""),
-        deserialize::json(),
-        method,
-    )
-    .unwrap();
+    let options = lro_core::PollOptions::builder().interval(Duration::ZERO).build();
+    let poller = poller_with(&transport, options);
     let mut result = Box::pin(poller.result(None));
     for round in 1..=5 {
         assert!(poll_once(result.as_mut()).is_pending());
