@@ -58,6 +58,7 @@ impl SqliteStore {
             let mut conn = if path == ":memory:" {
                 Connection::open_in_memory()
             } else {
+                create_owner_only(&path)?;
                 Connection::open(Path::new(&path))
             }
             .map_err(db)?;
@@ -86,6 +87,28 @@ impl SqliteStore {
         .await
         .map_err(StoreError::database)?
     }
+}
+
+/// Creates the database file at `path`, empty and readable by its owner only (0600), if there
+/// is none yet: its rows hold continuation tokens (with their query strings) and results.
+/// SQLite gives its `-wal` and `-shm` files the database file's mode. An existing file keeps
+/// its mode; `file:` URIs and the empty path (a temporary database) are left to SQLite.
+#[cfg(unix)]
+fn create_owner_only(path: &str) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.is_empty() || path.starts_with("file:") {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::database(e)),
+    }
+}
+
+#[cfg(not(unix))]
+fn create_owner_only(_path: &str) -> Result<(), StoreError> {
+    Ok(())
 }
 
 /// `f`, again while SQLite says the database is busy, for up to 5 s (as the busy timeout).

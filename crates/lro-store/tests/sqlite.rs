@@ -119,3 +119,45 @@ async fn rows_of_the_wrong_type_or_size_are_handed_out_to_be_ended_and_never_fai
     assert_eq!(claimed.len(), 5, "the row whose key is no text cannot be handed out");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The permission bits of `path`, if it exists.
+#[cfg(unix)]
+fn mode_of(path: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_sqlite_file_and_its_wal_and_shm_are_readable_by_the_owner_only() {
+    let (dir, url) = fresh_database("mode");
+    let path = dir.join("ops.db");
+    let store = lro_store::open(&url).await.unwrap();
+    // A row (its token keeps a SAS query string) goes through the WAL.
+    let op = lro_store::NewOperation::new("op", "https://x/op?sig=s3cr3t", serde_json::json!({}));
+    store.submit(op).await.unwrap();
+    let wal = dir.join("ops.db-wal");
+    let shm = dir.join("ops.db-shm");
+    assert!(mode_of(&wal).is_some(), "the store is in WAL mode and has written to it");
+    for file in [&path, &wal, &shm] {
+        if let Some(mode) = mode_of(file) {
+            assert_eq!(mode & 0o077, 0, "{} has mode {mode:o}", file.display());
+        }
+    }
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn an_existing_sqlite_file_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, url) = fresh_database("kept-mode");
+    let path = dir.join("ops.db");
+    std::fs::write(&path, b"").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let store = lro_store::open(&url).await.unwrap();
+    assert_eq!(mode_of(&path), Some(0o640), "the owner chose this mode");
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
