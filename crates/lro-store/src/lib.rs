@@ -390,62 +390,212 @@ pub async fn open(url: &str) -> Result<Box<dyn OperationStore>, StoreError> {
     Err(StoreError::BadUrl(redacted_url(url)))
 }
 
-/// `url` fit to print: a password in it (`postgres://user:PASSWORD@host`, `?password=...`)
-/// replaced by `***`. Store URLs are the only way to give a database password, and they end up
-/// in messages and logs.
+/// `url` fit to print: a password in it (`postgres://user:PASSWORD@host`, `?password=...`,
+/// `password='...'` in a `key=value` connection string) replaced by `***`. Store URLs are the
+/// only way to give a database password, and they end up in messages and logs.
+///
+/// What is hidden is what tokio-postgres would read as a password (the user-info runs to the
+/// first `@` anywhere in the string; query keys are percent-decoded) and what a URL parser
+/// or libpq would: a string read two ways hides both readings. Query and `key=value` keys
+/// with `pass`, `secret` or `token` in them have their values hidden.
 ///
 /// ```
 /// assert_eq!(
 ///     lro_store::redacted_url("postgres://lro:s3cr3t@db/ops?password=x&sslmode=disable"),
 ///     "postgres://lro:***@db/ops?password=***&sslmode=disable"
 /// );
+/// assert_eq!(lro_store::redacted_url("postgres://lro:pa/ss@db/ops"), "postgres://lro:***@db/ops");
+/// assert_eq!(lro_store::redacted_url("host=db password='a b'"), "host=db password=***");
 /// assert_eq!(lro_store::redacted_url("sqlite:ops.db"), "sqlite:ops.db");
 /// ```
 #[must_use]
 pub fn redacted_url(url: &str) -> String {
-    let mut shown = String::with_capacity(url.len());
-    let rest = match url.split_once("://") {
-        Some((scheme, rest)) => {
-            shown.push_str(scheme);
-            shown.push_str("://");
-            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            let (authority, rest) = rest.split_at(end);
-            match authority.rsplit_once('@') {
-                Some((user, host)) => {
-                    match user.split_once(':') {
-                        Some((name, _password)) => {
-                            shown.push_str(name);
-                            shown.push_str(":***");
-                        }
-                        None => shown.push_str(user),
-                    }
-                    shown.push('@');
-                    shown.push_str(host);
-                }
-                None => shown.push_str(authority),
-            }
-            rest
+    let mut secrets = Vec::new();
+    match url_authority_start(url) {
+        Some(start) => {
+            hide_as_tokio_postgres_reads(url, start, &mut secrets);
+            hide_as_a_url_parser_reads(url, start, &mut secrets);
         }
-        None => url,
-    };
-    match rest.split_once('?') {
-        Some((path, query)) => {
-            shown.push_str(path);
-            shown.push('?');
-            let pairs: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
-                        format!("{name}=***")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            shown.push_str(&pairs.join("&"));
-        }
-        None => shown.push_str(rest),
+        // Not a URL: tokio-postgres and libpq read `key=value` pairs. (A string that starts
+        // with `scheme://` is no such list: its first key, `scheme://...`, is unknown to both.)
+        None => hide_key_value_passwords(url, &mut secrets),
     }
+    secrets.sort_by_key(|r| (r.start, r.end));
+    let mut merged: Vec<std::ops::Range<usize>> = Vec::with_capacity(secrets.len());
+    for secret in secrets {
+        match merged.last_mut() {
+            Some(last) if secret.start <= last.end => last.end = last.end.max(secret.end),
+            _ => merged.push(secret),
+        }
+    }
+    let mut shown = String::with_capacity(url.len());
+    let mut pos = 0;
+    for secret in merged {
+        shown.push_str(url.get(pos..secret.start).unwrap_or_default());
+        shown.push_str("***");
+        pos = secret.end;
+    }
+    shown.push_str(url.get(pos..).unwrap_or_default());
     shown
+}
+
+/// Where the part after `scheme://` starts, if `url` starts with a URL scheme.
+fn url_authority_start(url: &str) -> Option<usize> {
+    let (scheme, _) = url.split_once("://")?;
+    let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    is_scheme.then_some(scheme.len() + "://".len())
+}
+
+/// Whether a query or `key=value` key names a secret (tokio-postgres knows `password`; hide
+/// more rather than less).
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["pass", "secret", "token"].iter().any(|word| key.contains(word))
+}
+
+/// `s` percent-decoded, as tokio-postgres decodes query keys (invalid UTF-8 replaced).
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+/// The byte ranges of `url` tokio-postgres 0.7 reads as a password: its URL parser takes the
+/// user-info up to the first `@` anywhere (a `/`, `?` or `#` before it does not end it), the
+/// password after the first `:` in it, then the host up to `/` or `?`, the database up to
+/// `?`, and `key=value` pairs split at `&` with percent-decoded keys (`#` is nothing special).
+fn hide_as_tokio_postgres_reads(
+    url: &str,
+    start: usize,
+    secrets: &mut Vec<std::ops::Range<usize>>,
+) {
+    let after = |pos: usize, end: &[char]| url.get(pos..).and_then(|rest| rest.find(end));
+    let mut pos = start;
+    if let Some(at) = after(start, &['@']) {
+        if let Some(colon) = after(start, &[':']).filter(|&colon| colon < at) {
+            secrets.push(start + colon + 1..start + at);
+        }
+        pos = start + at + 1;
+    }
+    pos = after(pos, &['/', '?']).map_or(url.len(), |end| pos + end);
+    if url.get(pos..).is_some_and(|rest| rest.starts_with('/')) {
+        pos = after(pos, &['?']).map_or(url.len(), |end| pos + end);
+    }
+    if !url.get(pos..).is_some_and(|rest| rest.starts_with('?')) {
+        return;
+    }
+    pos += 1;
+    while pos < url.len() {
+        let Some(eq) = after(pos, &['=']) else {
+            return;
+        };
+        let key = url.get(pos..pos + eq).unwrap_or_default();
+        let value = pos + eq + 1;
+        let end = after(value, &['&']).map_or(url.len(), |end| value + end);
+        if is_secret_key(&percent_decoded(key)) {
+            secrets.push(value..end);
+        }
+        pos = end + 1;
+    }
+}
+
+/// The byte ranges of `url` a URL parser (or libpq) reads as a password: the authority ends at
+/// the first `/`, `?` or `#`, its user-info at its last `@`; the query runs from `?` to `#`.
+/// A piece of the query with no `=` right after a secret is taken as more of it (`&` in a
+/// password left unencoded).
+fn hide_as_a_url_parser_reads(url: &str, start: usize, secrets: &mut Vec<std::ops::Range<usize>>) {
+    let rest = url.get(start..).unwrap_or_default();
+    let authority_end = start + rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = url.get(start..authority_end).unwrap_or_default();
+    if let Some(at) = authority.rfind('@') {
+        if let Some(colon) = authority.get(..at).and_then(|user| user.find(':')) {
+            secrets.push(start + colon + 1..start + at);
+        }
+    }
+    let path = url.get(authority_end..).unwrap_or_default();
+    let Some(question) = path.find(['?', '#']).filter(|&i| path[i..].starts_with('?')) else {
+        return;
+    };
+    let query_start = authority_end + question + 1;
+    let query = url.get(query_start..).unwrap_or_default();
+    let query = &query[..query.find('#').unwrap_or(query.len())];
+    let mut pos = query_start;
+    let mut in_secret = false;
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some((key, _)) => {
+                in_secret = is_secret_key(&percent_decoded(key));
+                if in_secret {
+                    secrets.push(pos + key.len() + 1..pos + pair.len());
+                }
+            }
+            None if in_secret => secrets.push(pos..pos + pair.len()),
+            None => {}
+        }
+        pos += pair.len() + 1;
+    }
+}
+
+/// The byte ranges of a libpq `key=value` connection string (`host=db password='a b'`) that
+/// are passwords, read as tokio-postgres reads it: keys and values apart by whitespace, values
+/// plain or in `'…'`, `\` escaping the next character. A quoted value with no end hides
+/// everything after its key.
+fn hide_key_value_passwords(s: &str, secrets: &mut Vec<std::ops::Range<usize>>) {
+    let mut chars = s.char_indices().peekable();
+    let here = |chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>| {
+        chars.peek().map_or(s.len(), |&(i, _)| i)
+    };
+    loop {
+        while chars.next_if(|&(_, c)| c.is_whitespace()).is_some() {}
+        let key_start = here(&mut chars);
+        while chars.next_if(|&(_, c)| !c.is_whitespace() && c != '=').is_some() {}
+        let key = s.get(key_start..here(&mut chars)).unwrap_or_default();
+        if key.is_empty() {
+            return;
+        }
+        while chars.next_if(|&(_, c)| c.is_whitespace()).is_some() {}
+        if chars.next_if(|&(_, c)| c == '=').is_none() {
+            return;
+        }
+        while chars.next_if(|&(_, c)| c.is_whitespace()).is_some() {}
+        let value_start = here(&mut chars);
+        let quoted = chars.next_if(|&(_, c)| c == '\'').is_some();
+        let mut terminated = !quoted;
+        while let Some((_, c)) = chars.next_if(|&(_, c)| quoted || !c.is_whitespace()) {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '\'' if quoted => {
+                    terminated = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let value_end = if terminated { here(&mut chars) } else { s.len() };
+        if is_secret_key(key) {
+            secrets.push(value_start..value_end);
+        }
+        if !terminated {
+            return;
+        }
+    }
 }
 
 /// `lease` in whole milliseconds, for the database. A zero lease runs out at once (tests).
