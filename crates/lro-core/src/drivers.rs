@@ -310,7 +310,7 @@ impl<S: Strategy + 'static, T: 'static> AsyncPollingMethod<T> for StrategyPollin
 
 #[async_trait::async_trait]
 impl<S: Strategy, T> AsyncOperation<T> for StrategyOperation<S, T, Arc<dyn AsyncHttpClient>> {
-    /// The async driver ([`Drive`]).
+    /// The async driver, a hand-written future (`Drive`).
     async fn run(&self, timer: &dyn AsyncTimer) -> Result<(), LroError> {
         Drive::new(self, timer).await
     }
