@@ -27,6 +27,7 @@
 //! a driver that is dropped halfway (an async poller whose future is dropped) can call it again
 //! later and get the same request.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,7 @@ use crate::delay::DelayContext;
 use crate::error::LroError;
 use crate::initial::InitialResponse;
 use crate::options::PollOptions;
+use crate::redact::{HeaderNames, ShownUri};
 use crate::retry::RetryPolicy;
 use crate::status::{Status, StatusKind};
 use crate::strategy::Strategy;
@@ -48,8 +50,9 @@ use crate::transport::{Timestamp, TransportError};
 const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-client-request-id");
 
 /// What the driver must do next. Returned by [`Engine::poll`].
+///
+/// Its `Debug` output shows a request's URL without its query and its headers by name only.
 #[must_use]
-#[derive(Debug)]
 // Returned once per step and consumed at once: boxing the request would cost an allocation per
 // poll for nothing.
 #[allow(clippy::large_enum_variant)]
@@ -66,7 +69,6 @@ pub enum Action {
     Done,
 }
 
-#[derive(Debug)]
 enum Phase {
     Polling,
     /// Boxed: an idle operation is `Polling`, and should not carry a URI's worth of room.
@@ -130,7 +132,9 @@ impl Due {
 /// }
 /// # let _ = drive::<Box<dyn Strategy>>;
 /// ```
-#[derive(Debug)]
+///
+/// Its `Debug` output shows where the operation stands (status, polls, phase), never a URL or
+/// a header value: a strategy's links may carry a signature in their query.
 pub struct Engine<S> {
     strategy: S,
     /// Shared: a fleet of operations of one kind need not hold a copy each.
@@ -161,6 +165,40 @@ pub struct Engine<S> {
     wait_reason: WaitReason,
     /// Spans and metrics (features `tracing`, `metrics`); nothing without them.
     telemetry: Telemetry,
+}
+
+impl fmt::Debug for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::SendRequest(request) => f
+                .debug_struct("SendRequest")
+                .field("method", request.method())
+                .field("uri", &ShownUri(request.uri()))
+                .field("headers", &HeaderNames(request.headers()))
+                .finish_non_exhaustive(),
+            Action::Wait(delay) => f.debug_tuple("Wait").field(delay).finish(),
+            Action::Done => f.write_str("Done"),
+        }
+    }
+}
+
+impl<S: Strategy> fmt::Debug for Engine<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let phase = match &self.phase {
+            Phase::Polling => "polling",
+            Phase::Final(_) => "final request",
+            Phase::Done(Ok(())) => "done",
+            Phase::Done(Err(error)) => error.kind_name(),
+        };
+        f.debug_struct("Engine")
+            .field("strategy", &self.strategy.name())
+            .field("status", &self.status)
+            .field("phase", &phase)
+            .field("polls", &self.polls)
+            .field("retries", &self.retries)
+            .field("vouched", &self.vouched)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S: Strategy> Engine<S> {

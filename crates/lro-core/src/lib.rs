@@ -77,6 +77,7 @@ mod off_thread;
 mod options;
 mod owned;
 mod poller;
+mod redact;
 mod retry;
 mod status;
 mod strategy;

@@ -82,13 +82,10 @@ pub(crate) fn outcome_word(outcome: Result<(), &LroError>) -> &'static str {
 
 /// `scheme://host[:port]/path` of `uri`: no query, no fragment, no user information.
 pub(crate) fn redacted(uri: &Uri) -> String {
-    let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
-        return uri.path().to_owned();
-    };
-    match uri.port_u16() {
-        Some(port) => format!("{scheme}://{host}:{port}{}", uri.path()),
-        None => format!("{scheme}://{host}{}", uri.path()),
-    }
+    let mut shown = String::new();
+    // Writing to a `String` cannot fail.
+    let _ = crate::redact::write_origin_and_path(&mut shown, uri);
+    shown
 }
 
 /// The spans of one operation, and the counters it moves. A zero-sized value without the

@@ -32,6 +32,7 @@ use serde_json::value::RawValue;
 use sha2::Sha256;
 
 use crate::initial::{InitialResponse, RequestHead};
+use crate::redact::{ShownUrl, TextNames};
 
 /// The only envelope version this crate writes and reads.
 pub const TOKEN_VERSION: u64 = 1;
@@ -364,7 +365,10 @@ impl<'de> Deserialize<'de> for ContinuationToken {
 
 /// The content of a version-1 token, as Python azure-core writes it, plus this library's
 /// optional `progress` (which Python ignores).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Debug` output shows URLs without their queries and headers by name only; the content
+/// and the progress (which holds the poll links) by size only.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TokenState {
     /// The initial request (method, URL, allow-listed headers), if known.
@@ -434,8 +438,8 @@ fn bounded_headers<'de, D: Deserializer<'de>>(
     deserializer.deserialize_map(Bounded)
 }
 
-/// The initial request inside a token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The initial request inside a token. `Debug` shows the URL without its query, headers by name.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct RequestRecord {
     /// HTTP method.
@@ -447,8 +451,8 @@ pub struct RequestRecord {
     pub headers: BTreeMap<String, String>,
 }
 
-/// The initial response inside a token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The initial response inside a token. `Debug` shows headers by name, the content by size.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ResponseRecord {
     /// HTTP status code.
@@ -459,6 +463,39 @@ pub struct ResponseRecord {
     /// The body, standard base64.
     #[serde(default)]
     pub content: String,
+}
+
+impl fmt::Debug for TokenState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The progress is JSON written by this library, so it prints again; its length is all
+        // that is shown.
+        let progress = self.progress.as_ref().map(|p| p.to_string().len());
+        f.debug_struct("TokenState")
+            .field("request", &self.request)
+            .field("response", &self.response)
+            .field("progress_len", &progress)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for RequestRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestRecord")
+            .field("method", &self.method)
+            .field("url", &ShownUrl(&self.url))
+            .field("headers", &TextNames(&self.headers))
+            .finish()
+    }
+}
+
+impl fmt::Debug for ResponseRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseRecord")
+            .field("status_code", &self.status_code)
+            .field("headers", &TextNames(&self.headers))
+            .field("content_len", &self.content.len())
+            .finish()
+    }
 }
 
 impl TokenState {
