@@ -9,9 +9,16 @@ use url::Url;
 /// An absolute http(s) URL kept as its text: 16 bytes and the text, where an `http::Uri` takes
 /// 88 bytes and a shared buffer. A strategy keeps a few for as long as its operation runs; they
 /// are parsed again when a request is built (as a hand-written loop parses its URL string for
-/// every request).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// every request). Its `Debug` output is [`shown`]: a strategy printed with `{:?}` shows no
+/// signature.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Link(Box<str>);
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Link({:?})", shown(&self.0))
+    }
+}
 
 impl Link {
     /// The link to `uri`.
@@ -131,6 +138,12 @@ pub(crate) fn shown(link: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_links_debug_output_shows_no_query_and_no_user_information() {
+        let link = super::Link::of(&"https://u:pw@h/p?sig=SECRET".parse().unwrap());
+        assert_eq!(format!("{link:?}"), "Link(\"https://h/p…\")");
+    }
+
     #[test]
     fn links_in_messages_lose_their_query_and_user_information() {
         assert_eq!(super::shown("https://h/p?sig=SECRET"), "https://h/p…");

@@ -63,8 +63,8 @@ pub struct LroBasePolling {
 }
 
 /// Progress saved in continuation tokens: the URL being polled (the Location algorithm may
-/// move it).
-#[derive(Debug, Serialize, Deserialize)]
+/// move it). No `Debug`: it holds the poll URL whole.
+#[derive(Serialize, Deserialize)]
 struct Saved {
     algorithm: String,
     polling: String,
