@@ -146,6 +146,20 @@ impl HttpClient for BlockingClient {
 }
 
 fn transport_error(error: ureq::Error) -> TransportError {
+    // These two carry the whole URL, query (a SAS signature) and all: the message says what
+    // went wrong without it.
+    match error {
+        ureq::Error::RequireHttpsOnly(_) => {
+            let message = "the client sends to https:// URLs only, and this URL is not one";
+            return TransportError::new(TransportErrorKind::Other, message);
+        }
+        ureq::Error::BadUri(_) => {
+            let message = "the URL cannot be sent: it lacks a scheme or host, or its scheme is \
+                           not http or https";
+            return TransportError::new(TransportErrorKind::Other, message);
+        }
+        _ => {}
+    }
     // ureq keeps the cause of an I/O error inside it, not as its `source()`.
     let tls = match &error {
         ureq::Error::Io(io) => lro_core::find_cause::<rustls::Error>(io),
