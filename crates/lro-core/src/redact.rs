@@ -9,9 +9,6 @@ use std::fmt;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
-/// `scheme://host[:port]/path` of a URL, with `?…` where a query was left out.
-pub(crate) struct ShownUri<'a>(pub(crate) &'a Uri);
-
 /// Writes `scheme://host[:port]/path` of `uri` (only the path if it is relative).
 pub(crate) fn write_origin_and_path(out: &mut impl fmt::Write, uri: &Uri) -> fmt::Result {
     if let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) {
@@ -22,6 +19,9 @@ pub(crate) fn write_origin_and_path(out: &mut impl fmt::Write, uri: &Uri) -> fmt
     }
     out.write_str(uri.path())
 }
+
+/// `scheme://host[:port]/path` of a URL, with `?…` where a query was left out.
+pub(crate) struct ShownUri<'a>(pub(crate) &'a Uri);
 
 impl fmt::Display for ShownUri<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
