@@ -498,6 +498,19 @@ impl fmt::Debug for ResponseRecord {
     }
 }
 
+/// The text of `uri` without user information (`user:password@`): a token is written to files,
+/// stores and terminals, and the engine never sends a request to a URL that holds it anyway.
+fn without_user_info(uri: &Uri) -> String {
+    match (uri.scheme_str(), uri.authority().map(http::uri::Authority::as_str)) {
+        (Some(scheme), Some(authority)) if authority.contains('@') => {
+            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+            let rest = uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
+            format!("{scheme}://{host}{rest}")
+        }
+        _ => uri.to_string(),
+    }
+}
+
 impl TokenState {
     /// The state of an operation that has got as far as `initial` (and `progress`).
     pub fn new(initial: &InitialResponse, progress: Option<serde_json::Value>) -> Self {
@@ -511,7 +524,7 @@ impl TokenState {
         TokenState {
             request: Some(RequestRecord {
                 method: head.method().to_string(),
-                url: head.uri().to_string(),
+                url: without_user_info(head.uri()),
                 headers: allowed(|name| head.headers().get(name), &TOKEN_REQUEST_HEADERS),
             }),
             response: ResponseRecord {
@@ -608,6 +621,18 @@ mod tests {
             request_headers,
         );
         InitialResponse::new(head, response)
+    }
+
+    #[test]
+    fn a_tokens_initial_url_keeps_no_user_information() {
+        let url = |text: &str| {
+            let head = RequestHead::new(Method::PUT, text.parse().unwrap(), HeaderMap::new());
+            let initial = InitialResponse::new(head, Response::new(Bytes::new()));
+            TokenState::new(&initial, None).request.map(|r| r.url).unwrap_or_default()
+        };
+        assert_eq!(url("https://u:p%40ss@host:8443/w/1?x=1"), "https://host:8443/w/1?x=1");
+        assert_eq!(url("https://u@host/w"), "https://host/w");
+        assert_eq!(url("https://host/w?x=1"), "https://host/w?x=1");
     }
 
     #[test]
