@@ -501,14 +501,17 @@ impl fmt::Debug for ResponseRecord {
 /// The text of `uri` without user information (`user:password@`): a token is written to files,
 /// stores and terminals, and the engine never sends a request to a URL that holds it anyway.
 fn without_user_info(uri: &Uri) -> String {
-    match (uri.scheme_str(), uri.authority().map(http::uri::Authority::as_str)) {
-        (Some(scheme), Some(authority)) if authority.contains('@') => {
-            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-            let rest = uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
-            format!("{scheme}://{host}{rest}")
-        }
-        _ => uri.to_string(),
+    if !uri.authority().is_some_and(|authority| authority.as_str().contains('@')) {
+        return uri.to_string();
     }
+    let mut text = String::new();
+    // Writing to a `String` cannot fail.
+    let _ = crate::redact::write_origin_and_path(&mut text, uri);
+    if let Some(query) = uri.query() {
+        text.push('?');
+        text.push_str(query);
+    }
+    text
 }
 
 impl TokenState {
@@ -632,6 +635,7 @@ mod tests {
         };
         assert_eq!(url("https://u:p%40ss@host:8443/w/1?x=1"), "https://host:8443/w/1?x=1");
         assert_eq!(url("https://u@host/w"), "https://host/w");
+        assert_eq!(url("http://u:p@[::1]:8080/w"), "http://[::1]:8080/w");
         assert_eq!(url("https://host/w?x=1"), "https://host/w?x=1");
     }
 
