@@ -4,7 +4,6 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::deserialize::Deserializer;
@@ -30,7 +29,10 @@ pub struct AlreadyComplete;
 /// Drives a long-running operation on a background thread.
 ///
 /// As azure-core's `LROPoller`: the constructor initializes the polling method and, unless the
-/// operation is already finished, starts a thread (named `lro-poller`) that runs it. An
+/// operation is already finished, hands it to a thread (named `lro-poller`) that runs it. That
+/// thread is one an earlier poller left idle, or a new one: a thread whose operation ended
+/// waits up to 10 s for the next poller before it exits (at most 16 wait at once), so that
+/// operations run one after another do not start a thread each. An
 /// operation whose initial response already says it failed is reported as failed (azure-core's
 /// sync poller returns it as a success; its async poller raises — this crate follows the
 /// async one in both pollers). Waiting,
@@ -38,7 +40,8 @@ pub struct AlreadyComplete;
 ///
 /// Unlike Python, dropping the poller stops polling: the thread is told to stop (a wait in
 /// progress ends at once) and sends nothing more. The drop itself never waits: a request
-/// already in flight is left to the thread, which finishes it and exits on its own. That last
+/// already in flight is left to the thread, which finishes it and is then free for another
+/// poller. That last
 /// response still reaches the polling method (an observer sees it, and it may even end the
 /// operation), and done callbacks not yet run then run on that thread, after the drop has
 /// returned. `result(Some(timeout))` that runs out returns
@@ -70,7 +73,6 @@ where
     M: PollingMethod<T>,
 {
     shared: Arc<Shared<T, M::Operation>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 struct Shared<T, M> {
@@ -143,27 +145,20 @@ where
             }),
             completed: Condvar::new(),
         });
-        let thread = if finished {
+        if finished {
             // Nothing to send: `run` returns at once with the outcome (an operation that
             // failed in its initial response fails here, as in azure-core's async poller).
             shared.poll_to_completion();
-            None
         } else {
             let worker = Arc::clone(&shared);
-            let spawned = std::thread::Builder::new()
-                .name("lro-poller".into())
-                .spawn(move || worker.poll_to_completion());
-            match spawned {
-                Ok(handle) => Some(handle),
-                Err(e) => {
-                    shared.complete(Some(LroError::stopped(format!(
-                        "could not start the polling thread: {e}"
-                    ))));
-                    None
-                }
+            let job = Box::new(move || worker.poll_to_completion());
+            if let Err(e) = super::threads::POLLING_THREADS.run(job) {
+                shared.complete(Some(LroError::stopped(format!(
+                    "could not start the polling thread: {e}"
+                ))));
             }
-        };
-        LroPoller { shared, thread }
+        }
+        LroPoller { shared }
     }
 
     /// Waits for the operation to end (at most `timeout` of real time), then returns the
@@ -309,11 +304,11 @@ where
     M: PollingMethod<T>,
 {
     fn drop(&mut self) {
-        // Stop the thread, but never wait for it: it may be inside a request that takes up to
-        // the transport's timeout. It holds its own reference to the shared state, sends nothing
-        // after this, and exits once its current step is over (running any done callbacks).
+        // Stop the polling, but never wait for its thread: it may be inside a request that takes
+        // up to the transport's timeout. It holds its own reference to the shared state, sends
+        // nothing after this, and is done once its current step is over (running any done
+        // callbacks).
         self.shared.interrupt.set();
-        drop(self.thread.take());
     }
 }
 

@@ -3,6 +3,7 @@
 pub(crate) mod blocking;
 pub(crate) mod nonblocking;
 mod shared_run;
+mod threads;
 
 pub use blocking::{AlreadyComplete, CallbackId, LroPoller};
 pub use nonblocking::{AsyncLroPoller, Progress, async_poller};
