@@ -212,11 +212,8 @@ impl<S: Strategy, T, C> StrategyOperation<S, T, C> {
     fn deserialize(&self) -> Result<T, LroError> {
         let engine = self.lock();
         (self.deserializer)(engine.latest_response()).map_err(|e| {
-            let error = LroError::decode("the deserialization callback failed", Some(e));
-            match engine.continuation_token() {
-                Ok(token) => error.with_continuation_token(token),
-                Err(_) => error,
-            }
+            LroError::decode("the deserialization callback failed", Some(e))
+                .with_token_from(|| engine.continuation_token())
         })
     }
 }

@@ -154,6 +154,21 @@ impl LroError {
         self
     }
 
+    /// As [`with_continuation_token`](Self::with_continuation_token), the token made by `token`
+    /// only if the error has none yet (a token that cannot be made is left out).
+    pub(crate) fn with_token_from(
+        self,
+        token: impl FnOnce() -> Result<ContinuationToken, LroError>,
+    ) -> Self {
+        if self.continuation_token().is_some() {
+            return self;
+        }
+        match token() {
+            Ok(token) => self.with_continuation_token(token),
+            Err(_) => self,
+        }
+    }
+
     /// Records that the request behind this error was sent `attempts` times (the first try and
     /// its retries). Only errors about one request (HTTP status, response, transport) keep it.
     #[must_use]

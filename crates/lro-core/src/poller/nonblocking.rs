@@ -180,13 +180,7 @@ where
     }
 
     fn with_token(&self, error: LroError) -> LroError {
-        if error.continuation_token().is_some() {
-            return error;
-        }
-        match self.method.continuation_token() {
-            Ok(token) => error.with_continuation_token(token),
-            Err(_) => error,
-        }
+        error.with_token_from(|| self.method.continuation_token())
     }
 }
 
