@@ -4,7 +4,6 @@
 //! HTTP stack, and [`Timer`] / [`AsyncTimer`] over its clock. Nothing else in this crate performs
 //! I/O or reads a clock.
 
-use std::cell::Cell;
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
@@ -289,39 +288,6 @@ impl Timestamp {
         Timestamp { instant, wall }
     }
 
-    /// The timestamp of `instant`, a reading of the monotonic clock just taken: its wall-clock
-    /// time is read from the system at most about once a second per thread, and worked out from
-    /// `instant` in between. What a timer's `now` returns: a poll then reads one clock, not two
-    /// (on the benchmark's VM a clock reading costs some 0.4% of a zero-wait poll). The wall
-    /// clock only turns `Retry-After` HTTP dates, whole seconds, into delays; a step of the
-    /// system clock shows within a second.
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use lro_core::Timestamp;
-    ///
-    /// let now = Instant::now();
-    /// let (a, b) = (Timestamp::of_instant(now), Timestamp::of_instant(now + Duration::from_millis(20)));
-    /// assert_eq!(b.wall.duration_since(a.wall).ok(), Some(Duration::from_millis(20)));
-    /// ```
-    pub fn of_instant(instant: Instant) -> Self {
-        thread_local! {
-            /// The last reading of both clocks on this thread.
-            static READ: Cell<Option<(Instant, SystemTime)>> = const { Cell::new(None) };
-        }
-        let wall = READ.with(|read| match read.get() {
-            Some((at, wall)) if instant >= at && instant.duration_since(at) < WALL_READ_EVERY => {
-                wall.checked_add(instant.duration_since(at)).unwrap_or(wall)
-            }
-            _ => {
-                let wall = read_wall_clock();
-                read.set(Some((instant, wall)));
-                wall
-            }
-        });
-        Timestamp { instant, wall }
-    }
-
     /// This timestamp moved forward by `by`, saturating at the far future (about a century
     /// ahead) when `by` overflows the clock, so time always moves forward.
     #[must_use]
@@ -451,19 +417,10 @@ pub struct SystemTimer;
 
 impl Timer for SystemTimer {}
 
-/// How long [`Timestamp::of_instant`] works the wall-clock time out from the monotonic clock
-/// before it reads the system's again.
-const WALL_READ_EVERY: Duration = Duration::from_secs(1);
-
-/// Reads the system clocks (the wall clock at most about once a second per thread).
-#[allow(clippy::disallowed_methods)] // with `read_wall_clock`, the only readings in this crate
-pub(crate) fn system_now() -> Timestamp {
-    Timestamp::of_instant(Instant::now())
-}
-
+/// Reads the system clocks; the only place in this crate that does.
 #[allow(clippy::disallowed_methods)]
-fn read_wall_clock() -> SystemTime {
-    SystemTime::now()
+pub(crate) fn system_now() -> Timestamp {
+    Timestamp::new(Instant::now(), SystemTime::now())
 }
 
 #[cfg(test)]
@@ -509,33 +466,6 @@ mod tests {
         let far = t.advanced(Duration::MAX);
         assert!(far.instant.saturating_duration_since(t.instant) >= FAR_FUTURE);
         assert!(far.wall.duration_since(t.wall).unwrap_or_default() >= FAR_FUTURE);
-    }
-
-    /// `check` on a thread of its own, which has read no clock yet.
-    fn on_a_new_thread(check: impl FnOnce() + Send + 'static) {
-        std::thread::spawn(check).join().expect("the check passed");
-    }
-
-    #[test]
-    fn between_readings_the_wall_clock_follows_the_monotonic_clock() {
-        on_a_new_thread(|| {
-            let now = system_now();
-            let later = Timestamp::of_instant(now.instant + Duration::from_millis(300));
-            assert_eq!(later.wall.duration_since(now.wall).ok(), Some(Duration::from_millis(300)));
-        });
-    }
-
-    #[test]
-    #[allow(clippy::disallowed_methods)] // compares with the system's own clock
-    fn a_second_on_the_wall_clock_is_read_again() {
-        on_a_new_thread(|| {
-            let now = system_now();
-            // A monotonic reading an hour on (a paused test clock jumps so): the wall clock is
-            // read again rather than moved an hour forward.
-            let jumped = Timestamp::of_instant(now.instant + Duration::from_secs(3600));
-            let system = SystemTime::now();
-            assert!(jumped.wall <= system && jumped.wall >= now.wall, "read again");
-        });
     }
 
     #[test]

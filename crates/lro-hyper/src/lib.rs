@@ -38,7 +38,7 @@ mod host_limit;
 use std::fmt;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -281,8 +281,7 @@ pub struct TokioTimer;
 
 impl AsyncTimer for TokioTimer {
     fn now(&self) -> Timestamp {
-        // One clock reading a poll: the wall clock is worked out from it between readings.
-        Timestamp::of_instant(tokio::time::Instant::now().into_std())
+        Timestamp::new(tokio::time::Instant::now().into_std(), SystemTime::now())
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
