@@ -32,21 +32,19 @@ pub struct AlreadyComplete;
 /// operation is already finished, hands it to a thread (named `lro-poller`) that runs it. That
 /// thread is one an earlier poller left idle, or a new one: a thread whose operation ended
 /// waits up to 10 s for the next poller before it exits (at most 16 wait at once), so that
-/// operations run one after another do not start a thread each. An
-/// operation whose initial response already says it failed is reported as failed (azure-core's
-/// sync poller returns it as a success; its async poller raises — this crate follows the
-/// async one in both pollers). Waiting,
-/// status and callbacks are available from any thread meanwhile.
+/// operations run one after another do not start a thread each. An operation whose initial
+/// response already says it failed is reported as failed (azure-core's sync poller returns it
+/// as a success; its async poller raises — this crate follows the async one in both pollers).
+/// Waiting, status and callbacks are available from any thread meanwhile.
 ///
 /// Unlike Python, dropping the poller stops polling: the thread is told to stop (a wait in
 /// progress ends at once) and sends nothing more. The drop itself never waits: a request
 /// already in flight is left to the thread, which finishes it and is then free for another
-/// poller. That last
-/// response still reaches the polling method (an observer sees it, and it may even end the
-/// operation), and done callbacks not yet run then run on that thread, after the drop has
-/// returned. `result(Some(timeout))` that runs out returns
-/// [`LroError::Timeout`] with a continuation token instead of a partial resource; polling goes
-/// on, and a later `result` can still succeed.
+/// poller. That last response still reaches the polling method (an observer sees it, and it
+/// may even end the operation), and done callbacks not yet run then run on that thread, after
+/// the drop has returned. `result(Some(timeout))` that runs out returns [`LroError::Timeout`]
+/// with a continuation token instead of a partial resource; polling goes on, and a later
+/// `result` can still succeed.
 ///
 /// ```
 /// use std::sync::Arc;
