@@ -813,7 +813,7 @@ impl<S: Strategy> Engine<S> {
                 uri.path()
             )));
         }
-        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        if crate::redact::has_user_info(uri) {
             // Never a credential we send, and a sign of tampering: refused even on the origin.
             return Err(LroError::policy(format!(
                 "refusing to poll a URL on {} that carries user information (user:password@)",

@@ -230,17 +230,19 @@ impl fmt::Debug for RequestHead {
 
 impl fmt::Debug for InitialResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (status, body) = match &self.response {
-            FirstResponse::Whole(whole) => (whole.status(), whole.body().len()),
-            FirstResponse::Parts(parts) => (parts.status, parts.body.len()),
-        };
         let mut shown = f.debug_struct("InitialResponse");
-        shown.field("request", &self.request).field("status", &status);
+        shown.field("request", &self.request);
         match &self.response {
-            FirstResponse::Whole(whole) => shown.field("headers", &HeaderNames(whole.headers())),
-            FirstResponse::Parts(parts) => shown.field("headers", &PairNames(&parts.headers)),
+            FirstResponse::Whole(whole) => shown
+                .field("status", &whole.status())
+                .field("headers", &HeaderNames(whole.headers()))
+                .field("body_len", &whole.body().len()),
+            FirstResponse::Parts(parts) => shown
+                .field("status", &parts.status)
+                .field("headers", &PairNames(&parts.headers))
+                .field("body_len", &parts.body.len()),
         };
-        shown.field("body_len", &body).finish()
+        shown.finish()
     }
 }
 

@@ -9,6 +9,11 @@ use std::fmt;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
+/// Whether `uri` carries user information (`user:password@host`).
+pub(crate) fn has_user_info(uri: &Uri) -> bool {
+    uri.authority().is_some_and(|authority| authority.as_str().contains('@'))
+}
+
 /// Writes `scheme://host[:port]/path` of `uri` (only the path if it is relative).
 pub(crate) fn write_origin_and_path(out: &mut impl fmt::Write, uri: &Uri) -> fmt::Result {
     if let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) {

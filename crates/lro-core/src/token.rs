@@ -501,7 +501,7 @@ impl fmt::Debug for ResponseRecord {
 /// The text of `uri` without user information (`user:password@`): a token is written to files,
 /// stores and terminals, and the engine never sends a request to a URL that holds it anyway.
 fn without_user_info(uri: &Uri) -> String {
-    if !uri.authority().is_some_and(|authority| authority.as_str().contains('@')) {
+    if !crate::redact::has_user_info(uri) {
         return uri.to_string();
     }
     let mut text = String::new();
