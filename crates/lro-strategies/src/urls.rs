@@ -58,13 +58,100 @@ impl Link {
 ///
 /// `None` when the result is not a valid http or https URL.
 pub(crate) fn resolve(base: &Link, reference: &str) -> Option<Link> {
+    let reference = reference.trim();
+    if already_normal(reference) {
+        return Some(Link(reference.into()));
+    }
+    resolve_fully(base, reference)
+}
+
+/// [`resolve`] through the `url` crate, whatever `reference` is.
+fn resolve_fully(base: &Link, reference: &str) -> Option<Link> {
     let base = Url::parse(base.as_str()).ok()?;
-    let joined = base.join(reference.trim()).ok()?;
+    let joined = base.join(reference).ok()?;
     if !matches!(joined.scheme(), "http" | "https") {
         return None;
     }
     let uri: Uri = joined.as_str().parse().ok()?;
     Some(Link::of(&uri))
+}
+
+/// Whether `text` is an absolute http(s) URL that resolving leaves exactly as it is: a URL the
+/// `url` crate would not change (lower-case host names or dotted IPv4, no default port, no dot
+/// segments, nothing to percent-encode) and that `http::Uri` prints back unchanged. A monitor
+/// link from a service is such a URL as a rule: it then needs neither the base nor the `url`
+/// crate's parses (some 14,000 instructions an operation). Anything else, this says no to,
+/// and the full resolution decides; the test `the_shortcut_agrees_with_the_url_crate` holds
+/// both to the same answer.
+fn already_normal(text: &str) -> bool {
+    let (rest, default_port) = if let Some(rest) = text.strip_prefix("https://") {
+        (rest, "443")
+    } else if let Some(rest) = text.strip_prefix("http://") {
+        (rest, "80")
+    } else {
+        return false;
+    };
+    // An empty path (the `url` crate adds `/`) takes the long way.
+    let Some(at) = rest.find('/') else { return false };
+    let (authority, path_and_query) = rest.split_at(at);
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let port_kept = port.is_none_or(|port| {
+        (1..=5).contains(&port.len())
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && !port.starts_with('0')
+            && port != default_port
+            && port.parse::<u32>().is_ok_and(|n| n <= 65_535)
+    });
+    text.len() <= 4096 && port_kept && plain_host(host) && plain_path_and_query(path_and_query)
+}
+
+/// A host the `url` crate keeps as it is: dotted decimal IPv4 in its one spelling, or names of
+/// lower-case letters, digits and inner hyphens whose last label does not start with a digit
+/// (which would make it an IPv4 address to parse) and none of which is punycode (checked there).
+fn plain_host(host: &str) -> bool {
+    let labels = || host.split('.');
+    let ipv4 = labels().count() == 4
+        && labels().all(|l| {
+            (1..=3).contains(&l.len())
+                && l.bytes().all(|b| b.is_ascii_digit())
+                && (l == "0" || !l.starts_with('0'))
+                && l.parse::<u16>().is_ok_and(|n| n <= 255)
+        });
+    let name = labels().all(|l| {
+        !l.is_empty()
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && !l.contains("--")
+            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    }) && labels()
+        .next_back()
+        .is_some_and(|last| !last.starts_with(|c: char| c.is_ascii_digit()));
+    ipv4 || name
+}
+
+/// A path (from its first `/`) and query the `url` crate keeps as they are: characters it never
+/// encodes, `%` only before two hex digits and never as an encoded dot, no `.` or `..` segment.
+fn plain_path_and_query(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let plain = bytes.iter().enumerate().all(|(i, &b)| match b {
+        b'%' => match (bytes.get(i + 1), bytes.get(i + 2)) {
+            (Some(h), Some(l)) => {
+                h.is_ascii_hexdigit()
+                    && l.is_ascii_hexdigit()
+                    && !(*h == b'2' && l.eq_ignore_ascii_case(&b'e'))
+            }
+            _ => false,
+        },
+        b if b.is_ascii_alphanumeric() => true,
+        b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'(' | b')' | b'*' | b'+' | b','
+        | b';' | b'=' | b':' | b'@' | b'/' | b'?' => true,
+        _ => false,
+    });
+    let path = text.split('?').next().unwrap_or_default();
+    plain && !path.split('/').any(|segment| segment == "." || segment == "..")
 }
 
 /// A rewrite applied to every poll and final-GET URL before it is requested (azure-core's
@@ -207,6 +294,98 @@ mod tests {
         assert!(resolve(&base(), "file:///etc/passwd").is_none());
         assert!(resolve(&base(), "javascript:alert(1)").is_none());
         assert!(resolve(&base(), "http://[::1").is_none());
+    }
+
+    #[test]
+    fn a_service_s_usual_links_take_the_shortcut_and_odd_ones_the_url_crate() {
+        for usual in [
+            "https://management.azure.com/subscriptions/1/providers/Microsoft.Web/operations/7?api-version=2023-01-01",
+            "http://127.0.0.1:44483/operations/7",
+            "https://svc-1.example/op/a%2Fb?x=1&y=a:b@c;d,e+f*g(h)!$~",
+            "https://10.0.0.255/op",
+        ] {
+            assert!(already_normal(usual), "{usual}");
+            assert_eq!(resolve(&base(), usual).unwrap().as_str(), usual);
+        }
+        for odd in [
+            "https://SVC.example/op",
+            "https://svc.example:443/op",
+            "http://svc.example:80/op",
+            "https://svc.example:0443/op",
+            "https://svc.example",
+            "https://svc.example?x",
+            "https://svc.example/a/./b",
+            "https://svc.example/a/%2e%2E/b",
+            "https://svc.example/a/..",
+            "https://127.0.0.01/op",
+            "https://127.1/op",
+            "https://0x7f.0.0.1/op",
+            "https://svc.123/op",
+            "https://xn--nxasmq6b.example/op",
+            "https://svc..example/op",
+            "https://svc.example./op",
+            "https://-svc.example/op",
+            "https://u@svc.example/op",
+            "https://[::1]/op",
+            "https://svc.example/a b",
+            "https://svc.example/a\\b",
+            "https://svc.example/a'b?c'd",
+            "https://svc.example/a#frag",
+            "https://svc.example/caf\u{e9}",
+            "https://svc.example/100%",
+            "HTTPS://svc.example/op",
+            "/operations/7",
+        ] {
+            assert!(!already_normal(odd), "{odd}");
+        }
+    }
+
+    /// URLs, about half of them plain, the others with what the `url` crate would change.
+    fn url_like() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let pick = |plain: Vec<&'static str>, odd: Vec<&'static str>| prop_oneof![6 => prop::sample::select(plain), 1 => prop::sample::select(odd)];
+        let scheme = pick(vec!["http://", "https://"], vec!["HTTP://", "ftp://", "http:/", ""]);
+        let label = pick(
+            vec!["svc", "a-b", "x1", "example", "com", "0", "1", "10", "255", "1a"],
+            vec!["256", "01", "0x7f", "xn--a", "A", "a_b", "-a", "a-", "a--b", ""],
+        );
+        let port = pick(
+            vec!["", ":1", ":8080", ":65535"],
+            vec![":", ":0", ":80", ":443", ":65536", ":080", ":x", ":123456"],
+        );
+        let piece = pick(
+            vec![
+                "/", "a", "Z", "0", "~", "-", "_", "@", ":", ";", "=", "&", "+", "!", "$", "(",
+                ")", "*", ",", "?", "%41", "%2f", "..a", ".b",
+            ],
+            vec![
+                "//", ".", "..", "/.", "/..", "%2e", "%2E", "%", "%g1", "%4", "'", "\"", "#", "<",
+                ">", "\\", " ", "\t", "\u{e9}", "|", "^", "[", "]", "{", "}", "`",
+            ],
+        );
+        let slash = pick(vec!["/"], vec!["", "?"]);
+        (
+            scheme,
+            prop::collection::vec(label, 1..5),
+            port,
+            slash,
+            prop::collection::vec(piece, 0..6),
+        )
+            .prop_map(|(scheme, labels, port, slash, pieces)| {
+                format!("{scheme}{}{port}{slash}{}", labels.join("."), pieces.concat())
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+        /// The shortcut says yes only where the `url` crate gives back the same text.
+        #[test]
+        fn the_shortcut_agrees_with_the_url_crate(text in url_like()) {
+            if already_normal(&text) {
+                let full = resolve_fully(&base(), &text);
+                proptest::prop_assert_eq!(full.as_ref().map(Link::as_str), Some(text.as_str()));
+            }
+        }
     }
 
     #[test]

@@ -329,7 +329,12 @@ impl Tracker {
                 tracker.location = header_text(response, &http::header::LOCATION)
                     .filter(|v| !v.is_empty())
                     .and_then(|v| resolve(&tracker.original, v));
-                tracker.monitor_status(response).unwrap_or_else(|_| "InProgress".into())
+                if response.body().is_empty() {
+                    // No status yet, as an unreadable one would say: no error made to be dropped.
+                    "InProgress".into()
+                } else {
+                    tracker.monitor_status(response).unwrap_or_else(|_| "InProgress".into())
+                }
             }
             Algorithm::Location => {
                 tracker.polling = Some(tracker.link(response, &http::header::LOCATION)?);
