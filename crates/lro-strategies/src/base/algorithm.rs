@@ -329,12 +329,12 @@ impl Tracker {
                 tracker.location = header_text(response, &http::header::LOCATION)
                     .filter(|v| !v.is_empty())
                     .and_then(|v| resolve(&tracker.original, v));
-                if response.body().is_empty() {
-                    // No status yet, as an unreadable one would say: no error made to be dropped.
-                    "InProgress".into()
-                } else {
-                    tracker.monitor_status(response).unwrap_or_else(|_| "InProgress".into())
-                }
+                // No status (no body, not JSON, no member) says the operation is in progress:
+                // no error is made to be dropped.
+                let body = response.body();
+                let status =
+                    if body.is_empty() { None } else { tracker.status_member(body).ok().flatten() };
+                status.unwrap_or_else(|| "InProgress".into())
             }
             Algorithm::Location => {
                 tracker.polling = Some(tracker.link(response, &http::header::LOCATION)?);
@@ -434,12 +434,20 @@ impl Tracker {
         if response.body().is_empty() {
             return Err(LroError::bad_response(response, NO_BODY));
         }
-        let member: StatusMember = serde_json::from_slice(response.body())
+        let status = self
+            .status_member(response.body())
             .map_err(|e| LroError::decode(NOT_JSON, Some(e.into())))?;
+        status.ok_or_else(|| LroError::bad_response(response, NO_STATUS))
+    }
+
+    /// The `status` member of a status-monitor body (`None`: no such member), keeping its
+    /// `percentComplete`.
+    fn status_member(&mut self, body: &[u8]) -> Result<Option<Arc<str>>, serde_json::Error> {
+        let member: StatusMember = serde_json::from_slice(body)?;
         if let Some(percent) = member.percent.and_then(whole_percent) {
             self.percent = Some(percent);
         }
-        member.status.ok_or_else(|| LroError::bad_response(response, NO_STATUS))
+        Ok(member.status)
     }
 
     /// azure-core's `get_final_get_url`, evaluated on the terminal response.
