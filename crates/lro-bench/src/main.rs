@@ -3,7 +3,7 @@
 //! `lro-bench [--quick] [--out target/bench/results.json] [--only fleet|cpu|memory|store]
 //! [--operations N] [--rate R] [--wait-ms MS] [--polls N] [--runs N]` runs them (the options
 //! after `--only` change the workloads, for experiments), prints a table and writes
-//! `{"quick", "results": [{"name", "metric", "value", "control", "ratio"}]}`. Heap figures come
+//! `{"quick", "results": [{"name", "metric", "value", "control", "ratio", "ratio_interval", "limit"}]}`. Heap figures come
 //! from a counting global allocator (`stats_alloc`); see `docs/performance.md` for each
 //! benchmark and the stable names of its figures.
 //!
@@ -55,6 +55,8 @@ pub(crate) struct Measure {
     control: Option<(&'static str, f64)>,
     /// The ratio to the control measured turn by turn (else value over control value).
     paired: Option<f64>,
+    /// A 95% interval for the paired ratio (the median of the turns' ratios).
+    interval: Option<(f64, f64)>,
     /// The control is a limit every run checks (quick runs included).
     limit: Option<Limit>,
 }
@@ -70,7 +72,7 @@ pub(crate) enum Limit {
 
 impl Measure {
     pub(crate) fn new(name: &'static str, metric: &'static str, value: f64) -> Self {
-        Measure { name, metric, value, control: None, paired: None, limit: None }
+        Measure { name, metric, value, control: None, paired: None, interval: None, limit: None }
     }
 
     /// Must not exceed `limit` (named `control`): a target every run checks. The ratio is
@@ -107,9 +109,11 @@ impl Measure {
         self
     }
 
-    /// The ratio to the control is `ratio`, the median of ratios measured turn by turn.
-    pub(crate) fn paired(mut self, ratio: f64) -> Self {
+    /// The ratio to the control is `ratio`, the median of ratios measured turn by turn, which
+    /// lies within `interval` with 95% confidence.
+    pub(crate) fn paired(mut self, ratio: f64, interval: (f64, f64)) -> Self {
         self.paired = Some(ratio);
+        self.interval = Some(interval).filter(|(low, high)| low.is_finite() && high.is_finite());
         self
     }
 
@@ -125,6 +129,7 @@ impl Measure {
             "value": self.value,
             "control": self.control.map(|(name, _)| name),
             "ratio": self.ratio(),
+            "ratio_interval": self.interval.map(|(low, high)| [low, high]),
             "limit": self.limit.map(|limit| match limit {
                 Limit::AtMost => "at_most",
                 Limit::Exactly => "exactly",
@@ -299,11 +304,12 @@ fn benchmarks(args: &Args) -> Result<(), BenchError> {
             .map_err(|BenchError(e)| BenchError(format!("the store benchmark failed: {e}")))?;
         measures.extend(store);
     }
-    println!("{:<52} {:>14} {:<34} {:>8}", "name", "value", "control", "ratio");
+    println!("{:<52} {:>14} {:<34} {:>8} 95% interval", "name", "value", "control", "ratio");
     for m in &measures {
         let ratio = m.ratio().map_or_else(String::new, |r| format!("{r:.3}"));
+        let interval = m.interval.map_or_else(String::new, |(l, h)| format!("{l:.3}-{h:.3}"));
         let control = m.control.map_or("", |(name, _)| name);
-        println!("{:<52} {:>14.3} {control:<34} {ratio:>8}", m.name, m.value);
+        println!("{:<52} {:>14.3} {control:<34} {ratio:>8} {interval}", m.name, m.value);
     }
     let results = json!({
         "quick": quick,
