@@ -201,7 +201,19 @@ fn cost_json(cost: &Cost) -> Value {
 
 /// `lro-bench client KIND --url URL --polls N [--cpu C]`: one measured operation (after one to
 /// warm up), printed as JSON.
+///
+/// The process starts an idle thread first, so that every stack runs in a multi-threaded
+/// process, as both stacks of a `pair` process do once one of them has started a thread of its
+/// own (lro-hyper's deadline watch, a polling thread). glibc's allocator takes its
+/// single-threaded fast paths only in a process that never started a thread: they save the raw
+/// hyper loop 287 instructions a request (callgrind, the 1,000-poll minus the 500-poll
+/// process), which no stack with a thread of its own can have.
 pub(crate) fn client_main(kind: Kind, url: &str, polls: u32) -> Result<(), BenchError> {
+    std::thread::Builder::new().name("lro-bench-idle".into()).spawn(|| {
+        loop {
+            std::thread::park();
+        }
+    })?;
     let cost = crate::clients::measure(kind, url, polls)?;
     println!("{}", cost_json(&cost));
     Ok(())
