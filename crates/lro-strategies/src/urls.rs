@@ -80,9 +80,9 @@ fn resolve_fully(base: &Link, reference: &str) -> Option<Link> {
 /// `url` crate would not change (lower-case host names or dotted IPv4, no default port, no dot
 /// segments, nothing to percent-encode) and that `http::Uri` prints back unchanged. A monitor
 /// link from a service is such a URL as a rule: it then needs neither the base nor the `url`
-/// crate's parses (some 14,000 instructions an operation). Anything else, this says no to,
-/// and the full resolution decides; the test `the_shortcut_agrees_with_the_url_crate` holds
-/// both to the same answer.
+/// crate's parses (some 14,000 instructions an operation). To anything else it says no, and
+/// the full resolution decides; the test `the_shortcut_agrees_with_the_url_crate` holds both
+/// to the same answer.
 fn already_normal(text: &str) -> bool {
     let (rest, default_port) = if let Some(rest) = text.strip_prefix("https://") {
         (rest, "443")
@@ -343,7 +343,9 @@ mod tests {
     /// URLs, about half of them plain, the others with what the `url` crate would change.
     fn url_like() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
-        let pick = |plain: Vec<&'static str>, odd: Vec<&'static str>| prop_oneof![6 => prop::sample::select(plain), 1 => prop::sample::select(odd)];
+        let pick = |plain: Vec<&'static str>, odd: Vec<&'static str>| {
+            prop_oneof![6 => prop::sample::select(plain), 1 => prop::sample::select(odd)]
+        };
         let scheme = pick(vec!["http://", "https://"], vec!["HTTP://", "ftp://", "http:/", ""]);
         let label = pick(
             vec!["svc", "a-b", "x1", "example", "com", "0", "1", "10", "255", "1a"],
