@@ -343,9 +343,11 @@ mod tests {
     /// URLs, about half of them plain, the others with what the `url` crate would change.
     fn url_like() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
-        let pick = |plain: Vec<&'static str>, odd: Vec<&'static str>| {
-            prop_oneof![6 => prop::sample::select(plain), 1 => prop::sample::select(odd)]
-        };
+        /// A plain piece six times in seven, else an odd one.
+        fn pick(plain: Vec<&'static str>, odd: Vec<&'static str>) -> BoxedStrategy<&'static str> {
+            let (plain, odd) = (prop::sample::select(plain), prop::sample::select(odd));
+            prop_oneof![6 => plain, 1 => odd].boxed()
+        }
         let scheme = pick(vec!["http://", "https://"], vec!["HTTP://", "ftp://", "http:/", ""]);
         let label = pick(
             vec!["svc", "a-b", "x1", "example", "com", "0", "1", "10", "255", "1a"],
