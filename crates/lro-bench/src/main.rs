@@ -3,9 +3,9 @@
 //! `lro-bench [--quick] [--out target/bench/results.json] [--only fleet|cpu|memory|store]
 //! [--operations N] [--rate R] [--wait-ms MS] [--polls N] [--runs N]` runs them (the options
 //! after `--only` change the workloads, for experiments), prints a table and writes
-//! `{"quick", "results": [{"name", "metric", "value", "control", "ratio", "ratio_interval", "limit"}]}`. Heap figures come
-//! from a counting global allocator (`stats_alloc`); see `docs/performance.md` for each
-//! benchmark and the stable names of its figures.
+//! `{"quick", "results": [{"name", "metric", "value", "control", "ratio", "ratio_interval",
+//! "limit"}]}`. Heap figures come from a counting global allocator (`stats_alloc`); see
+//! `docs/performance.md` for each benchmark and the stable names of its figures.
 //!
 //! Three subcommands are the benchmark's own processes: `lro-bench serve [--cpu C]` (the status
 //! monitor service), `lro-bench pair KIND --url URL --polls N --runs T [--cpu C]` (a stack and
