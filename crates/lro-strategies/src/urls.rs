@@ -65,10 +65,14 @@ pub(crate) fn resolve(base: &Link, reference: &str) -> Option<Link> {
     resolve_fully(base, reference)
 }
 
-/// [`resolve`] through the `url` crate, whatever `reference` is.
+/// [`resolve`] through the `url` crate, whatever `reference` is. An absolute reference needs
+/// no base (as Python's `urljoin` has it): one the `url` crate cannot parse (which a sent
+/// request's URL hardly is) fails relative references only.
 fn resolve_fully(base: &Link, reference: &str) -> Option<Link> {
-    let base = Url::parse(base.as_str()).ok()?;
-    let joined = base.join(reference).ok()?;
+    let joined = match Url::parse(base.as_str()) {
+        Ok(base) => base.join(reference).ok()?,
+        Err(_) => Url::parse(reference).ok()?,
+    };
     if !matches!(joined.scheme(), "http" | "https") {
         return None;
     }
@@ -287,6 +291,16 @@ mod tests {
         ] {
             assert_eq!(resolve(&base(), reference).unwrap().as_str(), resolved);
         }
+    }
+
+    #[test]
+    fn an_absolute_reference_needs_no_usable_base_and_a_relative_one_does() {
+        let unusable = Link("not a url".into());
+        for absolute in ["https://svc.example/op/7", "HTTPS://SVC.example/a/../op/7"] {
+            let resolved = resolve(&unusable, absolute).map(|link| link.as_str().to_owned());
+            assert_eq!(resolved.as_deref(), Some("https://svc.example/op/7"), "{absolute}");
+        }
+        assert!(resolve(&unusable, "/op/7").is_none());
     }
 
     #[test]
