@@ -254,16 +254,73 @@ fn request_of(line: &str) -> Option<(String, String)> {
     Some((operation, request))
 }
 
-/// Sends `signal` (`-STOP`, `-CONT`) to `child`.
-fn signal(child: &Child, signal: &str) {
-    let sent = std::process::Command::new("kill").args([signal, &child.id().to_string()]).status();
-    assert!(sent.is_ok_and(|s| s.success()), "kill {signal}");
+/// Sends `signal` (`-STOP`, `-CONT`, `-KILL`) to the process `pid`.
+fn signal(pid: u32, signal: &str) -> bool {
+    let sent = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+    sent.is_ok_and(|s| s.success())
+}
+
+/// Whether every thread of `pid` is stopped (Linux's `/proc`; elsewhere, after a pause).
+fn stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        std::thread::sleep(Duration::from_millis(50));
+        return true;
+    };
+    tasks.map_while(Result::ok).all(|task| {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // The state follows the command's closing parenthesis: `T` stopped, `t` traced.
+        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+        matches!(state, Some('T' | 't'))
+    })
+}
+
+/// Freezes `child` (SIGSTOP) at a moment it holds no write lock on the SQLite file at `db`.
+/// A process frozen in the middle of a write keeps every other writer of that file out until it
+/// runs again (docs/distributed.md): SQLite's own limit, not the lease protocol this test pins.
+/// A worker polling 20 operations held it at 5 of 300 freezes at random moments; then the other
+/// worker cannot even open the store (its migration check is a write).
+fn freeze_outside_a_write(child: &Child, db: &std::path::Path) {
+    for _ in 0..100 {
+        assert!(signal(child.id(), "-STOP"), "kill -STOP");
+        let started = Instant::now();
+        while !stopped(child.id()) {
+            assert!(started.elapsed() < Duration::from_secs(5), "the worker did not stop");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let probe = rusqlite::Connection::open(db).unwrap();
+        probe.busy_timeout(Duration::ZERO).unwrap();
+        if probe.execute_batch("BEGIN IMMEDIATE; ROLLBACK").is_ok() {
+            return;
+        }
+        assert!(signal(child.id(), "-CONT"), "kill -CONT");
+        std::thread::sleep(Duration::from_millis(7));
+    }
+    panic!("the worker held the write lock at each of 100 freezes");
+}
+
+/// Wakes and kills the processes it names if the test panics, so that a failed run leaves no
+/// frozen worker behind (holding the database, its pipes, its port).
+struct KillOnPanic(Vec<u32>);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for &pid in &self.0 {
+                signal(pid, "-CONT");
+                signal(pid, "-KILL");
+            }
+        }
+    }
 }
 
 #[test]
 fn a_worker_paused_past_its_lease_never_polls_again_after_another_took_over() {
     let dir = TempDir::new("paused");
-    let url = format!("sqlite:{}", dir.path().join("ops.db").display());
+    let db = dir.path().join("ops.db");
+    let url = format!("sqlite:{}", db.display());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let mock = runtime
         .block_on(MockServer::start(MockConfig::builder().progress_after_polls(60).build()))
@@ -281,12 +338,16 @@ fn a_worker_paused_past_its_lease_never_polls_again_after_another_took_over() {
     let wait_for = |what: &dyn Fn() -> bool, limit: Duration| {
         let started = Instant::now();
         while !what() {
-            assert!(started.elapsed() < limit, "timed out");
+            if started.elapsed() >= limit {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        true
     };
     // w0 logs a line as it sends each request (-vvv), read here as it comes.
     let mut paused = spawn_worker_with(&url, "w0", &["-vvv"]);
+    let mut reaper = KillOnPanic(vec![paused.id()]);
     let log = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let reader = {
         let (log, stderr) = (Arc::clone(&log), paused.stderr.take().unwrap());
@@ -297,17 +358,22 @@ fn a_worker_paused_past_its_lease_never_polls_again_after_another_took_over() {
             }
         })
     };
-    wait_for(&|| held_by("w0", false) == 20, Duration::from_secs(20));
+    assert!(wait_for(&|| held_by("w0", false) == 20, Duration::from_secs(20)), "w0 claimed all");
     std::thread::sleep(Duration::from_millis(200)); // it polls a little
-    signal(&paused, "-STOP");
+    freeze_outside_a_write(&paused, &db);
     let mut other = spawn_worker(&url, "w1");
+    reaper.0.push(other.id());
     // w0's leases (2 s) run out; w1 takes every operation over and polls.
-    wait_for(&|| held_by("w1", true) == 20, Duration::from_secs(20));
+    if !wait_for(&|| held_by("w1", true) == 20, Duration::from_secs(20)) {
+        let _ = other.kill();
+        let (_, stderr) = output(other);
+        panic!("w1 did not take every operation over in 20 s; its stderr:\n{stderr}");
+    }
     std::thread::sleep(Duration::from_millis(300));
     // All w0 wrote before it was frozen has been read by now (seconds ago): what comes after
     // this mark, it wrote after waking up.
     let mark = log.lock().unwrap().len();
-    signal(&paused, "-CONT");
+    assert!(signal(paused.id(), "-CONT"), "kill -CONT");
     assert!(wait_limited(&mut other, Duration::from_secs(60)).is_some(), "w1 finished");
     assert!(wait_limited(&mut paused, Duration::from_secs(20)).is_some(), "w0 exited");
     let (w0, _) = output(paused);
