@@ -66,16 +66,17 @@ async fn submit_all(store: &Arc<dyn OperationStore>, base: &str, n: usize) {
     }
 }
 
+/// A worker on `store` with a 2 s lease.
 fn spawn_worker(store: &str, name: &str) -> Child {
-    spawn_worker_with(store, name, &[])
+    spawn_worker_with(store, name, "2s", &[])
 }
 
-/// As [`spawn_worker`], with more arguments for `lro`.
-fn spawn_worker_with(store: &str, name: &str, more: &[&str]) -> Child {
+/// As [`spawn_worker`], with a lease of `lease` and more arguments for `lro`.
+fn spawn_worker_with(store: &str, name: &str, lease: &str, more: &[&str]) -> Child {
     lro()
         .env_remove("LRO_LOG") // it would override -vvv
         .args(more)
-        .args(["worker", "--store", store, "--exit-when-done", "--lease", "2s"])
+        .args(["worker", "--store", store, "--exit-when-done", "--lease", lease])
         .args(["--idle-wait", "100ms", "--rate", "500", "--concurrency", "300"])
         .args(["--name", name, "--header", &format!("user-agent: {name}"), "--output", "json"])
         .env("LRO_TOKEN_KEY", KEY)
@@ -94,8 +95,17 @@ fn output(child: Child) -> (String, String) {
     )
 }
 
+/// Held by each test of this file while it runs: each drives several worker processes with
+/// leases of seconds, and two such tests side by side on a 2-core machine starve each other.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The whole scenario against the store at `url` (created empty by the caller).
 fn three_workers_one_killed(url: &str) {
+    let _alone = one_at_a_time();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let faults: FaultSpec = FAULTS.parse().unwrap();
     let mock = runtime
@@ -254,6 +264,15 @@ fn request_of(line: &str) -> Option<(String, String)> {
     Some((operation, request))
 }
 
+/// The requests of a worker's `-vvv` log lines that it sent (`answered: false`) or saw answered.
+fn requests(lines: &[String], answered: bool) -> BTreeSet<(String, String)> {
+    let wanted = |l: &&String| match answered {
+        false => l.trim_end().ends_with(": new"),
+        true => l.contains(": close") && l.contains("status_code="),
+    };
+    lines.iter().filter(wanted).filter_map(|l| request_of(l)).collect()
+}
+
 /// Sends `signal` (`-STOP`, `-CONT`, `-KILL`) to the process `pid`.
 fn signal(pid: u32, signal: &str) -> bool {
     let sent = std::process::Command::new("kill")
@@ -318,6 +337,7 @@ impl Drop for KillOnPanic {
 
 #[test]
 fn a_worker_paused_past_its_lease_never_polls_again_after_another_took_over() {
+    let _alone = one_at_a_time();
     let dir = TempDir::new("paused");
     let db = dir.path().join("ops.db");
     let url = format!("sqlite:{}", db.display());
@@ -346,7 +366,7 @@ fn a_worker_paused_past_its_lease_never_polls_again_after_another_took_over() {
         true
     };
     // w0 logs a line as it sends each request (-vvv), read here as it comes.
-    let mut paused = spawn_worker_with(&url, "w0", &["-vvv"]);
+    let mut paused = spawn_worker_with(&url, "w0", "2s", &["-vvv"]);
     let mut reaper = KillOnPanic(vec![paused.id()]);
     let log = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let reader = {
@@ -359,9 +379,16 @@ fn a_worker_paused_past_its_lease_never_polls_again_after_another_took_over() {
         })
     };
     assert!(wait_for(&|| held_by("w0", false) == 20, Duration::from_secs(20)), "w0 claimed all");
-    std::thread::sleep(Duration::from_millis(200)); // it polls a little
+    // It polls each operation at least once, and sees the answer, before it is frozen.
+    let polled_all = || {
+        let answered = requests(&log.lock().unwrap(), true);
+        answered.iter().map(|(operation, _)| operation).collect::<BTreeSet<_>>().len() >= 20
+    };
+    assert!(wait_for(&polled_all, Duration::from_secs(20)), "w0 polled every operation");
     freeze_outside_a_write(&paused, &db);
-    let mut other = spawn_worker(&url, "w1");
+    // A long lease for w1: on a loaded machine, a w1 slow to renew must not hand operations
+    // back to the awakened w0 (which would then rightly complete some).
+    let mut other = spawn_worker_with(&url, "w1", "60s", &[]);
     reaper.0.push(other.id());
     // w0's leases (2 s) run out; w1 takes every operation over and polls.
     if !wait_for(&|| held_by("w1", true) == 20, Duration::from_secs(20)) {
@@ -382,16 +409,7 @@ fn a_worker_paused_past_its_lease_never_polls_again_after_another_took_over() {
     // What w0 had sent and not yet seen answered when it was frozen, per operation: the only
     // requests of w0 that may reach the service after it wakes.
     let before = &log[..mark];
-    let sent: BTreeSet<(String, String)> = before
-        .iter()
-        .filter(|l| l.trim_end().ends_with(": new"))
-        .filter_map(|l| request_of(l))
-        .collect();
-    let answered: BTreeSet<(String, String)> = before
-        .iter()
-        .filter(|l| l.contains(": close") && l.contains("status_code="))
-        .filter_map(|l| request_of(l))
-        .collect();
+    let (sent, answered) = (requests(before, false), requests(before, true));
     assert!(sent.intersection(&answered).count() >= 20, "w0's log shows its requests and answers");
     let mut in_flight: BTreeMap<String, usize> = BTreeMap::new();
     for (operation, _) in sent.difference(&answered) {
