@@ -402,14 +402,14 @@ fn timeout_reports_a_token_that_resume_finishes() {
     let server = mock();
     let run1 = run_line(&format!(
         r#"start --method POST --url {url} --body '{{"task": "slow"}}'
-           --header 'x-mock-polls: 50' --interval 0.05 --timeout 0.3 --output json"#,
+           --header 'x-mock-polls: 100' --interval 0.1 --timeout 1.5 --output json"#,
         url = server.url("/jobs")
     ));
     let json = run1.error("timeout");
-    assert!(run1.elapsed >= Duration::from_millis(300), "{}", run1.describe());
+    assert!(run1.elapsed >= Duration::from_millis(1500), "{}", run1.describe());
     assert!(
-        run1.elapsed < Duration::from_secs(3),
-        "the deadline ends the run\n{}",
+        run1.elapsed < Duration::from_secs(8),
+        "the deadline ends the run, not the operation (10 s)\n{}",
         run1.describe()
     );
     assert!(json["status"].is_string(), "the last status seen\n{}", run1.describe());
@@ -439,8 +439,8 @@ fn resume_token_file_after_a_timed_out_start() {
     let dir = TempDir::new("timeout-file");
     let file = dir.join("op.token");
     let run1 = run_line(&format!(
-        "start --method POST --url {url} --header 'x-mock-polls: 50' --interval 0.05 \
-         --timeout 0.3 --token-file '{file}' --output json",
+        "start --method POST --url {url} --header 'x-mock-polls: 100' --interval 0.1 \
+         --timeout 1.5 --token-file '{file}' --output json",
         url = server.url("/jobs"),
         file = arg(&file)
     ));
@@ -463,11 +463,11 @@ fn timeout_ends_the_run_even_when_retry_after_asks_for_longer() {
     let server = mock();
     let run = run_line(&format!(
         "start --method POST --url {url} --header 'x-mock-retry-after: 30' --interval 0 \
-         --timeout 0.3 --output json",
+         --timeout 1.5 --output json",
         url = server.url("/jobs")
     ));
     let json = run.error("timeout");
-    assert!(run.elapsed < Duration::from_secs(3), "{}", run.describe());
+    assert!(run.elapsed < Duration::from_secs(20), "not the 30 s asked\n{}", run.describe());
     token(&json).parse::<ContinuationToken>().expect("the token parses");
 }
 
@@ -475,12 +475,12 @@ fn timeout_ends_the_run_even_when_retry_after_asks_for_longer() {
 fn timeout_covers_the_initial_request() {
     let server = mock();
     let run = run_line(&format!(
-        "start --method POST --url {url} --header 'x-mock-faults: slow=1:3s,initial=true' \
+        "start --method POST --url {url} --header 'x-mock-faults: slow=1:10s,initial=true' \
          --timeout 0.3 --output json",
         url = server.url("/jobs")
     ));
     let json = run.error("timeout");
-    assert!(run.elapsed < Duration::from_millis(2500), "{}", run.describe());
+    assert!(run.elapsed < Duration::from_secs(8), "not the 10 s answer\n{}", run.describe());
     assert!(json["status"].is_null(), "no response, no status\n{}", run.describe());
     assert!(json["continuation_token"].is_null(), "no token before the initial response");
 }
@@ -541,13 +541,13 @@ fn token_file_is_written_after_the_initial_response_before_any_poll() {
     let dir = TempDir::new("first-write");
     let file = dir.join("op.token");
     let url = widget(&server.base_url(), "first");
-    // Every poll is answered after 3 s: only the initial response can have written the file.
+    // Every poll is answered after 10 s: only the initial response can have written the file.
     let mut child = spawn_line(&format!(
         "start --method PUT --url {url} --flavour arm --body '{{}}' \
-         --header 'x-mock-faults: slow=1:3s' --interval 0 --token-file '{file}' --output json",
+         --header 'x-mock-faults: slow=1:10s' --interval 0 --token-file '{file}' --output json",
         file = arg(&file)
     ));
-    let written = wait_until(Duration::from_secs(2), || file.exists());
+    let written = wait_until(Duration::from_secs(8), || file.exists());
     let running = child.try_wait().unwrap().is_none();
     let _ = child.kill();
     let _ = child.wait();
@@ -566,13 +566,13 @@ fn token_file_is_updated_while_polling_and_a_killed_run_resumes() {
     let file = dir.join("op.token");
     let url = widget(&server.base_url(), "killed");
     let mut child = spawn_line(&format!(
-        "start --method PUT --url {url} --flavour arm --body '{{}}' --header 'x-mock-polls: 20' \
-         --interval 0.05 --token-file '{file}' --output json",
+        "start --method PUT --url {url} --flavour arm --body '{{}}' --header 'x-mock-polls: 100' \
+         --interval 0.1 --token-file '{file}' --output json",
         file = arg(&file)
     ));
-    let appeared = wait_until(Duration::from_secs(3), || file.exists());
+    let appeared = wait_until(Duration::from_secs(8), || file.exists());
     let first = std::fs::read_to_string(&file).unwrap_or_default();
-    let changed = wait_until(Duration::from_secs(3), || {
+    let changed = wait_until(Duration::from_secs(8), || {
         std::fs::read_to_string(&file).is_ok_and(|now| now != first)
     });
     let still_running = child.try_wait().unwrap().is_none();
@@ -617,7 +617,8 @@ fn token_file_is_never_seen_half_written() {
         url = server.url("/jobs"),
         file = arg(&file)
     ));
-    let deadline = Instant::now() + Duration::from_secs(8);
+    // 300 polls, each token written with two fsyncs: seconds on a busy disk.
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut reads = 0;
     let mut distinct = std::collections::BTreeSet::new();
     let status = loop {
@@ -649,12 +650,12 @@ fn token_file_is_never_seen_half_written() {
 fn interval_zero_polls_at_once() {
     let server = mock();
     let run = run_line(&format!(
-        "start --method POST --url {url} --header 'x-mock-polls: 5' --interval 0 --output json",
+        "start --method POST --url {url} --header 'x-mock-polls: 10' --interval 0 --output json",
         url = server.url("/jobs")
     ));
     run.outcome("succeeded");
-    // The default interval is 30 s; even one second per poll would take 5 s.
-    assert!(run.elapsed < Duration::from_secs(3), "{}", run.describe());
+    // The default interval is 30 s; even one second per poll would take 10 s.
+    assert!(run.elapsed < Duration::from_secs(8), "{}", run.describe());
 }
 
 #[test]
@@ -665,9 +666,9 @@ fn interval_sets_the_wait_between_polls_without_retry_after() {
         url = server.url("/jobs")
     ));
     run.outcome("succeeded");
-    // Two in-progress polls, each followed by a 150 ms wait.
+    // Two in-progress polls, each followed by a 150 ms wait (not the default 30 s).
     assert!(run.elapsed >= Duration::from_millis(300), "{}", run.describe());
-    assert!(run.elapsed < Duration::from_secs(4), "{}", run.describe());
+    assert!(run.elapsed < Duration::from_secs(8), "{}", run.describe());
 }
 
 #[test]
@@ -679,9 +680,9 @@ fn interval_zero_still_honours_retry_after() {
         url = server.url("/jobs")
     ));
     run.outcome("succeeded");
-    // Two in-progress polls, each asking for 200 ms.
+    // Two in-progress polls, each asking for 200 ms (not the default 30 s).
     assert!(run.elapsed >= Duration::from_millis(400), "{}", run.describe());
-    assert!(run.elapsed < Duration::from_secs(4), "{}", run.describe());
+    assert!(run.elapsed < Duration::from_secs(8), "{}", run.describe());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -828,8 +829,8 @@ fn text_output_on_timeout_says_how_to_resume() {
     let dir = TempDir::new("text-timeout");
     let file = dir.join("op.token");
     let with_file = run_line(&format!(
-        "start --method POST --url {url} --header 'x-mock-polls: 50' --interval 0.05 \
-         --timeout 0.3 --token-file '{file}'",
+        "start --method POST --url {url} --header 'x-mock-polls: 100' --interval 0.1 \
+         --timeout 1.5 --token-file '{file}'",
         url = server.url("/jobs"),
         file = arg(&file)
     ));
@@ -841,7 +842,7 @@ fn text_output_on_timeout_says_how_to_resume() {
     assert!(with_file.stderr.contains(&hint), "{hint:?}\n{}", with_file.describe());
 
     let without_file = run_line(&format!(
-        "start --method POST --url {url} --header 'x-mock-polls: 50' --interval 0.05 --timeout 0.3",
+        "start --method POST --url {url} --header 'x-mock-polls: 100' --interval 0.1 --timeout 1.5",
         url = server.url("/jobs")
     ));
     assert_eq!(without_file.code(), Some(1), "{}", without_file.describe());
@@ -880,8 +881,8 @@ fn the_resume_hint_after_an_arm_timeout_resumes_the_operation() {
     let file = dir.join("op.token");
     let url = widget(&server.base_url(), "hinted");
     let failed = run_line(&format!(
-        "start --method PUT --url {url} --flavour arm --body '{{}}' --header 'x-mock-polls: 20' \
-         --interval 0.05 --timeout 0.3 --token-file '{file}'",
+        "start --method PUT --url {url} --flavour arm --body '{{}}' --header 'x-mock-polls: 30' \
+         --interval 0.1 --timeout 1.5 --token-file '{file}'",
         file = arg(&file)
     ));
     assert_eq!(failed.code(), Some(1), "{}", failed.describe());
@@ -899,7 +900,7 @@ fn the_resume_hint_after_a_timeout_keeps_final_state_via() {
     let file = dir.join("op.token");
     let failed = run_line(&format!(
         "start --method POST --url {url} --final-state-via operation-location \
-         --header 'x-mock-polls: 20' --interval 0.05 --timeout 0.3 --token-file '{file}'",
+         --header 'x-mock-polls: 30' --interval 0.1 --timeout 1.5 --token-file '{file}'",
         url = server.url("/jobs"),
         file = arg(&file)
     ));
@@ -1009,7 +1010,7 @@ fn credentials_given_with_header_stay_out_of_the_token() {
     let file = dir.join("op.token");
     let run = run_line(&format!(
         "start --method POST --url {url} --header 'Authorization: Bearer secret-value-123' \
-         --header 'x-mock-polls: 20' --interval 0.05 --timeout 0.2 --token-file '{file}' \
+         --header 'x-mock-polls: 100' --interval 0.1 --timeout 1.5 --token-file '{file}' \
          --output json",
         url = server.url("/jobs"),
         file = arg(&file)
@@ -1083,8 +1084,8 @@ fn a_bearer_token_under_any_header_name_is_kept_out_of_the_resume_advice() {
     for header in ["x-ms-authorization-auxiliary: Bearer aux-s3cr3t", "x-tenant: bearer aux-s3cr3t"]
     {
         let run = run_line(&format!(
-            "start --method POST --url {url} --header '{header}' --header 'x-mock-polls: 20' \
-             --interval 0.05 --timeout 0.2",
+            "start --method POST --url {url} --header '{header}' --header 'x-mock-polls: 100' \
+             --interval 0.1 --timeout 1.5",
             url = server.url("/jobs"),
         ));
         assert_eq!(run.code(), Some(1), "{}", run.describe());

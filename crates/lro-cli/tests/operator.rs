@@ -66,7 +66,7 @@ fn resume_reads_the_flavour_from_the_token_and_a_wrong_one_is_named() {
     let url = widget(&server.base_url(), "flavoured");
     let started = run_line(&format!(
         "start --method PUT --url {url} --flavour arm --body '{{}}' --header 'x-mock-polls: 40' \
-         --interval 10s --timeout 300ms --output json"
+         --interval 10s --timeout 1500ms --output json"
     ));
     let json = started.error("timeout");
     let token = json["continuation_token"].as_str().expect("a token").to_owned();

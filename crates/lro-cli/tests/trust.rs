@@ -33,8 +33,8 @@ fn foreign() -> ScriptedServer {
 fn forged(server: &MockServer, foreign: &ScriptedServer) -> String {
     let url = widget(&server.base_url(), "forged");
     let run = run_line(&format!(
-        "start --method PUT --url {url} --flavour arm --body '{{}}' --header 'x-mock-polls: 50' \
-         --interval 0.05 --timeout 0.3 --output json"
+        "start --method PUT --url {url} --flavour arm --body '{{}}' --header 'x-mock-polls: 100' \
+         --interval 0.1 --timeout 1.5 --output json"
     ));
     let original = token(&run.error("timeout"));
     let mut envelope = token_envelope(&original);
@@ -146,8 +146,8 @@ fn signed_tokens_are_trusted_and_altered_ones_refused() {
     for transport in TRANSPORTS {
         let url = widget(&server.base_url(), &format!("signed-{transport}"));
         let run = run_line(&format!(
-            "start --method PUT --url {url} --flavour arm --body '{{}}' --header 'x-mock-polls: 50' \
-             --header 'Authorization: Bearer t' --interval 0.05 --timeout 0.3 --transport {transport} \
+            "start --method PUT --url {url} --flavour arm --body '{{}}' --header 'x-mock-polls: 100' \
+             --header 'Authorization: Bearer t' --interval 0.1 --timeout 1.5 --transport {transport} \
              --token-key-file '{}' --output json",
             arg(&key)
         ));
@@ -189,8 +189,8 @@ fn a_start_with_credentials_prints_a_resume_command_that_vouches_for_its_origin(
     let server = mock();
     let url = widget(&server.base_url(), "hinted");
     let run = run_line(&format!(
-        "start --method PUT --url {url} --flavour arm --body '{{}}' --header 'x-mock-polls: 50' \
-         --header 'Authorization: Bearer t' --interval 0.05 --timeout 0.3"
+        "start --method PUT --url {url} --flavour arm --body '{{}}' --header 'x-mock-polls: 100' \
+         --header 'Authorization: Bearer t' --interval 0.1 --timeout 1.5"
     ));
     assert_eq!(run.code(), Some(1));
     let hint = run.stderr.lines().find(|l| l.contains("lro resume")).expect("a resume hint");
