@@ -144,7 +144,9 @@ fn a_body_that_keeps_coming_slowly_still_ends_at_the_request_deadline() {
         assert_eq!(error.kind(), TransportErrorKind::Timeout, "close: {close}");
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(300), "ended early: {took:?}");
-        assert!(took < Duration::from_millis(1_300), "ended late: {took:?}");
+        // The server drips forever: only the deadline ends this (the bound leaves room for a
+        // loaded machine).
+        assert!(took < Duration::from_secs(5), "ended late: {took:?}");
     }
 }
 

@@ -214,15 +214,28 @@ mod tests {
     // The watch keeps real time, and so do its tests (limits of a tenth of a second).
     #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
     use super::*;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
 
-    /// Counts its expirations.
-    struct Count(Arc<AtomicUsize>);
+    /// When each expiration of a [`Count`] came (shared with the test).
+    #[derive(Clone, Default)]
+    struct Fired(Arc<Mutex<Vec<Instant>>>);
+
+    impl Fired {
+        fn count(&self) -> usize {
+            self.0.lock().unwrap().len()
+        }
+
+        fn first(&self) -> Option<Instant> {
+            self.0.lock().unwrap().first().copied()
+        }
+    }
+
+    /// Records its expirations, with the time of each.
+    struct Count(Fired);
 
     impl Expire for Count {
         fn expire(&self) -> Option<Waker> {
-            self.0.fetch_add(1, Ordering::SeqCst);
+            self.0.0.lock().unwrap().push(Instant::now());
             None
         }
     }
@@ -247,14 +260,17 @@ mod tests {
     #[test]
     fn a_request_removed_in_time_is_never_expired_and_its_slot_is_reused() {
         let watch = own_watch();
-        let fired = Arc::new(AtomicUsize::new(0));
+        let fired = Fired::default();
+        // A second for each insert, check and remove: time enough on a loaded machine.
+        let deadline = soon(1_000);
         for _ in 0..3 {
-            let slot = watch.insert(soon(100), Count(fired.clone())).unwrap();
+            let slot = watch.insert(deadline, Count(fired.clone())).unwrap();
             assert!(!watch.check(slot, |_| {}));
             assert!(!watch.remove(slot));
         }
-        std::thread::sleep(Duration::from_millis(200));
-        assert_eq!(fired.load(Ordering::SeqCst), 0);
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(fired.count(), 0);
         let table = watch.lock();
         assert_eq!(table.slots.len(), 1, "one slot, reused");
     }
@@ -262,40 +278,41 @@ mod tests {
     #[test]
     fn a_request_past_its_deadline_is_expired_once_and_says_so() {
         let watch = own_watch();
-        let fired = Arc::new(AtomicUsize::new(0));
-        let started = Instant::now();
-        let slot = watch.insert(soon(100), Count(fired.clone())).unwrap();
-        until(|| fired.load(Ordering::SeqCst) > 0);
-        assert!(started.elapsed() >= Duration::from_millis(100), "expired early");
+        let fired = Fired::default();
+        let deadline = soon(100);
+        let slot = watch.insert(deadline, Count(fired.clone())).unwrap();
+        until(|| fired.count() > 0);
+        assert!(fired.first().is_some_and(|at| at >= deadline), "expired early");
         assert!(watch.check(slot, |_| unreachable!("expired")));
         assert!(watch.remove(slot));
-        assert_eq!(fired.load(Ordering::SeqCst), 1);
+        assert_eq!(fired.count(), 1);
     }
 
     #[test]
     fn a_sooner_deadline_wakes_the_sleeping_thread() {
         let watch = own_watch();
-        let (late, early) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (late, early) = (Fired::default(), Fired::default());
         let _late = watch.insert(soon(60_000), Count(late.clone())).unwrap();
         std::thread::sleep(Duration::from_millis(50)); // the thread sleeps for a minute now
         let started = Instant::now();
         let _early = watch.insert(soon(100), Count(early.clone())).unwrap();
-        until(|| early.load(Ordering::SeqCst) > 0);
+        until(|| early.count() > 0);
         assert!(started.elapsed() < Duration::from_secs(5), "slept on: {:?}", started.elapsed());
-        assert_eq!(late.load(Ordering::SeqCst), 0);
+        assert_eq!(late.count(), 0);
     }
 
     #[test]
     fn a_late_request_gets_its_whole_time_from_a_thread_woken_for_an_earlier_one() {
         let watch = own_watch();
-        let (first, second) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let slot = watch.insert(soon(100), Count(first.clone())).unwrap();
-        assert!(!watch.remove(slot)); // the thread still wakes at 100 ms
-        let slot = watch.insert(soon(300), Count(second.clone())).unwrap();
-        std::thread::sleep(Duration::from_millis(200));
-        assert_eq!(second.load(Ordering::SeqCst), 0, "cut short");
-        until(|| second.load(Ordering::SeqCst) > 0);
+        let (first, second) = (Fired::default(), Fired::default());
+        let slot = watch.insert(soon(1_000), Count(first.clone())).unwrap();
+        assert!(!watch.remove(slot)); // the thread still wakes at one second
+        let deadline = soon(1_300);
+        let slot = watch.insert(deadline, Count(second.clone())).unwrap();
+        until(|| second.count() > 0);
+        assert!(second.first().is_some_and(|at| at >= deadline), "cut short");
         assert!(watch.remove(slot));
+        assert_eq!(first.count(), 0);
     }
 
     #[test]

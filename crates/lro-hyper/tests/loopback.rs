@@ -157,7 +157,8 @@ async fn a_body_that_keeps_coming_slowly_still_ends_at_the_request_deadline() {
         assert_eq!(error.kind(), TransportErrorKind::Timeout, "close: {close}: {error:?}");
         let took = started.elapsed();
         assert!(took >= limit, "ended early: {took:?}");
-        assert!(took < limit * 4, "ended late: {took:?}");
+        // Well before the test's own bound, and long after the limit: the deadline ended it.
+        assert!(took < Duration::from_secs(5), "ended late: {took:?}");
     }
 }
 

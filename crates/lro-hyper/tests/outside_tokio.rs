@@ -80,5 +80,6 @@ fn a_runtime_with_io_but_no_time_still_ends_a_stalled_request_at_its_timeout() {
     let error = runtime.block_on(client.send(request)).expect_err("no answer");
     assert_eq!(error.kind(), TransportErrorKind::Timeout, "{error}");
     assert!(started.elapsed() >= limit, "ended early");
-    assert!(started.elapsed() < limit * 10, "ended late: {:?}", started.elapsed());
+    // Nobody ever answers: only the request timeout ends this, however loaded the machine.
+    assert!(started.elapsed() < Duration::from_secs(10), "ended late: {:?}", started.elapsed());
 }
