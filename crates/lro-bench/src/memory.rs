@@ -5,11 +5,14 @@
 //! retains, not the transport's pool.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Request;
-use lro_core::{AsyncLroPoller, InitialResponse, LroPoller, SystemTimer, deserialize};
+use lro_core::{
+    AsyncLroPoller, InitialResponse, Interrupt, LroPoller, SystemTimer, Timer, deserialize,
+};
 use lro_hyper::{HyperClient, TokioTimer};
 use lro_strategies::LroBasePolling;
 
@@ -131,6 +134,22 @@ fn idle_async(
     })
 }
 
+/// The system's time, counting the waits begun. A blocking poller waits only once it has taken
+/// its answer in (the response dropped): `n` waits begun mean `n` idle pollers, however slowly
+/// their threads run on a loaded machine. Zero-sized, like `SystemTimer`, so that the pollers
+/// weigh what they weigh with it: the count is in [`WAITS`].
+struct CountingTimer;
+
+/// The waits [`CountingTimer`]s began (one measurement at a time).
+static WAITS: AtomicUsize = AtomicUsize::new(0);
+
+impl Timer for CountingTimer {
+    fn sleep(&self, duration: Duration, interrupt: &Interrupt) {
+        WAITS.fetch_add(1, Ordering::SeqCst);
+        SystemTimer.sleep(duration, interrupt);
+    }
+}
+
 /// `n` idle `LroPoller`s (a polling thread each).
 fn idle_blocking(
     url: &str,
@@ -144,12 +163,13 @@ fn idle_blocking(
     LroPoller::new(Arc::clone(&client), SystemTimer, initial, deserialize::bytes(), method())?
         .result(None)?;
     let mut pollers = Vec::with_capacity(n);
+    WAITS.store(0, Ordering::SeqCst);
     let before = heap();
     for _ in 0..n {
         let initial = InitialResponse::send(&*client, start(url, pad)?)?;
         let poller = LroPoller::new(
             Arc::clone(&client),
-            SystemTimer,
+            CountingTimer,
             initial,
             deserialize::bytes(),
             method(),
@@ -159,7 +179,17 @@ fn idle_blocking(
         }
         pollers.push(poller);
     }
-    std::thread::sleep(Duration::from_millis(20));
+    // Every poller has its first answer; each thread may still be taking it in.
+    let started = Instant::now();
+    while WAITS.load(Ordering::SeqCst) < n {
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err(BenchError(format!(
+                "{} of {n} blocking pollers began their wait in a minute",
+                WAITS.load(Ordering::SeqCst)
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let idle = heap() - before;
     all_idle(n, pollers.iter().filter(|p| p.done()).count())?;
     drop(pollers);

@@ -57,6 +57,9 @@ pub(crate) async fn serve(args: MockArgs) -> Result<ExitCode, UsageError> {
             return Ok(ExitCode::from(1));
         }
     };
+    // Listening for SIGINT/SIGTERM before the URL is out: a script that reads it and stops the
+    // service at once must find the handler in place (not die of the signal's default action).
+    let stop = crate::drive::interrupted();
     // The base URL alone on stdout, so scripts can read it; the rest on stderr.
     println!("{}", server.base_url());
     eprintln!("mock LRO service listening; try:");
@@ -68,9 +71,7 @@ pub(crate) async fn serve(args: MockArgs) -> Result<ExitCode, UsageError> {
         "stop with Ctrl-C{}",
         if args.quiet { "" } else { "; requests are logged below (--quiet: not)" }
     );
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        eprintln!("error: cannot wait for Ctrl-C: {e}");
-    }
+    stop.await;
     server.shutdown().await;
     eprintln!("mock LRO service stopped");
     Ok(ExitCode::SUCCESS)

@@ -918,6 +918,31 @@ fn the_resume_hint_after_a_timeout_keeps_final_state_via() {
 // ---------------------------------------------------------------------------------------------
 // 14. lro mock.
 
+/// SIGINT or SIGTERM as soon as the URL is out: the service stops cleanly and exits 0 (its
+/// handlers are in place before it prints; SIGTERM used to kill it outright).
+#[test]
+#[cfg(unix)]
+fn mock_command_stops_cleanly_on_a_signal_sent_as_soon_as_its_url_is_out() {
+    for signal in ["-INT", "-TERM"] {
+        let mut child = lro_line("mock --port 0 --quiet")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.starts_with("http://"), "the URL first: {line:?}");
+        let sent = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "kill {signal}");
+        let stopped = wait_limited(&mut child, Duration::from_secs(10)).expect("it stops");
+        assert!(stopped.success(), "{signal}: lro mock exits 0: {stopped:?}");
+    }
+}
+
 #[test]
 fn mock_command_prints_its_base_url_first_and_serves() {
     let mut child = lro_line("mock --port 0")
