@@ -78,7 +78,11 @@ impl Display {
     /// Shows the state of the batch: `done` holds the report of every operation over, `stats`
     /// the fleet's counters.
     pub(crate) fn refresh(&mut self, done: &BTreeMap<String, Value>, stats: FleetStats) {
-        let now = Instant::now();
+        self.refresh_at(Instant::now(), done, stats);
+    }
+
+    /// As [`Display::refresh`], at `now`.
+    fn refresh_at(&mut self, now: Instant, done: &BTreeMap<String, Value>, stats: FleetStats) {
         if self.last_draw.is_some_and(|at| now.saturating_duration_since(at) < DRAW_EVERY) {
             return;
         }
@@ -198,17 +202,18 @@ mod tests {
         let mut done = BTreeMap::new();
         done.insert("a".to_owned(), serde_json::json!({"outcome": "succeeded"}));
         done.insert("b".to_owned(), serde_json::json!({"outcome": "failed"}));
-        display.last = (0, Instant::now() - Duration::from_secs(2));
+        let t0 = Instant::now();
+        display.last = (0, t0);
         let mut stats = FleetStats::default();
         stats.requests_sent = 10;
         stats.throttled = 3;
         stats.paused_origins = 1;
-        display.refresh(&done, stats);
+        display.refresh_at(t0 + Duration::from_secs(2), &done, stats);
         let line = display.summary(&done, stats);
         assert!(
             line.starts_with("1 failed · 2 running · 1 origin paused · 3 throttled · "),
             "{line}"
         );
-        assert!((display.rate - 5.0).abs() < 0.5, "10 requests in about 2 s: {}", display.rate);
+        assert!((display.rate - 5.0).abs() < 1e-9, "10 requests in 2 s: {}", display.rate);
     }
 }
