@@ -918,18 +918,23 @@ fn the_resume_hint_after_a_timeout_keeps_final_state_via() {
 // ---------------------------------------------------------------------------------------------
 // 14. lro mock.
 
+/// `lro` with `line`, its stdout piped (where `lro mock` prints its URL).
+fn mock_command(line: &str) -> std::process::Child {
+    lro_line(line)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// SIGINT or SIGTERM as soon as the URL is out: the service stops cleanly and exits 0 (its
 /// handlers are in place before it prints; SIGTERM used to kill it outright).
 #[test]
 #[cfg(unix)]
 fn mock_command_stops_cleanly_on_a_signal_sent_as_soon_as_its_url_is_out() {
     for signal in ["-INT", "-TERM"] {
-        let mut child = lro_line("mock --port 0 --quiet")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = mock_command("mock --port 0 --quiet");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert!(line.starts_with("http://"), "the URL first: {line:?}");
@@ -945,12 +950,7 @@ fn mock_command_stops_cleanly_on_a_signal_sent_as_soon_as_its_url_is_out() {
 
 #[test]
 fn mock_command_prints_its_base_url_first_and_serves() {
-    let mut child = lro_line("mock --port 0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = mock_command("mock --port 0");
     let stdout = child.stdout.take().unwrap();
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
