@@ -300,7 +300,7 @@ fn stopped(pid: u32) -> bool {
 /// A process frozen in the middle of a write keeps every other writer of that file out until it
 /// runs again (docs/distributed.md): SQLite's own limit, not the lease protocol this test pins.
 /// A worker polling 20 operations held it at 5 of 300 freezes at random moments; then the other
-/// worker cannot even open the store (its migration check is a write).
+/// worker cannot claim anything (and before 2026-12-05, could not even open the store).
 fn freeze_outside_a_write(child: &Child, db: &std::path::Path) {
     for _ in 0..100 {
         assert!(signal(child.id(), "-STOP"), "kill -STOP");

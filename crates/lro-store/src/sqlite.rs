@@ -128,8 +128,15 @@ fn busy_retry<T>(f: impl Fn() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
 }
 
 /// Runs the migrations not run yet, in one immediate transaction: the version is read inside
-/// it, so two processes opening a new file at once migrate it once.
+/// it, so two processes opening a new file at once migrate it once. A file already migrated is
+/// only read: a worker starting while another process writes (or is frozen mid-write, holding
+/// SQLite's write lock) still opens the store.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let done: usize =
+        conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(db)?;
+    if done >= MIGRATIONS.len() {
+        return Ok(());
+    }
     let tx =
         conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
     let done: usize = tx.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(db)?;

@@ -161,3 +161,24 @@ async fn an_existing_sqlite_file_keeps_its_mode() {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Another process in the middle of a write (or frozen there: SIGSTOP, a debugger) holds the
+/// file's write lock. A worker starting meanwhile still opens a migrated store, since only
+/// reading is needed to see that nothing is left to migrate; its writes wait for the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migrated_file_opens_while_another_connection_holds_the_write_lock() {
+    let (dir, url) = fresh_database("locked");
+    let first = lro_store::open(&url).await.unwrap();
+    let writer = rusqlite::Connection::open(dir.join("ops.db")).unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = std::time::Instant::now();
+    let second = lro_store::open(&url).await.expect("opened while the lock is held");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4), "without waiting for the lock");
+    assert_eq!(second.running().await.unwrap(), 0, "and it reads");
+    writer.execute_batch("ROLLBACK").unwrap();
+    let op = lro_store::NewOperation::new("op", "t", serde_json::json!({}));
+    second.submit(op).await.expect("writes once the lock is free");
+    assert_eq!(first.running().await.unwrap(), 1);
+    drop((first, second, writer));
+    let _ = std::fs::remove_dir_all(&dir);
+}
