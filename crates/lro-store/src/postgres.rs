@@ -362,18 +362,50 @@ fn closed_or(
     }
 }
 
-/// Runs the migrations not recorded yet, in one transaction holding [`MIGRATION_LOCK`]: workers
-/// connecting at once wait for the first one, then find nothing left to do.
-async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
-    let transaction = client.transaction().await?;
-    transaction.batch_execute(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")).await?;
+/// The migrations recorded in the schema, or `None` when it has no migrations table yet.
+async fn applied(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<Option<Vec<i32>>, tokio_postgres::Error> {
     // Checked rather than `CREATE TABLE IF NOT EXISTS`: a role without the right to create
     // tables can still use a schema that is up to date.
-    let exists: bool = transaction
+    let exists: bool = client
         .query_one("SELECT to_regclass('lro_schema_migrations') IS NOT NULL", &[])
         .await?
         .try_get(0)?;
     if !exists {
+        return Ok(None);
+    }
+    let rows = client.query("SELECT version FROM lro_schema_migrations", &[]).await?;
+    rows.iter().map(|row| row.try_get::<_, i32>(0)).collect::<Result<_, _>>().map(Some)
+}
+
+/// Runs the migrations not recorded yet, in one transaction, holding [`MIGRATION_LOCK`]: workers
+/// connecting at once wait for the first one, then find nothing left to do. A schema already up
+/// to date is only read, without the lock: a connection (re)opening while another process holds
+/// it (frozen mid-migration, say) is not held up.
+async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+    let all =
+        |applied: &[i32]| (1..).zip(MIGRATIONS).all(|(version, _)| applied.contains(&version));
+    if applied(client).await?.is_some_and(|applied| all(&applied)) {
+        return Ok(());
+    }
+    // The lock is the session's, taken before the transaction begins: PostgreSQL refreshes a
+    // session's view of the catalog when a transaction begins, not when an advisory lock is
+    // granted, and the lookup above may have seen the schema before the previous holder
+    // migrated it.
+    client.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).await?;
+    let migrated = migrate_locked(client).await;
+    let unlock = format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})");
+    let unlocked = client.batch_execute(&unlock).await;
+    migrated?;
+    unlocked
+}
+
+/// [`migrate`]'s transaction, [`MIGRATION_LOCK`] held.
+async fn migrate_locked(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+    let transaction = client.transaction().await?;
+    let applied = applied(&transaction).await?;
+    if applied.is_none() {
         transaction
             .batch_execute(
                 "CREATE TABLE lro_schema_migrations (
@@ -383,9 +415,7 @@ async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
             )
             .await?;
     }
-    let applied = transaction.query("SELECT version FROM lro_schema_migrations", &[]).await?;
-    let applied: Vec<i32> =
-        applied.iter().map(|row| row.try_get::<_, i32>(0)).collect::<Result<_, _>>()?;
+    let applied = applied.unwrap_or_default();
     for (version, migration) in (1..).zip(MIGRATIONS) {
         if applied.contains(&version) {
             continue;

@@ -148,6 +148,41 @@ async fn stores_connecting_at_once_all_migrate_once_and_share_one_store() {
     schema.drop().await;
 }
 
+/// The store's migration lock (`MIGRATION_LOCK` in `src/postgres.rs`; the test below shows it
+/// is the one a migration waits for).
+const MIGRATION_LOCK: i64 = 0x6c72_6f5f_7374_6f72;
+
+/// Another session holds the migration lock (a worker frozen while it migrates, say): a store
+/// opening on a schema that is up to date does not wait for it; one that must migrate does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run by cargo xtask test-all's store-postgres step (LRO_TEST_POSTGRES_URL)"]
+async fn an_up_to_date_schema_opens_while_another_session_holds_the_migration_lock() {
+    let (migrated, fresh) = (Schema::new("lockfree").await, Schema::new("lockwait").await);
+    drop(lro_store::open(&migrated.url).await.unwrap());
+    let (mut holder, connection) = tokio_postgres::connect(&server_url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let holding = holder.transaction().await.unwrap();
+    holding
+        .batch_execute(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+        .await
+        .unwrap();
+    let opened = tokio::time::timeout(Duration::from_secs(4), lro_store::open(&migrated.url)).await;
+    let store = opened.expect("opened without waiting for the lock").unwrap();
+    assert_eq!(store.running().await.unwrap(), 0);
+    // The lock is the migration's: a schema to migrate waits for it.
+    let waiting = tokio::spawn({
+        let url = fresh.url.clone();
+        async move { lro_store::open(&url).await.map(drop) }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "a migration waits for the lock");
+    holding.rollback().await.unwrap();
+    waiting.await.unwrap().unwrap();
+    drop(store);
+    migrated.drop().await;
+    fresh.drop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run by cargo xtask test-all's store-postgres step (LRO_TEST_POSTGRES_URL)"]
 async fn workers_on_connections_of_their_own_never_claim_an_operation_twice() {
