@@ -134,9 +134,9 @@ fn idle_async(
     })
 }
 
-/// The system's time, counting the waits begun. A blocking poller waits only once it has taken
-/// its answer in (the response dropped): `n` waits begun mean `n` idle pollers, however slowly
-/// their threads run on a loaded machine. Zero-sized, like `SystemTimer`, so that the pollers
+/// The system's time, counting the idle waits begun (the service's day). A blocking poller
+/// waits only once it has taken its answer in (the response dropped): `n` idle waits begun mean
+/// `n` idle pollers, however slowly their threads run on a loaded machine. Zero-sized, like `SystemTimer`, so that the pollers
 /// weigh what they weigh with it: the count is in [`WAITS`].
 struct CountingTimer;
 
@@ -145,7 +145,11 @@ static WAITS: AtomicUsize = AtomicUsize::new(0);
 
 impl Timer for CountingTimer {
     fn sleep(&self, duration: Duration, interrupt: &Interrupt) {
-        WAITS.fetch_add(1, Ordering::SeqCst);
+        // The idle wait only: a retry's backoff (after a transport error, a 5xx, a 429) comes
+        // while the poller is not idle yet.
+        if duration >= IDLE / 2 {
+            WAITS.fetch_add(1, Ordering::SeqCst);
+        }
         SystemTimer.sleep(duration, interrupt);
     }
 }

@@ -190,7 +190,8 @@ impl Poller {
 }
 
 /// Resolves when the process is asked to stop (SIGINT or SIGTERM), with the signal's name.
-/// Handlers are installed when this is called, so call it before starting work.
+/// On unix the handlers are installed when this is called, so call it before starting work;
+/// elsewhere Ctrl-C is listened for from the first poll on.
 pub(crate) fn interrupted() -> BoxFuture<'static, &'static str> {
     #[cfg(unix)]
     {
@@ -202,7 +203,10 @@ pub(crate) fn interrupted() -> BoxFuture<'static, &'static str> {
                     _ = term.recv() => "SIGTERM",
                 }
             }),
-            _ => Box::pin(std::future::pending()),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("warning: cannot listen for SIGINT and SIGTERM: {e}");
+                Box::pin(std::future::pending())
+            }
         }
     }
     #[cfg(not(unix))]

@@ -57,8 +57,8 @@ pub(crate) async fn serve(args: MockArgs) -> Result<ExitCode, UsageError> {
             return Ok(ExitCode::from(1));
         }
     };
-    // Listening for SIGINT/SIGTERM before the URL is out: a script that reads it and stops the
-    // service at once must find the handler in place (not die of the signal's default action).
+    // Listening for SIGINT/SIGTERM before the URL is out (on unix): a script that reads it and
+    // stops the service at once must find the handler in place, not die of the signal.
     let stop = crate::drive::interrupted();
     // The base URL alone on stdout, so scripts can read it; the rest on stderr.
     println!("{}", server.base_url());

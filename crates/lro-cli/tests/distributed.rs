@@ -299,7 +299,8 @@ fn stopped(pid: u32) -> bool {
 /// Freezes `child` (SIGSTOP) at a moment it holds no write lock on the SQLite file at `db`.
 /// A process frozen in the middle of a write keeps every other writer of that file out until it
 /// runs again (docs/distributed.md): SQLite's own limit, not the lease protocol this test pins.
-/// A worker polling 20 operations held it at 5 of 300 freezes at random moments; then the other
+/// Checked by taking that lock itself (and letting it go at once). A worker polling 20
+/// operations held it at 5 of 300 freezes at random moments; then the other
 /// worker cannot claim anything (and before 2026-12-05, could not even open the store).
 fn freeze_outside_a_write(child: &Child, db: &std::path::Path) {
     for _ in 0..100 {
@@ -321,7 +322,8 @@ fn freeze_outside_a_write(child: &Child, db: &std::path::Path) {
 }
 
 /// Wakes and kills the processes it names if the test panics, so that a failed run leaves no
-/// frozen worker behind (holding the database, its pipes, its port).
+/// frozen worker behind (holding the database, its pipes, its port). A process is taken off the
+/// list before it is reaped, since its pid may then name another process.
 struct KillOnPanic(Vec<u32>);
 
 impl Drop for KillOnPanic {
@@ -393,6 +395,7 @@ fn a_worker_paused_past_its_lease_never_polls_again_after_another_took_over() {
     // w0's leases (2 s) run out; w1 takes every operation over and polls.
     if !wait_for(&|| held_by("w1", true) == 20, Duration::from_secs(20)) {
         let _ = other.kill();
+        reaper.0.pop(); // w1's, reaped just below: its pid may be another process's after
         let (_, stderr) = output(other);
         panic!("w1 did not take every operation over in 20 s; its stderr:\n{stderr}");
     }
@@ -401,8 +404,13 @@ fn a_worker_paused_past_its_lease_never_polls_again_after_another_took_over() {
     // this mark, it wrote after waking up.
     let mark = log.lock().unwrap().len();
     assert!(signal(paused.id(), "-CONT"), "kill -CONT");
-    assert!(wait_limited(&mut other, Duration::from_secs(60)).is_some(), "w1 finished");
-    assert!(wait_limited(&mut paused, Duration::from_secs(20)).is_some(), "w0 exited");
+    let w1_finished = wait_limited(&mut other, Duration::from_secs(60)).is_some();
+    let w0_exited = wait_limited(&mut paused, Duration::from_secs(20)).is_some();
+    // Both have exited or been killed: no signal is needed any more, and a reaped pid may name
+    // another process.
+    reaper.0.clear();
+    assert!(w1_finished, "w1 finished");
+    assert!(w0_exited, "w0 exited");
     let (w0, _) = output(paused);
     reader.join().unwrap();
     let log = log.lock().unwrap();

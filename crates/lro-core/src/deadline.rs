@@ -211,7 +211,8 @@ pub fn deadline_after(now: Instant, limit: Duration) -> Instant {
 
 #[cfg(test)]
 mod tests {
-    // The watch keeps real time, and so do its tests (limits of a tenth of a second).
+    // The watch keeps real time, and so do its tests: deadlines of a tenth of a second to a
+    // second, and an expiry judged by when it came, never by a sleep shorter than a deadline.
     #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
     use super::*;
     use std::sync::{Arc, Mutex};
