@@ -136,8 +136,8 @@ fn idle_async(
 
 /// The system's time, counting the idle waits begun (the service's day). A blocking poller
 /// waits only once it has taken its answer in (the response dropped): `n` idle waits begun mean
-/// `n` idle pollers, however slowly their threads run on a loaded machine. Zero-sized, like `SystemTimer`, so that the pollers
-/// weigh what they weigh with it: the count is in [`WAITS`].
+/// `n` idle pollers, however slowly their threads run on a loaded machine. Zero-sized, like
+/// `SystemTimer`, so that the pollers weigh what they weigh with it: the count is in [`WAITS`].
 struct CountingTimer;
 
 /// The waits [`CountingTimer`]s began (one measurement at a time).
