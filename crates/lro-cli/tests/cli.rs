@@ -933,18 +933,14 @@ fn mock_command(line: &str) -> std::process::Child {
 #[test]
 #[cfg(unix)]
 fn mock_command_stops_cleanly_on_a_signal_sent_as_soon_as_its_url_is_out() {
-    for signal in ["-INT", "-TERM"] {
+    for signal in ["INT", "TERM"] {
         let mut child = mock_command("mock --port 0 --quiet");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert!(line.starts_with("http://"), "the URL first: {line:?}");
-        let sent = std::process::Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(sent, "kill {signal}");
+        assert!(support::signal(child.id(), signal), "kill -{signal}");
         let stopped = wait_limited(&mut child, Duration::from_secs(10)).expect("it stops");
-        assert!(stopped.success(), "{signal}: lro mock exits 0: {stopped:?}");
+        assert!(stopped.success(), "SIG{signal}: lro mock exits 0: {stopped:?}");
     }
 }
 
@@ -969,10 +965,7 @@ fn mock_command_prints_its_base_url_first_and_serves() {
     });
     // Stop it: Ctrl-C where we can send it, else kill.
     #[cfg(unix)]
-    let interrupted = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .is_ok_and(|s| s.success());
+    let interrupted = support::signal(child.id(), "INT");
     #[cfg(not(unix))]
     let interrupted = false;
     let stopped = if interrupted {

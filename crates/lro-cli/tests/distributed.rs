@@ -21,7 +21,7 @@ use lro_mock::{FaultSpec, MockConfig, MockServer};
 use lro_store::{NewOperation, OperationState, OperationStore};
 use lro_strategies::ArmPolling;
 use serde_json::{Value, json};
-use support::{TempDir, lro, wait_limited, widget};
+use support::{TempDir, lro, signal, wait_limited, wait_until, widget};
 
 const KEY: &str = "distributed-test-key-0123456789abcdef";
 const OPERATIONS: usize = 1_000;
@@ -273,15 +273,6 @@ fn requests(lines: &[String], answered: bool) -> BTreeSet<(String, String)> {
     lines.iter().filter(wanted).filter_map(|l| request_of(l)).collect()
 }
 
-/// Sends `signal` (`-STOP`, `-CONT`, `-KILL`) to the process `pid`.
-fn signal(pid: u32, signal: &str) -> bool {
-    let sent = std::process::Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .stderr(Stdio::null())
-        .status();
-    sent.is_ok_and(|s| s.success())
-}
-
 /// Whether every thread of `pid` is stopped (Linux's `/proc`; elsewhere, after a pause).
 fn stopped(pid: u32) -> bool {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -304,18 +295,14 @@ fn stopped(pid: u32) -> bool {
 /// worker cannot claim anything (and before 2026-12-05, could not even open the store).
 fn freeze_outside_a_write(child: &Child, db: &std::path::Path) {
     for _ in 0..100 {
-        assert!(signal(child.id(), "-STOP"), "kill -STOP");
-        let started = Instant::now();
-        while !stopped(child.id()) {
-            assert!(started.elapsed() < Duration::from_secs(5), "the worker did not stop");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        assert!(signal(child.id(), "STOP"), "kill -STOP");
+        assert!(wait_until(Duration::from_secs(5), || stopped(child.id())), "the worker stopped");
         let probe = rusqlite::Connection::open(db).unwrap();
         probe.busy_timeout(Duration::ZERO).unwrap();
         if probe.execute_batch("BEGIN IMMEDIATE; ROLLBACK").is_ok() {
             return;
         }
-        assert!(signal(child.id(), "-CONT"), "kill -CONT");
+        assert!(signal(child.id(), "CONT"), "kill -CONT");
         std::thread::sleep(Duration::from_millis(7));
     }
     panic!("the worker held the write lock at each of 100 freezes");
@@ -330,8 +317,8 @@ impl Drop for KillOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
             for &pid in &self.0 {
-                signal(pid, "-CONT");
-                signal(pid, "-KILL");
+                signal(pid, "CONT");
+                signal(pid, "KILL");
             }
         }
     }
@@ -357,16 +344,6 @@ fn a_worker_paused_past_its_lease_never_polls_again_after_another_took_over() {
         let ended = |r: &&lro_store::OperationRecord| r.state != OperationState::Running;
         records.iter().filter(|r| r.owner.as_deref() == Some(name) || or_ended && ended(r)).count()
     };
-    let wait_for = |what: &dyn Fn() -> bool, limit: Duration| {
-        let started = Instant::now();
-        while !what() {
-            if started.elapsed() >= limit {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        true
-    };
     // w0 logs a line as it sends each request (-vvv), read here as it comes.
     let mut paused = spawn_worker_with(&url, "w0", "2s", &["-vvv"]);
     let mut reaper = KillOnPanic(vec![paused.id()]);
@@ -380,20 +357,20 @@ fn a_worker_paused_past_its_lease_never_polls_again_after_another_took_over() {
             }
         })
     };
-    assert!(wait_for(&|| held_by("w0", false) == 20, Duration::from_secs(20)), "w0 claimed all");
+    assert!(wait_until(Duration::from_secs(20), || held_by("w0", false) == 20), "w0 claimed all");
     // It polls each operation at least once, and sees the answer, before it is frozen.
     let polled_all = || {
         let answered = requests(&log.lock().unwrap(), true);
         answered.iter().map(|(operation, _)| operation).collect::<BTreeSet<_>>().len() >= 20
     };
-    assert!(wait_for(&polled_all, Duration::from_secs(20)), "w0 polled every operation");
+    assert!(wait_until(Duration::from_secs(20), polled_all), "w0 polled every operation");
     freeze_outside_a_write(&paused, &db);
     // A long lease for w1: on a loaded machine, a w1 slow to renew must not hand operations
     // back to the awakened w0 (which would then rightly complete some).
     let mut other = spawn_worker_with(&url, "w1", "60s", &[]);
     reaper.0.push(other.id());
     // w0's leases (2 s) run out; w1 takes every operation over and polls.
-    if !wait_for(&|| held_by("w1", true) == 20, Duration::from_secs(20)) {
+    if !wait_until(Duration::from_secs(20), || held_by("w1", true) == 20) {
         let _ = other.kill();
         reaper.0.pop(); // w1's, reaped just below: its pid may be another process's after
         let (_, stderr) = output(other);
@@ -403,7 +380,7 @@ fn a_worker_paused_past_its_lease_never_polls_again_after_another_took_over() {
     // All w0 wrote before it was frozen has been read by now (seconds ago): what comes after
     // this mark, it wrote after waking up.
     let mark = log.lock().unwrap().len();
-    assert!(signal(paused.id(), "-CONT"), "kill -CONT");
+    assert!(signal(paused.id(), "CONT"), "kill -CONT");
     let w1_finished = wait_limited(&mut other, Duration::from_secs(60)).is_some();
     let w0_exited = wait_limited(&mut paused, Duration::from_secs(20)).is_some();
     // Both have exited or been killed: no signal is needed any more, and a reaped pid may name

@@ -6,21 +6,16 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use lro_core::ContinuationToken;
 use lro_mock::{MockConfig, MockServer};
 use serde_json::Value;
-use support::{TempDir, arg, lro_line, run_line, wait_limited, wait_until, widget};
+use support::{TempDir, arg, lro_line, run_line, signal, wait_limited, wait_until, widget};
 
 fn mock() -> MockServer {
     MockServer::start_blocking(MockConfig::builder().build()).expect("start the mock service")
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status();
-    assert!(status.is_ok_and(|s| s.success()), "kill -{name}");
 }
 
 fn spawn_piped(line: &str) -> Child {
@@ -54,7 +49,7 @@ fn sigterm_and_sigint_save_the_token_and_the_run_can_be_resumed() {
         ));
         assert!(wait_until(Duration::from_secs(5), || file.exists()), "the token file appears");
         assert!(child.try_wait().unwrap().is_none(), "still polling when signalled");
-        signal(&child, sig);
+        assert!(signal(child.id(), sig), "kill -{sig}");
         assert!(wait_limited(&mut child, Duration::from_secs(10)).is_some(), "it stops");
         let (code, stdout, stderr) = output(child);
         assert_eq!(code, Some(1), "{stdout}\n{stderr}");
@@ -89,7 +84,7 @@ fn a_signal_before_the_service_answers_leaves_no_token_and_says_so() {
         arg(&file)
     ));
     let (_stream, _) = listener.accept().unwrap(); // the initial request is on its way
-    signal(&child, "TERM");
+    assert!(signal(child.id(), "TERM"), "kill -TERM");
     assert!(wait_limited(&mut child, Duration::from_secs(10)).is_some(), "it stops");
     let (code, stdout, _) = output(child);
     assert_eq!(code, Some(1));

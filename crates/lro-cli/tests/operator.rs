@@ -197,7 +197,7 @@ fn mock_stderr(args: &str) -> String {
         widget(base.trim(), "served")
     ));
     assert_eq!(run.code(), Some(0), "{}", run.describe());
-    let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    support::signal(child.id(), "INT");
     if wait_limited(&mut child, Duration::from_secs(5)).is_none() {
         let _ = child.kill();
     }

@@ -189,6 +189,16 @@ pub(crate) fn wait_limited(child: &mut Child, limit: Duration) -> Option<ExitSta
     }
 }
 
+/// Sends the signal `name` (`INT`, `TERM`, `STOP`, `CONT`, `KILL`) to the process `pid` with
+/// `kill`; whether it was sent.
+pub(crate) fn signal(pid: u32, name: &str) -> bool {
+    Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Checks `what` every few milliseconds until it holds, for at most `limit`.
 pub(crate) fn wait_until(limit: Duration, mut what: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
