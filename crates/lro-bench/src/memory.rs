@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Request;
 use lro_core::{
-    AsyncLroPoller, InitialResponse, Interrupt, LroPoller, SystemTimer, Timer, deserialize,
+    AsyncLroPoller, AsyncTimer, BoxFuture, InitialResponse, Interrupt, LroPoller, SystemTimer,
+    Timer, deserialize,
 };
 use lro_hyper::{HyperClient, TokioTimer};
 use lro_strategies::LroBasePolling;
@@ -104,12 +105,13 @@ fn idle_async(
         .await?;
         let mut pollers = Vec::with_capacity(n);
         let mut tasks = Vec::with_capacity(n);
+        WAITS.store(0, Ordering::SeqCst);
         let before = heap();
         for _ in 0..n {
             let initial = InitialResponse::send_async(&*client, start(url, pad)?).await?;
             let poller = Arc::new(AsyncLroPoller::new(
                 Arc::clone(&client),
-                TokioTimer,
+                CountingTimer,
                 initial,
                 deserialize::bytes(),
                 method(),
@@ -121,8 +123,12 @@ fn idle_async(
             }
             pollers.push(poller);
         }
-        // Let every task reach its sleep.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Every poller has its first answer; each task may still be taking it in. (The tasks run
+        // on this thread: when this one runs, each of them has yielded.)
+        let started = Instant::now();
+        while !all_waiting(n, started)? {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let idle = heap() - before;
         // A task that ended outside the engine (a panic) counts as ended too.
         let ended = pollers.iter().zip(&tasks).filter(|(p, t)| p.done() || t.is_finished());
@@ -134,24 +140,48 @@ fn idle_async(
     })
 }
 
-/// The system's time, counting the idle waits begun (the service's day). A blocking poller
-/// waits only once it has taken its answer in (the response dropped): `n` idle waits begun mean
-/// `n` idle pollers, however slowly their threads run on a loaded machine. Zero-sized, like
-/// `SystemTimer`, so that the pollers weigh what they weigh with it: the count is in [`WAITS`].
+/// The system's time (the runtime's, for an async poller), counting the idle waits begun (the
+/// service's day). A poller waits only once it has taken its answer in (the response dropped):
+/// `n` idle waits begun mean `n` idle pollers, however slowly their threads or tasks run on a
+/// loaded machine. Zero-sized, like `SystemTimer` and `TokioTimer`, so that the pollers weigh
+/// what they weigh with them: the count is in [`WAITS`].
 struct CountingTimer;
 
-/// The waits [`CountingTimer`]s began (one measurement at a time).
+/// The idle waits [`CountingTimer`]s began (one measurement at a time).
 static WAITS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a wait of `duration` if it is the idle one: a retry's backoff (after a transport
+/// error, a 5xx, a 429) comes while the poller is not idle yet.
+fn count(duration: Duration) {
+    if duration >= IDLE / 2 {
+        WAITS.fetch_add(1, Ordering::SeqCst);
+    }
+}
 
 impl Timer for CountingTimer {
     fn sleep(&self, duration: Duration, interrupt: &Interrupt) {
-        // The idle wait only: a retry's backoff (after a transport error, a 5xx, a 429) comes
-        // while the poller is not idle yet.
-        if duration >= IDLE / 2 {
-            WAITS.fetch_add(1, Ordering::SeqCst);
-        }
+        count(duration);
         SystemTimer.sleep(duration, interrupt);
     }
+}
+
+impl AsyncTimer for CountingTimer {
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        // Counted once the future (and whatever it holds) exists.
+        let sleep = TokioTimer.sleep(duration);
+        count(duration);
+        sleep
+    }
+}
+
+/// Whether all `n` pollers have begun their idle wait; an error once a minute has gone by since
+/// `started` without it.
+fn all_waiting(n: usize, started: Instant) -> Result<bool, BenchError> {
+    let waiting = WAITS.load(Ordering::SeqCst);
+    if waiting < n && started.elapsed() > Duration::from_secs(60) {
+        return Err(BenchError(format!("{waiting} of {n} pollers began their wait in a minute")));
+    }
+    Ok(waiting >= n)
 }
 
 /// `n` idle `LroPoller`s (a polling thread each).
@@ -185,13 +215,7 @@ fn idle_blocking(
     }
     // Every poller has its first answer; each thread may still be taking it in.
     let started = Instant::now();
-    while WAITS.load(Ordering::SeqCst) < n {
-        if started.elapsed() > Duration::from_secs(60) {
-            return Err(BenchError(format!(
-                "{} of {n} blocking pollers began their wait in a minute",
-                WAITS.load(Ordering::SeqCst)
-            )));
-        }
+    while !all_waiting(n, started)? {
         std::thread::sleep(Duration::from_millis(1));
     }
     let idle = heap() - before;
