@@ -21,7 +21,7 @@ use lro_mock::{FaultSpec, MockConfig, MockServer};
 use lro_store::{NewOperation, OperationState, OperationStore};
 use lro_strategies::ArmPolling;
 use serde_json::{Value, json};
-use support::{TempDir, lro, signal, wait_limited, wait_until, widget};
+use support::{TempDir, lro, signal, wait_limited, wait_until, wait_until_every, widget};
 
 const KEY: &str = "distributed-test-key-0123456789abcdef";
 const OPERATIONS: usize = 1_000;
@@ -357,20 +357,22 @@ fn a_worker_paused_past_its_lease_never_polls_again_after_another_took_over() {
             }
         })
     };
-    assert!(wait_until(Duration::from_secs(20), || held_by("w0", false) == 20), "w0 claimed all");
+    // Each check reads the store, or w0's whole log: every 20 ms is often enough.
+    let (limit, every) = (Duration::from_secs(20), Duration::from_millis(20));
+    assert!(wait_until_every(limit, every, || held_by("w0", false) == 20), "w0 claimed all");
     // It polls each operation at least once, and sees the answer, before it is frozen.
     let polled_all = || {
         let answered = requests(&log.lock().unwrap(), true);
         answered.iter().map(|(operation, _)| operation).collect::<BTreeSet<_>>().len() >= 20
     };
-    assert!(wait_until(Duration::from_secs(20), polled_all), "w0 polled every operation");
+    assert!(wait_until_every(limit, every, polled_all), "w0 polled every operation");
     freeze_outside_a_write(&paused, &db);
     // A long lease for w1: on a loaded machine, a w1 slow to renew must not hand operations
     // back to the awakened w0 (which would then rightly complete some).
     let mut other = spawn_worker_with(&url, "w1", "60s", &[]);
     reaper.0.push(other.id());
     // w0's leases (2 s) run out; w1 takes every operation over and polls.
-    if !wait_until(Duration::from_secs(20), || held_by("w1", true) == 20) {
+    if !wait_until_every(limit, every, || held_by("w1", true) == 20) {
         let _ = other.kill();
         reaper.0.pop(); // w1's, reaped just below: its pid may be another process's after
         let (_, stderr) = output(other);

@@ -200,7 +200,16 @@ pub(crate) fn signal(pid: u32, name: &str) -> bool {
 }
 
 /// Checks `what` every few milliseconds until it holds, for at most `limit`.
-pub(crate) fn wait_until(limit: Duration, mut what: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(limit: Duration, what: impl FnMut() -> bool) -> bool {
+    wait_until_every(limit, Duration::from_millis(2), what)
+}
+
+/// As [`wait_until`], checking every `period` (for a check that costs the machine something).
+pub(crate) fn wait_until_every(
+    limit: Duration,
+    period: Duration,
+    mut what: impl FnMut() -> bool,
+) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if what() {
@@ -209,7 +218,7 @@ pub(crate) fn wait_until(limit: Duration, mut what: impl FnMut() -> bool) -> boo
         if Instant::now() >= deadline {
             return false;
         }
-        thread::sleep(Duration::from_millis(2));
+        thread::sleep(period);
     }
 }
 
